@@ -1,0 +1,233 @@
+"""Altair chart builders for run series: smoothed lines over faint raw points, log toggle, bands.
+
+Everything here is pure: a page hands in DataFrames and gets back an Altair chart, so tests can
+check what would be drawn without a browser.
+
+    long = series_long({"run-a": metrics}, ["train/loss", "val/loss"], x="step", smoothing=0.6)
+    data, spec = line_chart(long, "step", "loss", log_y=True)
+    st.vega_lite_chart(data, spec, width="stretch")
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from app.downsample import MAX_POINTS
+from app.series_cache import IncrementalSeries
+
+X_STEP, X_TIME = "step", "time"
+# out/variance_ratio is (pred_std / target_std)**2 (trainer/probes.py). The doctor's
+# variance_collapse fires when the std ratio stays below VarianceCollapse.max_std_ratio; the chart
+# shades the same zone so a user sees the line enter it.
+try:
+    from trainer.doctor.outputs import VarianceCollapse
+
+    COLLAPSE_BELOW = VarianceCollapse.max_std_ratio**2
+except ImportError:  # the doctor is optional for the dashboard
+    COLLAPSE_BELOW = 0.1**2
+LONG_COLUMNS = ["run", "series", "line", "x", "value", "smoothed"]
+
+
+# One IncrementalSeries per (run, series, axis, filter, smoothing), shared by every session: a
+# live refresh filters, smooths and buckets only the rows appended since the last one.
+_series: dict[tuple, IncrementalSeries] = {}
+_series_lock = threading.Lock()
+MAX_CACHED_SERIES = 512
+
+
+def _chart_points(key: tuple, xs: np.ndarray, ys: np.ndarray, weight: float, positive_only: bool, max_points: int):
+    with _series_lock:
+        if len(_series) > MAX_CACHED_SERIES:
+            _series.clear()
+        series = _series.setdefault(
+            (*key, weight, positive_only, max_points), IncrementalSeries(weight, positive_only, max_points)
+        )
+        return series.update(xs, ys)
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    """A column as float64, without a copy when it already is one (the reader's numeric columns)."""
+    if column.dtype == np.float64:
+        return column.to_numpy()
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _empty_long() -> pd.DataFrame:
+    return pd.DataFrame(columns=LONG_COLUMNS)
+
+
+def series_long(
+    frames: dict[str, pd.DataFrame],
+    columns: list[str],
+    x: str = X_STEP,
+    smoothing: float = 0.0,
+    max_points: int = MAX_POINTS,
+    positive_only: bool = False,
+) -> pd.DataFrame:
+    """One long table (run, series, line, x, value, smoothed) for several runs and series.
+
+    The EMA runs over the full series, then min/max downsampling picks which points go to the
+    browser, so at most about max_points rows per (run, series). positive_only drops values <= 0
+    (a log axis cannot show them).
+    """
+    parts = []
+    several_runs = len(frames) > 1
+    for run_id, frame in frames.items():
+        if frame is None or x not in frame.columns:
+            continue
+        xs_all = _floats(frame[x])
+        for column in columns:
+            if column not in frame.columns:
+                continue
+            key = (run_id, column, x)
+            xs, values, smooth = _chart_points(
+                key, xs_all, _floats(frame[column]), smoothing, positive_only, max_points
+            )
+            if not len(xs):
+                continue
+            line = f"{run_id} · {column}" if several_runs else column
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "run": run_id,
+                        "series": column,
+                        "line": line,
+                        "x": xs,
+                        "value": values,
+                        "smoothed": smooth,
+                    }
+                )
+            )
+    if not parts:
+        return _empty_long()
+    return pd.concat(parts, ignore_index=True)
+
+
+def _x_encoding(x: str) -> alt.X:
+    if x == X_TIME:
+        return alt.X("when:T", title="wall time")
+    return alt.X("x:Q", title="step")
+
+
+def chart_data(long: pd.DataFrame, x: str = X_STEP) -> pd.DataFrame:
+    """The table a line spec draws: the long table, plus a datetime column for the wall-time axis."""
+    if x != X_TIME:
+        return long
+    data = long.copy()
+    data["when"] = pd.to_datetime(data["x"], unit="s", utc=True)
+    return data
+
+
+def line_spec(*args, **kwargs) -> dict:
+    """A fresh copy of the cached spec (Streamlit may add keys to the dict it is given)."""
+    return copy.deepcopy(_line_spec(*args, **kwargs))
+
+
+@functools.lru_cache(maxsize=256)
+def _line_spec(
+    x: str = X_STEP,
+    y_title: str = "",
+    log_y: bool = False,
+    smoothed: bool = False,
+    band: tuple[float, float] | None = None,
+    show_points: bool = False,
+    height: int = 260,
+) -> dict:
+    """A Vega-Lite spec (built with Altair) for lines coloured by run and series, with tooltips.
+
+    The spec holds no run data: pages pass the table next to it (st.vega_lite_chart(data, spec)),
+    which Streamlit sends as Arrow. Built and validated once per combination of options: Altair's
+    validation and deep copies cost ~100 ms per chart, too much for a refresh every second.
+    smoothed=True draws the raw line faint behind the smoothed one; band=(low, high) shades a
+    horizontal region (the collapse zone of the variance ratio); show_points marks every point.
+    """
+    scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
+    color = alt.Color("line:N", title=None, legend=alt.Legend(orient="bottom"))
+    tooltip = [alt.Tooltip("line:N", title="series"), alt.Tooltip("x:Q", title="step" if x == X_STEP else "time (s)")]
+    tooltip += [alt.Tooltip("value:Q", format=".5g", title="value")]
+    if smoothed:
+        tooltip.append(alt.Tooltip("smoothed:Q", format=".5g", title="smoothed"))
+    base = alt.Chart().encode(x=_x_encoding(x), color=color, tooltip=tooltip)
+    value_y = alt.Y("value:Q", scale=scale, title=y_title)
+    layers = []
+    if band is not None:
+        shade = alt.Data(values=[{"low": band[0], "high": band[1]}])
+        layers.append(
+            alt.Chart(shade).mark_rect(opacity=0.15, color="#d62728").encode(y=alt.Y("low:Q", scale=scale), y2="high:Q")
+        )
+    if smoothed:
+        layers.append(base.mark_line(opacity=0.25, strokeWidth=1).encode(y=value_y))
+        layers.append(base.mark_line(strokeWidth=2).encode(y=alt.Y("smoothed:Q", scale=scale, title=y_title)))
+    else:
+        layers.append(base.mark_line(strokeWidth=1.5).encode(y=value_y))
+    # Invisible points give every point a hover target; visible ones when there are few (val/loss).
+    points = base.mark_point(size=25, filled=True, opacity=0.7 if show_points else 0)
+    layers.append(points.encode(y=value_y))
+    spec = alt.layer(*layers).properties(height=height).to_dict()
+    # Data-less Altair charts get a placeholder dataset; drop it so layers use the table passed in.
+    for layer in spec["layer"]:
+        if layer.get("data") == {"name": "empty"}:
+            del layer["data"]
+    spec.pop("datasets", None)
+    spec.pop("data", None)
+    return spec
+
+
+def line_chart(
+    long: pd.DataFrame,
+    x: str = X_STEP,
+    y_title: str = "",
+    log_y: bool = False,
+    smoothed: bool = False,
+    band: tuple[float, float] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """(data, spec) for st.vega_lite_chart: the long table and its cached spec."""
+    spec = line_spec(x, y_title, log_y, smoothed, band, show_points=len(long) <= 200)
+    return chart_data(long, x), spec
+
+
+def pred_target_chart(pred, target, height: int = 240) -> alt.Chart:
+    """Prediction and target of one numeric sample against their index."""
+    pred = list(pred or [])
+    target = list(target or [])
+    rows = [{"i": i, "series": "prediction", "value": v} for i, v in enumerate(pred)]
+    rows += [{"i": i, "series": "target", "value": v} for i, v in enumerate(target)]
+    data = pd.DataFrame(rows, columns=["i", "series", "value"])
+    return (
+        alt.Chart(data)
+        .mark_line()
+        .encode(
+            x=alt.X("i:Q", title="position"),
+            y=alt.Y("value:Q", scale=alt.Scale(zero=False)),
+            color=alt.Color("series:N", title=None),
+            tooltip=["series", "i", alt.Tooltip("value:Q", format=".4g")],
+        )
+        .properties(height=height)
+    )
+
+
+# The live page's charts: (title, series, y axis title, shaded band, log toggle applies).
+CHART_GROUPS = (
+    ("Loss", ("train/loss", "val/loss"), "loss", None, True),
+    ("Learning rate", ("lr",), "lr", None, False),
+    (
+        "Variance ratio (pred var / target var; shaded: collapse)",
+        ("out/variance_ratio",),
+        "ratio",
+        (0.0, COLLAPSE_BELOW),
+        False,
+    ),
+    ("Gradient norm", ("grad/norm",), "norm", None, True),
+    ("Steps per second", ("speed/steps_per_s",), "steps/s", None, False),
+    ("Tokens per second", ("speed/tokens_per_s",), "tokens/s", None, False),
+    ("Memory (MB)", ("sys/rss_mb", "sys/cuda_mem_mb", "sys/cuda_mem_peak_mb"), "MB", None, False),
+    ("CPU (%)", ("sys/cpu_percent",), "%", None, False),
+)
+# Series that are not smoothed (smoothing a schedule or a memory reading only blurs it).
+UNSMOOTHED = ("lr", "sys/rss_mb", "sys/cuda_mem_mb", "sys/cuda_mem_peak_mb", "sys/cpu_percent")

@@ -1,0 +1,105 @@
+"""What the live page shows besides charts: newest values with their change, and alerts.
+
+Alerts come from events.jsonl rows with kind "alert" (written by the doctor): code, severity,
+step, message, evidence {name: number}, remedy [{"set": {key: value}, "why": ...}].
+
+    tiles = latest_with_change(metrics, ["train/loss", "lr"])
+    for alert in alerts_from_events(events): ...
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def latest_with_change(frame: pd.DataFrame | None, columns: list[str]) -> dict[str, tuple[float, float | None]]:
+    """{series: (newest finite value, change from the previous finite value or None)}.
+
+    Series with no finite value yet are left out.
+    """
+    out: dict[str, tuple[float, float | None]] = {}
+    if frame is None or frame.empty:
+        return out
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        # Only the tail matters; a million-row column is not scanned.
+        tail = pd.to_numeric(frame[column].iloc[-2000:], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        tail = tail[np.isfinite(tail)]
+        if not len(tail):
+            continue
+        newest = float(tail[-1])
+        change = float(newest - tail[-2]) if len(tail) > 1 else None
+        out[column] = (newest, change)
+    return out
+
+
+def alerts_from_events(events: pd.DataFrame | None) -> list[dict]:
+    """Alert events as dicts, most severe first, then newest first."""
+    if events is None or events.empty or "kind" not in events.columns:
+        return []
+    rows = events[events["kind"] == "alert"].to_dict("records")
+    alerts = [{k: v for k, v in row.items() if not _missing(v)} for row in rows]
+    alerts.sort(key=lambda a: (float(a.get("step") or 0), float(a.get("time") or 0)), reverse=True)
+    alerts.sort(key=lambda a: SEVERITY_ORDER.get(a.get("severity"), 3))
+    return alerts
+
+
+def latest_alerts_by_code(alerts: list[dict]) -> list[dict]:
+    """One alert per code (the first in the given order), so a repeating alert is one banner."""
+    seen, out = set(), []
+    for alert in alerts:
+        code = alert.get("code") or alert.get("message")
+        if code in seen:
+            continue
+        seen.add(code)
+        out.append(alert)
+    return out
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def remedy_sets(alert: dict) -> list[str]:
+    """The alert's suggested config changes as key=value pairs, first remedy first."""
+    sets = []
+    for remedy in alert.get("remedy") or []:
+        if isinstance(remedy, dict):
+            for key, value in (remedy.get("set") or {}).items():
+                sets.append(f"{key}={_yaml_scalar(value)}")
+    return sets
+
+
+def _yaml_scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def format_evidence(evidence: dict | None) -> str:
+    """'grad/norm = 812.3 · threshold = 100' from the alert's numbers."""
+    parts = []
+    for key, value in (evidence or {}).items():
+        if isinstance(value, float):
+            parts.append(f"{key} = {value:.4g}")
+        else:
+            parts.append(f"{key} = {value}")
+    return " · ".join(parts)
+
+
+def format_remedies(alert: dict) -> list[str]:
+    """One line per remedy: 'set lr=3e-4: the loss spikes point to a step size too large'."""
+    lines = []
+    for remedy in alert.get("remedy") or []:
+        if not isinstance(remedy, dict):
+            continue
+        pairs = ", ".join(f"{k}={_yaml_scalar(v)}" for k, v in (remedy.get("set") or {}).items())
+        why = str(remedy.get("why") or "")
+        lines.append(f"set {pairs}: {why}" if pairs else why)
+    return lines

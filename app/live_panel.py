@@ -1,0 +1,146 @@
+"""The changing part of the Live page: status line, alert banners, metric tiles and charts.
+
+Pages call render(...) inside an st.fragment(run_every=1.0); everything it reads comes from the
+shared incremental readers (app.state), so one refresh costs the appended bytes plus drawing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import streamlit as st
+
+from app import charts, layout, live_data, state
+from app.markdown import escape
+from trainer import run_format as rf
+from trainer import runs
+
+TILE_SERIES = (
+    ("train/loss", "train loss", "inverse"),
+    ("val/loss", "val loss", "inverse"),
+    ("lr", "learning rate", "off"),
+    ("grad/norm", "grad norm", "off"),
+    ("out/variance_ratio", "variance ratio", "normal"),
+    ("speed/steps_per_s", "steps/s", "normal"),
+    ("speed/tokens_per_s", "tokens/s", "normal"),
+)
+BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
+
+
+def format_number(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def status_line(view: state.RunView) -> None:
+    status = view.status or {}
+    run_state = runs.run_state(state.run_dir_of(view.run_id))
+    step, max_steps = status.get("step", 0), status.get("max_steps")
+    ago = time.time() - status["updated"] if isinstance(status.get("updated"), (int, float)) else None
+    parts = [f"{view.run_id}: {run_state}", f"step {step}" + (f" / {max_steps}" if max_steps else "")]
+    if ago is not None:
+        parts.append(f"updated {ago:.0f} s ago")
+    if status.get("message"):
+        parts.append(str(status["message"]))
+    st.text(" · ".join(parts))
+
+
+def alert_banners(view: state.RunView, limit: int = 3) -> None:
+    """The newest alert of each code, most severe first, with its numbers and remedy."""
+    alerts = live_data.latest_alerts_by_code(live_data.alerts_from_events(view.events))
+    for alert in alerts[:limit]:
+        severity = str(alert.get("severity", "info"))
+        lines = [
+            f"**{escape(severity.upper())}** · {escape(str(alert.get('code', '')))} at step {alert.get('step', '?')}: "
+            f"{escape(str(alert.get('message', '')))}"
+        ]
+        evidence = live_data.format_evidence(alert.get("evidence") if isinstance(alert.get("evidence"), dict) else None)
+        if evidence:
+            lines.append("Numbers: " + escape(evidence))
+        lines += ["Remedy: " + escape(line) for line in live_data.format_remedies(alert)]
+        BANNER.get(severity, st.info)("\n\n".join(lines))
+        sets = live_data.remedy_sets(alert)
+        if sets and st.button(
+            "Fork with this fix",
+            help=", ".join(sets),
+            key=f"remedy_{view.run_id}_{alert.get('code')}",
+            icon=":material/call_split:",
+        ):
+            layout.open_fork_form(view.run_id, sets)
+            st.rerun()
+    if len(alerts) > limit:
+        st.caption(f"{len(alerts) - limit} more alert kinds: see the Diagnosis page.")
+
+
+def tiles(view: state.RunView) -> None:
+    latest = live_data.latest_with_change(view.metrics, [s for s, _, _ in TILE_SERIES])
+    shown = [(s, label, colour) for s, label, colour in TILE_SERIES if s in latest]
+    if not shown:
+        st.caption("No metrics yet: the first row appears after log_interval steps.")
+        return
+    for column, (series, label, colour) in zip(st.columns(len(shown)), shown):
+        value, change = latest[series]
+        column.metric(
+            label, format_number(value), None if change is None else format_number(change), delta_color=colour
+        )
+
+
+def chart_grid(views: list[state.RunView], x: str, log_y: bool, smoothing: float) -> None:
+    frames = {v.run_id: v.metrics for v in views if not v.metrics.empty}
+    if not frames:
+        st.info("Waiting for the first metrics row...")
+        return
+    drawn = 0
+    cols = st.columns(2)
+    for title, series, y_title, band, log_applies in charts.CHART_GROUPS:
+        weight = 0.0 if series[0] in charts.UNSMOOTHED else smoothing
+        long = charts.series_long(frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies)
+        if long.empty:
+            continue
+        with cols[drawn % 2]:
+            st.caption(
+                f"{title} · {len(long)} points" + (f" · step {long['x'].max():.0f}" if x == charts.X_STEP else "")
+            )
+            data, spec = charts.line_chart(
+                long, x, y_title, log_y=log_y and log_applies, smoothed=weight > 0, band=band
+            )
+            st.vega_lite_chart(data, spec, width="stretch", key=f"chart_{series[0]}")
+        drawn += 1
+
+
+def render(run_ids: list[str], x: str, log_y: bool, smoothing: float) -> None:
+    """One live refresh. With DASHBOARD_TIMING_LOG=path, its server time is appended there
+    (benchmarks/dashboard_latency.py reads it)."""
+    started = time.perf_counter()
+    _render(run_ids, x, log_y, smoothing)
+    log = os.environ.get("DASHBOARD_TIMING_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{time.perf_counter() - started:.6f}\n")
+
+
+def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float) -> None:
+    views = [state.run_view(r) for r in run_ids]
+    for view in views:
+        if not view.exists:
+            st.warning(view.error or f"run {view.run_id} is gone")
+            continue
+        if view.error:
+            st.warning(view.error)
+        status_line(view)
+        alert_banners(view)
+    live = [v for v in views if v.exists]
+    if len(live) == 1:
+        tiles(live[0])
+    chart_grid(live, x, log_y, smoothing)
+
+
+def is_live(run_id: str) -> bool:
+    try:
+        return runs.run_state(state.run_dir_of(run_id)) in rf.LIVE_STATES
+    except Exception:  # noqa: BLE001 - a vanished run is simply not live
+        return False

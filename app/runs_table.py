@@ -1,0 +1,171 @@
+"""The runs table of the Runs page: rows with state and alert counts, controls, new-run form.
+
+Process control goes through trainer.runs / trainer.process, the same code as the CLI. The
+table reads only status.json and events.jsonl sizes (trainer.runs.list_runs), so it is cheap
+enough to refresh every second.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from app import layout, run_forms, state
+from trainer import process, runs
+from trainer import run_format as rf
+from trainer.errors import TrainerError
+
+STATE_COLOURS = {
+    rf.STARTING: "blue",
+    rf.RUNNING: "green",
+    rf.STOPPING: "orange",
+    rf.STOPPED: "gray",
+    rf.FINISHED: "violet",
+    rf.FAILED: "red",
+    rf.CRASHED: "red",
+}
+STOP_GRACE_S = 10.0
+HEADER = ("run", "state", "step", "best val loss", "alerts", "started", "actions")
+WIDTHS = (3, 1.2, 1.3, 1.2, 1.6, 1.5, 3.2)
+
+
+def format_alerts(counts: dict[str, int]) -> str:
+    """'2 critical · 1 warning' (only non-zero severities), or '—'."""
+    parts = [f"{counts.get(s, 0)} {s}" for s in ("critical", "warning", "info") if counts.get(s, 0)]
+    return " · ".join(parts) or "—"
+
+
+def format_step(info: runs.RunInfo) -> str:
+    return f"{info.step} / {info.max_steps}" if info.max_steps else str(info.step)
+
+
+def format_started(started: float | None, now: float | None = None) -> str:
+    if not started:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+
+
+def runs_frame(infos: list[runs.RunInfo]) -> pd.DataFrame:
+    """The table as data (for tests and export): one row per run."""
+    rows = [
+        {
+            "run": i.run_id,
+            "task": i.task,
+            "state": i.state,
+            "step": i.step,
+            "max_steps": i.max_steps,
+            "best_val_loss": i.best_val_loss,
+            "alerts": format_alerts(i.alert_counts),
+            "started": format_started(i.started),
+            "parent": i.parent or "",
+        }
+        for i in infos
+    ]
+    return pd.DataFrame(
+        rows, columns=["run", "task", "state", "step", "max_steps", "best_val_loss", "alerts", "started", "parent"]
+    )
+
+
+def enforce_pending_stops(runs_dir, infos: list[runs.RunInfo]) -> None:
+    """Escalate stop requests older than the grace period to a verified SIGTERM."""
+    for info in infos:
+        if info.state in rf.LIVE_STATES:
+            try:
+                runs.enforce_stop(runs_dir, info.run_id, STOP_GRACE_S)
+            except TrainerError:
+                pass  # the run vanished between listing and checking
+
+
+def _act(action, run_id: str) -> None:
+    """Button callback: run a control action and leave a message for the table."""
+    try:
+        st.session_state["table_message"] = ("success", action(run_id))
+    except TrainerError as e:
+        st.session_state["table_message"] = ("error", str(e))
+
+
+def _stop(run_id: str) -> str:
+    runs.request_stop(state.runs_dir(), run_id)
+    return f"Asked {run_id} to stop: it finishes the step, saves a checkpoint and exits."
+
+
+def _resume(run_id: str) -> str:
+    pid = process.start_resume(state.runs_dir(), run_id)
+    return f"Resumed {run_id} (pid {pid})."
+
+
+def header_row() -> None:
+    for column, title in zip(st.columns(WIDTHS), HEADER):
+        column.caption(title)
+
+
+def control_row(info: runs.RunInfo) -> None:
+    """One run: its facts and Stop / Resume / Fork / Live buttons."""
+    live = info.state in rf.LIVE_STATES
+    with st.container(key=f"row_{info.run_id}"):
+        cols = st.columns(WIDTHS, vertical_alignment="center")
+        cols[0].text(info.run_id + (f"\n↳ forked from {info.parent}" if info.parent else "") + f"\n{info.task or ''}")
+        with cols[1]:
+            st.badge(info.state, color=STATE_COLOURS.get(info.state, "gray"))
+        cols[2].text(format_step(info))
+        cols[3].text("—" if info.best_val_loss is None else f"{info.best_val_loss:.4f}")
+        cols[4].text(format_alerts(info.alert_counts))
+        cols[5].text(format_started(info.started))
+        with cols[6].container(horizontal=True):
+            st.button(
+                "Stop",
+                key=f"stop_{info.run_id}",
+                disabled=not live or info.state == rf.STOPPING,
+                on_click=_act,
+                args=(_stop, info.run_id),
+            )
+            st.button("Resume", key=f"resume_{info.run_id}", disabled=live, on_click=_act, args=(_resume, info.run_id))
+            if st.button("Fork", key=f"fork_{info.run_id}"):
+                layout.open_fork_form(info.run_id)
+                st.rerun()
+            # A link, not a button: a click cannot be lost to the table's own refresh.
+            with st.container(key=f"view_{info.run_id}"):
+                st.page_link(layout.page("live.py"), label="Live", query_params={"run": info.run_id})
+
+
+def table_message() -> None:
+    message = st.session_state.pop("table_message", None)
+    if message:
+        kind, text = message
+        (st.success if kind == "success" else st.error)(text)
+
+
+def new_run_form() -> None:
+    """Preset picker and its main fields; errors are shown under the field they concern."""
+    presets = run_forms.presets()
+    preset = st.selectbox("Preset", presets, format_func=lambda p: p.name, key="new_preset")
+    try:
+        original = run_forms.preset_field_values(preset)
+    except TrainerError as e:
+        st.error(f"Preset {preset.name} cannot be used: {e}")
+        return
+    errors = st.session_state.get("new_errors", {})
+    with st.form("new_run_form"):
+        edited = {}
+        cols = st.columns(3)
+        for i, (key, value) in enumerate(original.items()):
+            with cols[i % 3]:
+                edited[key] = st.text_input(key, value=value, key=f"new_{preset.stem}_{key}")
+                if errors.get(key):
+                    st.error(errors[key], icon=":material/error:")
+        run_id = st.text_input("Run id (empty: automatic)", key="new_run_id")
+        if errors.get("run_id"):
+            st.error(errors["run_id"], icon=":material/error:")
+        extra = st.text_area("More changes (key=value, one per line)", key="new_extra")
+        if errors.get(run_forms.GENERAL):
+            st.error(errors[run_forms.GENERAL], icon=":material/error:")
+        submitted = st.form_submit_button("Start run", type="primary")
+    if submitted:
+        result = run_forms.start_new_run(preset, edited, original, state.runs_dir(), extra, run_id)
+        st.session_state["new_errors"] = result.field_errors
+        if result.ok:
+            layout.select_runs([result.run_id])
+            st.session_state["flash"] = f"Started {result.run_id} (pid {result.pid})."
+        st.rerun()

@@ -1,0 +1,279 @@
+"""Dashboard figures in a real browser (headless Debian chromium through playwright).
+
+    python benchmarks/dashboard_latency.py [--appends 30] [--rows 1000000] [--writers 10]
+
+1. append-to-visible: a metrics row is logged and flushed; time until the Live page's loss caption
+   shows its step (median, p95 over N appends; target p95 <= 1.5 s).
+2. a run with ROWS metric rows: time from opening the Live page (cold server) to the first chart
+   drawn (target <= 2 s), and server time of one live refresh of that page after rows were appended
+   (AppTest running the Live page script in-process; target <= 100 ms).
+3. WRITERS runs training at once (writer processes appending 10 rows/s each) with the Runs and Live
+   pages open in two tabs: append-to-visible latency and server refresh time again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser_helpers import chromium, dashboard  # noqa: E402
+
+from trainer import run_format as rf  # noqa: E402
+from trainer.writer import open_run  # noqa: E402
+
+CAPTION_STEP_JS = """(step) => { const m = document.body.innerText.match(/Loss · \\d+ points · step (\\d+)/);
+    return m !== null && +m[1] >= step; }"""
+
+WRITER_SCRIPT = """
+import sys, time, math
+sys.path.insert(0, {root!r})
+from trainer.writer import open_run
+run = open_run({runs!r}, {run_id!r}, config={{"task": "char_lm", "max_steps": 10**9}})
+run.set_status(state="running", task="char_lm", max_steps=10**9)
+step = 0
+while True:
+    step += 1
+    run.log(step, {{"train/loss": 2 + math.sin(step / 50), "lr": 1e-3, "grad/norm": 1.0}})
+    time.sleep(0.1)
+"""
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+# Two tabs open at once: without these, Chromium throttles the background tab's timers (and so
+# Streamlit's run_every) to about once a minute.
+KEEP_TABS_LIVE = [
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+]
+
+
+def ms_summary(values):
+    return {
+        "n": len(values),
+        "median_ms": round(statistics.median(values) * 1000, 1),
+        "p95_ms": round(percentile(values, 0.95) * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1),
+    }
+
+
+def summary(values):
+    return {
+        "n": len(values),
+        "median_s": round(statistics.median(values), 3),
+        "p95_s": round(percentile(values, 0.95), 3),
+        "max_s": round(max(values), 3),
+    }
+
+
+def open_live(page, url, run_id):
+    page.goto(url)
+    page.locator(f".st-key-view_{run_id} a").click(timeout=60_000)
+    page.wait_for_url("**/live", timeout=60_000)
+
+
+def append_latency(page, writer, start_step, appends):
+    """Log one row, flush it to disk, wait until the browser shows its step."""
+    latencies = []
+    step = start_step
+    for _ in range(appends):
+        step += 1
+        page.wait_for_timeout(300 + (step * 37) % 400)  # land at different phases of the 1 s timer
+        writer.log(step, {rf.TRAIN_LOSS: 2.0 + 0.001 * step, rf.LR: 1e-3})
+        writer.flush()
+        t0 = time.perf_counter()
+        page.wait_for_function(CAPTION_STEP_JS, arg=step, polling=10, timeout=30_000)
+        latencies.append(time.perf_counter() - t0)
+    return latencies, step
+
+
+def live_run(runs_dir, run_id, rows=50):
+    writer = open_run(runs_dir, run_id, config={"task": "char_lm", "max_steps": 10**9})
+    for step in range(1, rows + 1):
+        writer.log(step, {rf.TRAIN_LOSS: 3.0 - step * 0.001, rf.LR: 1e-3})
+    writer.set_status(state=rf.RUNNING, step=rows, task="char_lm", max_steps=10**9)
+    writer.flush()
+    return writer
+
+
+def big_run(runs_dir, run_id, rows):
+    """A finished run with `rows` metric rows, written as the writer would (one json line each)."""
+    run_dir = runs_dir / run_id
+    writer = open_run(runs_dir, run_id, config={"task": "char_lm", "max_steps": rows})
+    writer.finish(rf.FINISHED)
+    t = time.time() - rows
+    with open(run_dir / rf.METRICS_FILE, "w") as f:
+        chunk = []
+        for step in range(1, rows + 1):
+            loss = 4.0 * math.exp(-step / (rows / 5)) + 1.0 + (3.0 if step == rows // 3 else 0.0)
+            chunk.append(
+                json.dumps(
+                    {
+                        "step": step,
+                        "time": t + step,
+                        "train/loss": loss,
+                        "lr": 1e-3,
+                        "grad/norm": 1.0 + (step % 97) / 97,
+                        "speed/steps_per_s": 10.0,
+                    },
+                    separators=(",", ":"),
+                )
+            )
+            if len(chunk) == 50_000:
+                f.write("\n".join(chunk) + "\n")
+                chunk = []
+        if chunk:
+            f.write("\n".join(chunk) + "\n")
+    status = json.loads((run_dir / rf.STATUS_FILE).read_text())
+    status.update(step=rows, max_steps=rows)
+    (run_dir / rf.STATUS_FILE).write_text(json.dumps(status))
+    return run_dir
+
+
+def server_refresh_ms(runs_dir, run_id, appends=10, append_rows=10):
+    """Median time of a full Live page rerun (AppTest, in-process) after rows were appended."""
+    os.environ["TRAINER_RUNS_DIR"] = str(runs_dir)
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "Home.py"), default_timeout=120)
+    at.session_state["selected_runs"] = [run_id]
+    at.run()
+    at.switch_page(str(ROOT / "pages" / "live.py")).run()
+    metrics = runs_dir / run_id / rf.METRICS_FILE
+    last = int(json.loads(metrics.read_bytes().splitlines()[-1])["step"])
+    times = []
+    for _ in range(appends):
+        with open(metrics, "a") as f:
+            for _ in range(append_rows):
+                last += 1
+                f.write(json.dumps({"step": last, "time": time.time(), "train/loss": 1.5, "lr": 1e-3}) + "\n")
+        time.sleep(0.3)  # past the shared reader's refresh throttle
+        t0 = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - t0)
+        assert not at.exception, at.exception
+    return round(statistics.median(times) * 1000, 1), round(max(times) * 1000, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--appends", type=int, default=30)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--writers", type=int, default=10)
+    args = parser.parse_args()
+    results = {}
+    tmp = Path(tempfile.mkdtemp(prefix="dash-bench-"))
+
+    # 1. append-to-visible, one run, one tab
+    runs_dir = tmp / "runs1"
+    runs_dir.mkdir()
+    writer = live_run(runs_dir, "latency")
+    with dashboard(runs_dir) as url, chromium() as page:
+        open_live(page, url, "latency")
+        page.wait_for_function(CAPTION_STEP_JS, arg=50, polling=10, timeout=60_000)
+        latencies, _ = append_latency(page, writer, 50, args.appends)
+    writer.finish(rf.STOPPED)
+    results["append_to_visible"] = summary(latencies)
+    print("append-to-visible:", results["append_to_visible"], flush=True)
+
+    # 2. a run with many rows
+    runs_dir = tmp / "runs2"
+    runs_dir.mkdir()
+    t0 = time.perf_counter()
+    big_run(runs_dir, "big", args.rows)
+    print(f"wrote {args.rows} rows in {time.perf_counter() - t0:.1f} s", flush=True)
+    timing_log = tmp / "big-refresh-times.txt"
+    with dashboard(runs_dir, {"DASHBOARD_TIMING_LOG": str(timing_log)}) as url, chromium() as page:
+        page.goto(url)
+        page.locator(".st-key-view_big a").wait_for(timeout=60_000)
+        t0 = time.perf_counter()
+        page.locator(".st-key-view_big a").click()
+        page.locator(".vega-embed canvas, .vega-embed svg").first.wait_for(timeout=120_000)
+        first_chart = time.perf_counter() - t0
+        page.goto(url)
+        page.locator(".st-key-view_big a").click()
+        t0 = time.perf_counter()
+        page.locator(".vega-embed canvas, .vega-embed svg").first.wait_for(timeout=120_000)
+        warm_chart = time.perf_counter() - t0
+        # Live refreshes of the 1M-row run while rows are appended (a training run that goes on).
+        timing_log.write_text("")
+        metrics = runs_dir / "big" / rf.METRICS_FILE
+        step = args.rows
+        for _ in range(20):
+            with open(metrics, "a") as f:
+                for _ in range(10):
+                    step += 1
+                    f.write(json.dumps({"step": step, "time": time.time(), "train/loss": 1.5, "lr": 1e-3}) + "\n")
+            page.wait_for_timeout(1000)
+        in_server = [float(v) for v in timing_log.read_text().split()]
+    median_ms, max_ms = server_refresh_ms(runs_dir, "big")
+    results["big_run"] = {
+        "rows": args.rows,
+        "first_chart_cold_s": round(first_chart, 2),
+        "first_chart_warm_s": round(warm_chart, 2),
+        "live_refresh_in_server_ms": ms_summary(in_server),
+        "whole_page_rerun_apptest_median_ms": median_ms,
+        "whole_page_rerun_apptest_max_ms": max_ms,
+    }
+    print("big run:", results["big_run"], flush=True)
+
+    # 3. many runs training at once, Runs and Live pages open
+    runs_dir = tmp / "runs3"
+    runs_dir.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER_SCRIPT.format(root=str(ROOT), runs=str(runs_dir), run_id=f"w{i}")],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for i in range(args.writers)
+    ]
+    writer = live_run(runs_dir, "latency")
+    many_log = tmp / "many-refresh-times.txt"
+    try:
+        with (
+            dashboard(runs_dir, {"DASHBOARD_TIMING_LOG": str(many_log)}) as url,
+            chromium(extra_args=KEEP_TABS_LIVE) as page,
+        ):
+            home = page.context.new_page()
+            home.goto(url)
+            open_live(page, url, "latency")
+            page.wait_for_function(CAPTION_STEP_JS, arg=50, polling=10, timeout=60_000)
+            latencies, _ = append_latency(page, writer, 50, max(10, args.appends // 2))
+            home.close()
+        median_ms, max_ms = server_refresh_ms(runs_dir, "latency", appends=5)
+        in_server = [float(v) for v in many_log.read_text().split()]
+        results["many_runs"] = {
+            "live_refresh_in_server_ms": ms_summary(in_server),
+            "writers": args.writers,
+            **summary(latencies),
+            "live_refresh_server_median_ms": median_ms,
+            "live_refresh_server_max_ms": max_ms,
+        }
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        writer.finish(rf.STOPPED)
+    print("many runs:", results["many_runs"], flush=True)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Compare: several runs' series overlaid, their config differences, and CSV export."""
+
+import streamlit as st
+
+from app import charts, compare, layout, state
+
+st.title("Compare")
+layout.no_runs_guard()
+picked = layout.run_picker("Runs to compare", key="compare_runs")
+if not picked:
+    st.info("Pick two or more runs.")
+    st.stop()
+
+views = [state.run_view(r) for r in picked]
+frames = {v.run_id: v.metrics for v in views if v.exists and not v.metrics.empty}
+for v in views:
+    if not v.exists:
+        st.warning(v.error)
+
+available = compare.numeric_series(frames)
+default = [s for s in ("train/loss", "val/loss") if s in available] or available[:1]
+chosen = st.multiselect("Series", available, default=default, key="compare_series")
+x = st.radio("x axis", [charts.X_STEP, charts.X_TIME], horizontal=True, key="compare_x")
+smoothing = st.slider("smoothing", 0.0, 0.99, 0.6, 0.01, key="compare_smoothing")
+for series in chosen:
+    long = charts.series_long(frames, [series], x=x, smoothing=smoothing)
+    if not long.empty:
+        st.caption(series)
+        data, spec = charts.line_chart(long, x, series, smoothed=smoothing > 0)
+        st.vega_lite_chart(data, spec, width="stretch", key=f"cmp_{series}")
+
+st.subheader("Config differences")
+differences = compare.config_differences({v.run_id: v.config for v in views if v.exists})
+if differences.empty:
+    st.caption("The configs are identical." if len(views) > 1 else "Pick a second run to see differences.")
+else:
+    st.dataframe(differences, key="compare_diff")
+
+st.subheader("Export metrics")
+export_run = st.selectbox("Run", [v.run_id for v in views if v.exists], key="compare_export_run")
+if export_run:
+    frame = frames.get(export_run)
+    if frame is None:
+        st.caption("No metrics yet.")
+    else:
+        st.download_button(
+            f"Download {export_run} metrics.csv ({len(frame)} rows)",
+            data=lambda: compare.metrics_csv(frame),
+            file_name=f"{export_run}-metrics.csv",
+            mime="text/csv",
+            key="compare_download",
+        )

@@ -1,0 +1,35 @@
+"""Live: loss, learning rate, variance ratio, gradients, speed and resources of one or more runs,
+refreshed every second, with the doctor's alerts on top."""
+
+import streamlit as st
+
+from app import charts, layout, live_panel
+
+st.title("Live")
+layout.flash()
+layout.no_runs_guard()
+
+picked = layout.run_picker("Runs (several overlay)", key="live_runs")
+controls = st.columns([2, 1, 3])
+x = controls[0].radio(
+    "x axis",
+    [charts.X_STEP, charts.X_TIME],
+    horizontal=True,
+    key="live_x",
+    format_func=lambda v: "step" if v == charts.X_STEP else "wall time",
+)
+log_y = controls[1].toggle("log scale", key="live_log")
+smoothing = controls[2].slider("smoothing (EMA, debiased)", 0.0, 0.99, 0.6, 0.01, key="live_smoothing")
+
+if not picked:
+    st.info("Pick a run above.")
+    st.stop()
+
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    live_panel.render(picked, x, log_y, smoothing)
+
+
+layout.fork_form()  # above the charts: the alert banner's "Fork with this fix" fills it
+live()

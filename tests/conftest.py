@@ -1,0 +1,22 @@
+"""Shared test fixtures. Tests run on 2 cores: keep models tiny and runs to a few dozen steps."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Environment overrides (BATCH_SIZE=...) must not leak from the developer's shell into tests.
+for _name in ("BATCH_SIZE", "BLOCK_SIZE", "LEARNING_RATE", "LR", "MAX_STEPS", "TRAINING_STEPS"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    path = tmp_path / "runs"
+    path.mkdir()
+    return path

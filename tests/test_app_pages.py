@@ -1,0 +1,277 @@
+"""Every dashboard page in AppTest against fixture run directories.
+
+Process controls are exercised with trainer.process.launch replaced by a recorder, so no real
+trainer is started (and none can outlive pytest); the validation in front of it is real.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+from app_fixtures import ALERT, make_run
+from streamlit.testing.v1 import AppTest
+
+from trainer import process
+from trainer import run_format as rf
+from trainer.writer import open_run
+
+ROOT = Path(__file__).resolve().parents[1]
+HOME = str(ROOT / "app" / "Home.py")
+
+
+@pytest.fixture
+def launched(monkeypatch, runs_dir):
+    """Record launches instead of starting trainers; a 'run' or 'fork' writes a small run dir."""
+    calls = []
+
+    def fake_launch(argv, runs_dir_, run_id):
+        calls.append([str(a) for a in argv])
+        if argv[0] in ("run", "fork"):
+            writer = open_run(runs_dir_, run_id, config={"task": "char_lm"})
+            writer.log(1, {rf.TRAIN_LOSS: 4.2})
+            writer.finish(rf.STOPPED)
+        return 424242
+
+    monkeypatch.setattr(process, "launch", fake_launch)
+    monkeypatch.setattr(process, "check_data", lambda cfg: None)  # no torch/data load in page tests
+    monkeypatch.setenv("TRAINER_RUNS_DIR", str(runs_dir))
+    return calls
+
+
+def open_app(page: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(HOME, default_timeout=30)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(str(ROOT / "pages" / page)).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def unescaped(markdown: str) -> str:
+    """What st.markdown shows for text escaped with app.markdown.escape."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def texts(at) -> str:
+    parts = [t.value for t in at.text] + [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [str(e.value) for kind in (at.error, at.warning, at.info, at.success) for e in kind]
+    return "\n".join(parts)
+
+
+# --- Runs (home) ---------------------------------------------------------------------------------
+
+
+def test_empty_state_button_starts_the_shakespeare_default_and_opens_live(launched, runs_dir):
+    at = open_app()
+    assert "No runs yet" in [s.value for s in at.subheader]
+    at.button(key="start_default").click().run()
+    assert not at.exception
+    assert launched and launched[0][0] == "run"
+    assert launched[0][launched[0].index("--config") + 1].endswith("configs/shakespeare_char.yaml")
+    assert [t.value for t in at.title] == ["Live"]
+    run_id = launched[0][launched[0].index("--run-id") + 1]
+    assert at.session_state["selected_runs"] == [run_id]
+
+
+def test_runs_table_shows_state_step_and_alert_counts(launched, runs_dir):
+    make_run(runs_dir, "alpha", alert=True)
+    make_run(runs_dir, "beta", parent="alpha", state=rf.FAILED)
+    at = open_app()
+    shown = texts(at)
+    assert "alpha" in shown and "60 / 100" in shown and "1 critical" in shown
+    assert "forked from alpha" in shown
+    assert "badge[finished]" in shown and "badge[failed]" in shown
+    assert at.button(key="stop_alpha").disabled  # finished runs cannot be stopped
+    assert not at.button(key="resume_alpha").disabled
+
+
+def test_stop_button_writes_the_stop_file_of_a_live_run(launched, runs_dir):
+    writer = make_run(runs_dir, "live-run", state=None)
+    try:
+        at = open_app()
+        assert not at.button(key="stop_live-run").disabled
+        assert at.button(key="resume_live-run").disabled  # a live run cannot be resumed
+        at.button(key="stop_live-run").click().run()
+        assert (runs_dir / "live-run" / rf.CONTROL_DIR / rf.STOP_FILE).is_file()
+        assert "Asked live-run to stop" in texts(at)
+    finally:
+        writer.finish(rf.STOPPED)
+
+
+def test_resume_button_launches_the_same_command_as_the_cli(launched, runs_dir):
+    make_run(runs_dir, "paused", state=rf.STOPPED)
+    at = open_app()
+    at.button(key="resume_paused").click().run()
+    assert launched == [["resume", "paused", "--runs-dir", str(runs_dir)]] or launched[0][:2] == ["resume", "paused"]
+    assert "Resumed paused" in texts(at)
+
+
+def test_fork_form_refuses_a_bad_change_then_starts_the_fork(launched, runs_dir):
+    make_run(runs_dir, "base", state=rf.STOPPED)
+    at = open_app()
+    at.button(key="fork_base").click().run()
+    assert at.text_input(key="fork_new_id").value == "base-fork"
+    at.text_area(key="fork_sets_text").input("model.n_layer=8")
+    at.button(key="FormSubmitter:fork_form-Start fork").click().run()
+    assert "cannot change" in texts(at) and launched == []
+    at.text_area(key="fork_sets_text").input("lr=3e-4")
+    at.button(key="FormSubmitter:fork_form-Start fork").click().run()
+    assert launched and launched[0][:4] == ["fork", "base", "--from", "last"]
+    assert "--set" in launched[0] and "lr=3e-4" in launched[0]
+
+
+def test_new_run_form_shows_the_error_next_to_the_field_and_starts_nothing(launched, runs_dir):
+    at = open_app()
+    at.text_input(key="new_shakespeare_char_lr").input("-1")
+    at.text_input(key="new_shakespeare_char_model.n_head").input("4")
+    at.button(key="FormSubmitter:new_run_form-Start run").click().run()
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("lr: -1") and "must be > 0" in e for e in errors)
+    assert launched == [] and list(runs_dir.iterdir()) == []
+
+
+def test_new_run_form_starts_a_run_with_only_the_changed_fields(launched, runs_dir):
+    at = open_app()
+    at.text_input(key="new_shakespeare_char_max_steps").input("500")
+    at.text_input(key="new_run_id").input("tiny")
+    at.button(key="FormSubmitter:new_run_form-Start run").click().run()
+    assert launched and launched[0][launched[0].index("--run-id") + 1] == "tiny"
+    assert [a for a in launched[0] if "=" in a] == ["max_steps=500"]
+
+
+# --- Live ------------------------------------------------------------------------------------------
+
+
+def test_live_page_draws_charts_tiles_and_the_alert_banner(launched, runs_dir):
+    make_run(runs_dir, "watched", alert=True)
+    at = open_app("live.py", selected_runs=["watched"])
+    assert len(at.get("vega_lite_chart")) >= 6
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["train loss"] == f"{4.0 * __import__('math').exp(-2) + 1.0:.4g}"
+    banner = unescaped(at.error[0].value)
+    assert "CRITICAL" in banner and "loss = 12.5" in banner and "set lr=0.0003: a smaller step" in banner
+    at.button(key="remedy_watched_loss_spike").click().run()
+    assert at.text_area(key="fork_sets_text").value == "lr=0.0003"
+
+
+def test_live_page_overlays_several_runs_and_survives_a_deleted_one(launched, runs_dir):
+    import shutil
+
+    make_run(runs_dir, "one")
+    make_run(runs_dir, "two")
+    at = open_app("live.py", selected_runs=["one", "two"])
+    assert at.multiselect(key="live_runs").value == ["one", "two"]
+    shutil.rmtree(runs_dir / "two")
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="live_runs").value == ["one"]
+
+
+def test_live_page_reads_a_half_written_line_without_failing(launched, runs_dir):
+    make_run(runs_dir, "torn")
+    with open(runs_dir / "torn" / rf.METRICS_FILE, "a") as f:
+        f.write('{"step": 61, "train/lo')
+    at = open_app("live.py", selected_runs=["torn"])
+    assert not at.exception and len(at.get("vega_lite_chart")) >= 6
+
+
+def test_live_page_with_log_scale_and_wall_time_axis(launched, runs_dir):
+    make_run(runs_dir, "axes")
+    at = open_app("live.py", selected_runs=["axes"])
+    at.toggle(key="live_log").set_value(True).run()
+    at.radio(key="live_x").set_value("time").run()
+    assert not at.exception and len(at.get("vega_lite_chart")) >= 6
+
+
+# --- Samples, Config, Diagnosis, System, Compare ----------------------------------------------------
+
+
+def test_samples_page_shows_text_as_plain_text_with_stats_and_side_by_side(launched, runs_dir):
+    make_run(runs_dir, "talker")
+    at = open_app("samples.py", selected_runs=["talker"])
+    plain = [t.value for t in at.text]
+    assert any(v.startswith("step 60: ROMEO:") for v in plain)
+    assert [s.value for s in at.subheader][:1] == ["step 60"]
+    assert at.selectbox(key="samples_left").value == 20 and at.selectbox(key="samples_right").value == 60
+    stats = at.dataframe[0].value
+    assert {"entropy_bits", "punctuation_share", "distinct_chars"} <= set(stats.columns)
+
+
+def test_samples_page_plots_numeric_predictions_against_targets(launched, runs_dir):
+    make_run(runs_dir, "numbers", samples="numeric")
+    at = open_app("samples.py", selected_runs=["numbers"])
+    assert not at.exception and len(at.get("vega_lite_chart")) >= 1
+
+
+def test_config_page_shows_config_diff_and_refuses_shape_change_on_resume(launched, runs_dir):
+    make_run(runs_dir, "parent", state=rf.STOPPED)
+    make_run(runs_dir, "child", parent="parent", state=rf.STOPPED, config={"lr": 3e-4})
+    at = open_app("config.py", selected_runs=["child"])
+    assert "lr: 0.0003" in at.code[0].value
+    diff = at.dataframe[0].value
+    assert diff["key"].tolist() == ["lr"]
+    at.text_area(key="config_sets").input("model.n_embd=256")
+    at.button(key="FormSubmitter:config_edit-Resume with changes").click().run()
+    assert any("model.n_embd: cannot change" in e.value for e in at.error) and launched == []
+    at.text_area(key="config_sets").input("max_steps=400")
+    at.button(key="FormSubmitter:config_edit-Resume with changes").click().run()
+    assert launched and launched[0][:2] == ["resume", "child"] and "max_steps=400" in launched[0]
+
+
+def test_diagnosis_page_renders_the_report_and_alerts(launched, runs_dir):
+    make_run(runs_dir, "sick", alert=True)
+    at = open_app("diagnosis.py", selected_runs=["sick"])
+    assert ALERT["message"] in unescaped(at.error[0].value)
+    assert "Full report" in [s.value for s in at.subheader]
+    assert at.markdown[-1].value.strip()
+
+
+def test_system_page_lists_a_live_trainer_process_and_machine_totals(launched, runs_dir):
+    writer = make_run(runs_dir, "busy", state=None)
+    try:
+        at = open_app("system.py")
+        assert {m.label for m in at.metric} >= {"CPU", "Memory"}
+        procs = at.dataframe[0].value
+        assert procs["run"].tolist() == ["busy"] and procs["threads"].iloc[0] >= 1
+    finally:
+        writer.finish(rf.STOPPED)
+
+
+def test_compare_page_overlays_runs_lists_config_differences_and_exports_csv(launched, runs_dir):
+    make_run(runs_dir, "x1", config={"lr": 1e-3})
+    make_run(runs_dir, "x2", config={"lr": 3e-4})
+    at = open_app("compare.py", selected_runs=["x1", "x2"])
+    assert len(at.get("vega_lite_chart")) == 2  # train/loss and val/loss
+    diff = at.dataframe[0].value
+    assert diff.index.tolist() == ["lr"]
+    assert at.get("download_button")
+
+
+@pytest.mark.parametrize("page", ["live.py", "samples.py", "config.py", "diagnosis.py", "compare.py", "system.py"])
+def test_pages_without_runs_point_to_the_runs_page(launched, runs_dir, page):
+    at = open_app(page)
+    assert not at.exception
+    if page != "system.py":
+        assert "No runs yet" in texts(at)
+
+
+def test_live_link_from_the_runs_table_selects_its_run(launched, runs_dir):
+    make_run(runs_dir, "first")
+    make_run(runs_dir, "second")
+    at = AppTest.from_file(HOME, default_timeout=30)
+    at.query_params["run"] = "second"
+    at.session_state["selected_runs"] = ["first"]
+    at.run()
+    at.switch_page(str(ROOT / "pages" / "live.py")).run()
+    assert not at.exception and at.multiselect(key="live_runs").value == ["second"]
+
+
+def test_live_link_with_an_unknown_run_id_is_ignored(launched, runs_dir):
+    make_run(runs_dir, "only")
+    at = AppTest.from_file(HOME, default_timeout=30)
+    at.query_params["run"] = "../../etc"
+    at.run()
+    at.switch_page(str(ROOT / "pages" / "live.py")).run()
+    assert not at.exception and at.multiselect(key="live_runs").value == ["only"]

@@ -1,0 +1,186 @@
+"""The dashboard's pure logic: downsampling, smoothing, sample stats, alerts, forms, comparisons."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import charts, compare, live_data, run_forms, sample_stats
+from app.downsample import bucket_size, downsample, minmax_indices
+from app.markdown import escape
+from app.smoothing import IncrementalEma, ema
+from trainer import process
+
+
+def test_downsampling_keeps_a_single_spike_in_a_million_points():
+    values = np.ones(1_000_000)
+    values[654_321] = 50.0
+    values[123_456] = -7.0
+    idx = minmax_indices(values, 2000)
+    assert len(idx) <= 2002
+    assert 654_321 in idx and 123_456 in idx
+    assert idx[0] == 0 and idx[-1] == len(values) - 1
+
+
+def test_downsampling_buckets_stay_put_as_a_live_series_grows():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=300_000)
+    a = minmax_indices(values[:290_000])
+    b = minmax_indices(values)
+    size = bucket_size(300_000)
+    assert size == bucket_size(290_000)
+    complete = (290_000 // size) * size
+    assert set(a[(a < complete) & (a > 0)]) == set(b[(b < complete) & (b > 0)])
+
+
+def test_short_series_are_not_downsampled_and_missing_values_are_skipped():
+    frame = pd.DataFrame({"step": [1, 2, 3, 4], "val/loss": [None, 2.0, None, 1.5]})
+    out = downsample(frame, "step", ["val/loss"])
+    assert out["step"].tolist() == [2.0, 4.0]
+    assert out["value"].tolist() == [2.0, 1.5]
+
+
+def test_ema_matches_tensorboards_debiased_loop():
+    values = [3.0, 1.0, float("nan"), 4.0, 1.0, 5.0]
+    weight = 0.8
+    expected, last, k = [], 0.0, 0
+    for v in values:
+        if math.isnan(v):
+            expected.append(v)
+            continue
+        last = last * weight + (1 - weight) * v
+        k += 1
+        expected.append(last / (1 - weight**k))
+    got = ema(values, weight)
+    assert np.allclose(got, expected, equal_nan=True)
+    assert got[0] == 3.0  # debiased: the first point is not pulled towards zero
+
+
+def test_ema_refuses_a_weight_of_one():
+    with pytest.raises(ValueError, match="must be in"):
+        ema([1.0], 1.0)
+
+
+def test_text_stats_show_collapse():
+    healthy = sample_stats.text_stats("To be, or not to be: that is the question.")
+    collapsed = sample_stats.text_stats("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee")
+    assert healthy["distinct_chars"] > 10 and collapsed["distinct_chars"] == 1
+    assert collapsed["entropy_bits"] == 0.0 and healthy["entropy_bits"] > 3
+    assert healthy["punctuation_share"] == pytest.approx(3 / 42)
+    assert collapsed["longest_repeat"] == 44
+
+
+def test_numeric_sample_reports_variance_ratio():
+    stats = sample_stats.sample_stats({"pred": [0, 0, 1, 1], "target": [0, 0, 2, 2]})
+    assert stats["variance_ratio"] == pytest.approx(0.5)
+    assert stats["mae"] == pytest.approx(0.5)
+
+
+def test_series_long_caps_points_per_series_and_smooths_before_downsampling():
+    n = 50_000
+    frame = pd.DataFrame({"step": np.arange(n), "train/loss": np.linspace(5, 1, n), "lr": 1e-3})
+    long = charts.series_long({"a": frame, "b": frame}, ["train/loss", "lr"], smoothing=0.9)
+    assert long.groupby(["run", "series"]).size().max() <= 2002
+    assert set(long["line"]) == {"a · train/loss", "a · lr", "b · train/loss", "b · lr"}
+    data, spec = charts.line_chart(long, smoothed=True, log_y=True)
+    assert data is long and "data" not in spec["layer"][1]  # the table goes beside the spec
+    assert spec["layer"][0]["mark"]["opacity"] == 0.25  # raw faint behind the smoothed line
+
+
+def test_variance_ratio_chart_shades_the_collapse_band():
+    frame = pd.DataFrame({"step": [1, 2], "out/variance_ratio": [0.9, 0.1]})
+    long = charts.series_long({"a": frame}, ["out/variance_ratio"])
+    _, spec = charts.line_chart(long, band=(0.0, charts.COLLAPSE_BELOW))
+    assert spec["layer"][0]["mark"]["type"] == "rect"
+
+
+def test_tiles_show_newest_value_and_change():
+    frame = pd.DataFrame({"train/loss": [3.0, 2.5, None], "lr": [1e-3, 1e-3, 1e-3]})
+    latest = live_data.latest_with_change(frame, ["train/loss", "lr", "absent"])
+    assert latest["train/loss"] == (2.5, -0.5)
+    assert "absent" not in latest
+
+
+def test_alerts_sorted_by_severity_then_newest_and_remedies_become_sets():
+    events = pd.DataFrame(
+        [
+            {"kind": "start", "step": 0, "message": "started"},
+            {"kind": "alert", "step": 10, "severity": "warning", "code": "a", "message": "m1"},
+            {
+                "kind": "alert",
+                "step": 30,
+                "severity": "critical",
+                "code": "b",
+                "message": "m2",
+                "remedy": [{"set": {"lr": 0.0003, "grad_clip": 1.0}, "why": "smaller steps"}],
+            },
+            {"kind": "alert", "step": 20, "severity": "warning", "code": "a", "message": "m3"},
+        ]
+    )
+    alerts = live_data.alerts_from_events(events)
+    assert [a["message"] for a in alerts] == ["m2", "m3", "m1"]
+    assert [a["code"] for a in live_data.latest_alerts_by_code(alerts)] == ["b", "a"]
+    assert live_data.remedy_sets(alerts[0]) == ["lr=0.0003", "grad_clip=1.0"]
+    assert live_data.format_remedies(alerts[0]) == ["set lr=0.0003, grad_clip=1.0: smaller steps"]
+
+
+def test_markdown_escape_keeps_run_text_literal():
+    assert escape("*bold* [x](http://e) :red[y]") == r"\*bold\* \[x\]\(http\:\/\/e\) \:red\[y\]"
+
+
+def test_changed_fields_become_sets_and_errors_map_to_their_field():
+    original = {"lr": "0.001", "max_steps": "2000"}
+    sets = run_forms.changed_sets(original, {"lr": "3e-4", "max_steps": "2000"}, "grad_clip=0.5\ndropout=0.1")
+    assert sets == ["lr=3e-4", "grad_clip=0.5", "dropout=0.1"]
+    fields = ["lr", "model.n_head", "model.n_embd"]
+    assert run_forms.error_field("lr: -1.0 must be > 0", fields) == "lr"
+    assert run_forms.error_field("model.n_head: 3 does not divide model.n_embd 128", fields) == "model.n_head"
+    assert run_forms.error_field("unknown config key foo; allowed keys: ...", fields) == run_forms.GENERAL
+
+
+def test_invalid_new_run_starts_nothing_and_names_the_field(runs_dir, monkeypatch):
+    launched = []
+    monkeypatch.setattr(process, "launch", lambda *a, **k: launched.append(a) or 1)
+    original = run_forms.preset_field_values(run_forms.DEFAULT_PRESET)
+    result = run_forms.start_new_run(run_forms.DEFAULT_PRESET, {**original, "lr": "-1"}, original, runs_dir)
+    assert not result.ok and "must be > 0" in result.field_errors["lr"]
+    result = run_forms.start_new_run(run_forms.DEFAULT_PRESET, original, original, runs_dir, run_id="../escape")
+    assert "invalid run id" in result.field_errors["run_id"]
+    assert launched == [] and list(runs_dir.iterdir()) == []
+
+
+def test_presets_refuse_paths_outside_configs():
+    with pytest.raises(Exception, match="presets are"):
+        run_forms.preset_path("../pyproject.toml")
+    assert run_forms.presets()[0] == run_forms.DEFAULT_PRESET
+
+
+def test_config_differences_lists_only_keys_that_differ():
+    table = compare.config_differences(
+        {"a": {"lr": 0.001, "model": {"n_layer": 4}}, "b": {"lr": 0.0003, "model": {"n_layer": 4}}}
+    )
+    assert table.index.tolist() == ["lr"]
+    assert table.loc["lr"].tolist() == ["0.001", "0.0003"]
+
+
+def test_metrics_csv_puts_step_and_time_first():
+    frame = pd.DataFrame({"train/loss": [2.0], "time": [5.0], "step": [1]})
+    assert compare.metrics_csv(frame).decode().splitlines() == ["step,time,train/loss", "1,5.0,2.0"]
+
+
+def test_incremental_ema_smooths_only_the_new_rows_yet_matches_the_full_ema():
+    values = np.random.default_rng(1).normal(size=3000)
+    smoother = IncrementalEma(0.9)
+    for n in (1, 2, 700, 3000, 3000):
+        assert np.allclose(smoother(values[:n]), ema(values[:n], 0.9))
+    shifted = values[:100] + 1  # a different series (a run restarted): starts over
+    assert np.allclose(smoother(shifted), ema(shifted, 0.9))
+
+
+def test_downsampling_with_gaps_takes_the_same_spikes_as_without():
+    values = np.ones(100_000)
+    values[5] = 9.0
+    values[50_000] = np.nan
+    idx = minmax_indices(values)
+    assert 5 in idx and 50_000 not in idx and len(idx) <= 2002

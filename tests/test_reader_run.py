@@ -1,0 +1,142 @@
+"""RunReader over a whole run directory: every file, cheap refreshes, deleted runs, shared use."""
+
+import os
+import shutil
+import threading
+
+from trainer import reader as reader_module
+from trainer.reader import RunReader, read_config, read_status
+from trainer.writer import atomic_write_text, open_run
+
+
+def write_small_run(runs_dir, run_id="r1"):
+    run = open_run(runs_dir, run_id, config={"task": "char_lm", "lr": 0.001, "model": {"n_layer": 2}})
+    run.set_status("running", step=0)
+    run.event("start", "started")
+    for step in range(5):
+        run.log(step, {"train/loss": 2.0 - step * 0.1, "lr": 0.001})
+    run.log_grads(4, {"wte.weight": 0.5, "head.bias": 0.0}, {"wte.weight": 1e-3, "head.bias": 0.0})
+    run.log_sample(4, text="To be or not")
+    run.event(
+        "alert",
+        "loss is flat",
+        step=4,
+        code="loss_plateau",
+        severity="warning",
+        evidence={"window": 100, "slope": 0.0},
+        remedy=[{"set": {"lr": 0.003}, "why": "the loss stopped moving"}],
+    )
+    run.finish()
+    return runs_dir / run_id
+
+
+def test_reads_every_file_of_a_run_written_by_the_writer(runs_dir):
+    reader = RunReader(write_small_run(runs_dir))
+    assert reader.metrics["step"].tolist() == [0, 1, 2, 3, 4]
+    assert reader.status["state"] == "finished" and reader.status["run_id"] == "r1"
+    assert reader.config == {"task": "char_lm", "lr": 0.001, "model": {"n_layer": 2}}
+    assert reader.samples["text"].tolist() == ["To be or not"]
+    assert reader.events["kind"].tolist() == ["start", "alert"]
+    grads = reader.grads
+    assert list(grads.columns) == [
+        "step",
+        "time",
+        "norms/wte.weight",
+        "norms/head.bias",
+        "update_ratios/wte.weight",
+        "update_ratios/head.bias",
+    ]
+    assert grads.loc[0, "norms/head.bias"] == 0.0
+    (alert,) = reader.alerts
+    assert alert["code"] == "loss_plateau" and alert["remedy"][0]["set"] == {"lr": 0.003}
+    assert reader.malformed == {name: 0 for name in reader.malformed}
+
+
+def test_refresh_reports_whether_anything_changed(runs_dir):
+    run_dir = write_small_run(runs_dir)
+    reader = RunReader(run_dir)
+    version = reader.version
+    assert reader.refresh() is False and reader.version == version
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "time": 1.0, "train/loss": 1.4}\n')
+    assert reader.refresh() is True and reader.version == version + 1
+    assert reader.metrics["step"].iloc[-1] == 5
+
+
+def test_status_and_config_are_parsed_again_only_when_their_file_changed(runs_dir, monkeypatch):
+    run_dir = write_small_run(runs_dir)
+    reader = RunReader(run_dir)
+    calls = []
+    monkeypatch.setattr(reader_module, "read_status", lambda d: calls.append("status") or read_status(d))
+    monkeypatch.setattr(reader_module, "read_config", lambda d: calls.append("config") or read_config(d))
+    for _ in range(5):
+        reader.refresh()
+    assert calls == []
+    atomic_write_text(run_dir / "status.json", '{"state": "stopped", "step": 9}')
+    assert reader.refresh() and calls == ["status"]
+    assert reader.status == {"state": "stopped", "step": 9}
+
+
+def test_deleted_or_renamed_run_keeps_the_last_data_without_error(runs_dir):
+    run_dir = write_small_run(runs_dir)
+    reader = RunReader(run_dir)
+    os.rename(run_dir, runs_dir / "renamed")
+    assert reader.refresh() is False
+    assert len(reader.metrics) == 5 and reader.status["state"] == "finished"
+    shutil.rmtree(runs_dir / "renamed")
+    assert reader.refresh() is False and len(reader.metrics) == 5
+
+
+def test_run_directory_that_does_not_exist_yet_reads_empty_then_fills(runs_dir):
+    reader = RunReader(runs_dir / "r1")
+    assert reader.metrics.empty and reader.status is None and reader.config is None
+    assert reader.events.empty and reader.samples.empty and reader.grads.empty
+    write_small_run(runs_dir)
+    assert reader.refresh() and len(reader.metrics) == 5 and reader.config["lr"] == 0.001
+
+
+def test_a_caller_modifying_its_frame_does_not_change_what_others_see(runs_dir):
+    reader = RunReader(write_small_run(runs_dir))
+    mine = reader.metrics
+    mine["smoothed"] = 0.0
+    mine.loc[0, "train/loss"] = 99.0
+    reader.status["state"] = "hacked"
+    theirs = reader.metrics
+    assert "smoothed" not in theirs.columns and theirs.loc[0, "train/loss"] == 2.0
+    assert reader.status["state"] == "finished"
+
+
+def test_one_reader_shared_by_threads_gives_consistent_snapshots(runs_dir):
+    run = open_run(runs_dir, "live")
+    reader = RunReader(runs_dir / "live")
+    problems = []
+    done = threading.Event()
+
+    def session():
+        while not done.is_set():
+            reader.refresh()
+            snap = reader.snapshot()
+            steps = snap.metrics["step"].tolist()
+            if steps != list(range(len(steps))):
+                problems.append(steps[-5:])
+
+    sessions = [threading.Thread(target=session) for _ in range(3)]
+    for thread in sessions:
+        thread.start()
+    for step in range(3000):
+        run.log(step, {"train/loss": 1.0})
+        if step % 300 == 0:
+            run.flush()
+    run.finish()
+    done.set()
+    for thread in sessions:
+        thread.join()
+    reader.refresh()
+    assert problems == [] and reader.metrics["step"].tolist() == list(range(3000))
+
+
+def test_read_status_and_read_config_return_none_for_missing_or_broken_files(tmp_path):
+    assert read_status(tmp_path) is None and read_config(tmp_path) is None
+    (tmp_path / "status.json").write_text("{not json")
+    (tmp_path / "config.yaml").write_text("!!python/object:os.system {}\n")  # safe_load refuses it
+    assert read_status(tmp_path) is None and read_config(tmp_path) is None

@@ -1,0 +1,134 @@
+"""Checkpoint files: written atomically, kept as last / best / every checkpoint_interval steps.
+
+A checkpoint is one dict saved with torch.save (see engine.TrainState for its keys). It is first
+written to a temporary file in the same directory and then renamed over the final name, so a
+reader (or a resume after kill -9) only ever sees a complete file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+from pathlib import Path
+
+import torch
+
+from trainer import run_format as rf
+from trainer.errors import CheckpointError
+
+
+def capture_rng() -> dict:
+    """Every global RNG state the training step may touch (python, numpy, torch CPU and CUDA)."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:
+        pass
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file beside path, fsync, then rename over path."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    """Make dst a complete copy of src (a hard link when the filesystem allows), atomically."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict at path, on CPU; CheckpointError saying what to do if it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; a run keeps last.pt, best.pt and step_*.pt")
+    try:
+        # weights_only=False: our checkpoints hold RNG states (tuples, numpy arrays) besides
+        # tensors. Only load checkpoints you (or this trainer) wrote.
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise CheckpointError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e}); pick another") from None
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise CheckpointError(f"{path} is not a trainer checkpoint (no model/step); pick another")
+    return state
+
+
+def weights_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def step_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """The periodic checkpoints in ckpt_dir as (step, path), oldest first."""
+    found = []
+    for p in Path(ckpt_dir).iterdir():
+        m = rf.CKPT_STEP_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+class CheckpointWriter:
+    """Writes a state once and links it under each name it should carry."""
+
+    def __init__(self, ckpt_dir: Path, keep: int):
+        self.dir = Path(ckpt_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep  # periodic step_*.pt kept; 0 keeps none
+
+    def write(
+        self, state: dict, step: int, *, last: bool = True, best: bool = False, periodic: bool = False
+    ) -> list[str]:
+        """Save state under the requested names; returns the file names written."""
+        names = []
+        if last:
+            names.append(rf.CKPT_LAST)
+        if best:
+            names.append(rf.CKPT_BEST)
+        if periodic and self.keep > 0:
+            names.append(rf.CKPT_STEP_PATTERN.format(step=step))
+        if not names:
+            return []
+        first = self.dir / names[0]
+        save_atomic(state, first)
+        for name in names[1:]:
+            copy_atomic(first, self.dir / name)
+        if periodic:
+            self.prune()
+        return names
+
+    def prune(self) -> None:
+        periodic = step_checkpoints(self.dir)
+        for _, path in periodic[: max(0, len(periodic) - self.keep)]:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,303 @@
+"""The command line: a thin layer over trainer.runs, trainer.process and trainer.engine.
+
+    python -m trainer run [--config configs/shakespeare_char.yaml] [--set lr=3e-4 ...] [--background]
+    python -m trainer list
+    python -m trainer stop RUN_ID [--wait]
+    python -m trainer resume RUN_ID [--set max_steps=4000]
+    python -m trainer fork RUN_ID --from best --run-id NEW [--set lr=3e-4]
+    python -m trainer diagnose runs/RUN_ID [--markdown | --json]
+
+Every error a user can cause is a TrainerError: it is printed as one "error: ..." line on stderr
+with exit code 2, never a traceback. A finished or stopped run exits 0, a failed one 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from trainer import config as C
+from trainer import process, runs
+from trainer import run_format as rf
+from trainer.errors import TrainerError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _config_keys_help() -> str:
+    lines = ["config keys (--set KEY=VALUE; nested keys with dots):"]
+    for key, default, doc in C.describe():
+        lines.append(f"  {key} = {default!r}" + (f"  # {doc}" if doc else ""))
+    lines.append(
+        "environment overrides (applied before --set): "
+        + ", ".join(sorted(C.ENV_ALIASES))
+        + ", or any top-level key in upper case (BATCH_SIZE=32)"
+    )
+    return "\n".join(lines)
+
+
+def _add_common(p: argparse.ArgumentParser, sets: bool = True, background: bool = True) -> None:
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help=f"where run directories live (default: ${runs.RUNS_DIR_ENV}, else ./runs)",
+    )
+    if sets:
+        p.add_argument(
+            "--set",
+            dest="sets",
+            action="extend",
+            nargs="+",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override config keys, e.g. --set lr=3e-4 model.n_layer=6 (repeatable)",
+        )
+        p.add_argument("--device", help="shorthand for --set device=DEVICE (auto, cpu, cuda, cuda:N, mps)")
+    if background:
+        p.add_argument(
+            "--background",
+            action="store_true",
+            help="start the trainer as a background process (output in runs/<id>/train.log) and return",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="Headless PyTorch trainer that streams every run into runs/<run_id>/ for the dashboard.",
+        epilog="Run `python -m trainer COMMAND --help` for each command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser(
+        "run",
+        help="start a new training run",
+        description="Start a new run: resolve the config (YAML <- environment <- --set), print it, train.",
+        epilog=_config_keys_help(),
+        formatter_class=fmt,
+    )
+    p.add_argument("--config", type=Path, help="YAML config (default: configs/shakespeare_char.yaml)")
+    p.add_argument("--run-id", help="name of the run directory (default: <task>-<date>-<time>)")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "resume",
+        help="continue a stopped or crashed run from its last checkpoint",
+        description="Continue RUN_ID from checkpoints/last.pt. --set changes are recorded as a config_change "
+        "event; keys that change parameter shapes (" + ", ".join(C.SHAPE_KEYS) + ") cannot change.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "fork",
+        help="start a new run from another run's checkpoint",
+        description="Start run NEW from a checkpoint of RUN_ID (its parent), optionally with --set changes; "
+        "keys that change parameter shapes (" + ", ".join(C.SHAPE_KEYS) + ") cannot change.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--from", dest="from_", default="last", metavar="best|last|STEP", help="which checkpoint")
+    p.add_argument("--run-id", dest="new_id", required=True, metavar="NEW", help="id of the new run")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "stop",
+        help="stop a running run (it checkpoints first)",
+        description="Ask RUN_ID to stop: it finishes its step, writes a checkpoint and exits with state stopped. "
+        "With --wait, wait for that and, if it has not stopped after the grace period, send SIGTERM "
+        "(only to a process whose pid, create time and command line match its status.json).",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--wait", action="store_true", help="wait until the run has stopped")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds before SIGTERM with --wait (default 10)")
+    _add_common(p, sets=False, background=False)
+
+    p = sub.add_parser(
+        "list",
+        help="list runs with state, step, best val loss and alerts",
+        description="List runs, newest first. A live run whose heartbeat is stale and whose process is gone "
+        "shows as crashed.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common(p, sets=False, background=False)
+
+    p = sub.add_parser(
+        "diagnose",
+        help="check a run directory for training problems",
+        description="Run the training doctor over a run directory (ours or one written by your own script "
+        "through trainer.writer) and print its alerts with numbers, causes and remedies.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a run id under --runs-dir")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the full result as JSON")
+    out.add_argument("--markdown", action="store_true", help="print a Markdown report (the default)")
+    _add_common(p, sets=False, background=False)
+    return parser
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _sets(args) -> list[str]:
+    return list(args.sets) + ([f"device={args.device}"] if args.device else [])
+
+
+def _finished(run_id: str, state: str) -> int:
+    if runs.is_main_rank():
+        print(f"run {run_id}: {state}")
+    return EXIT_OK if state in (rf.FINISHED, rf.STOPPED) else EXIT_FAILED
+
+
+def _print_changes(changes: dict) -> None:
+    for key, (old, new) in changes.items():
+        print(f"config change: {key}: {old!r} -> {new!r}")
+
+
+def _started(run_id: str, pid: int, runs_dir: Path) -> int:
+    print(f"started {run_id} in the background (pid {pid}); log: {runs_dir / run_id / rf.LOG_FILE}")
+    print(f"watch it with `python -m trainer list`, stop it with `python -m trainer stop {run_id}`")
+    return EXIT_OK
+
+
+def cmd_run(args, runs_dir: Path) -> int:
+    cfg = runs.resolve_new(args.config, _sets(args))
+    main_rank = runs.is_main_rank()
+    if not args.run_id and not main_rank:
+        # Each torchrun process would make up its own id; only rank 0 writes, but all must agree.
+        args.run_id = "rank-not-writing"
+    run_id = args.run_id or runs.new_run_id(cfg.task, runs_dir)
+    if main_rank:
+        runs.ensure_new_run(runs_dir, run_id)
+        print(f"# run {run_id}: resolved config")
+        print(C.to_yaml(cfg), end="", flush=True)
+    if args.background:
+        run_id, pid = process.start_new(args.config, _sets(args), runs_dir, run_id)
+        return _started(run_id, pid, runs_dir)
+    from trainer import engine
+
+    state = engine.train(cfg, runs_dir, run_id, mode="new")
+    return _finished(run_id, state)
+
+
+def cmd_resume(args, runs_dir: Path) -> int:
+    main_rank = runs.is_main_rank()
+    cfg, checkpoint, changes = runs.prepare_resume(runs_dir, args.run_id, _sets(args), check_exclusive=main_rank)
+    if main_rank:
+        _print_changes(changes)
+    if args.background:
+        return _started(args.run_id, process.start_resume(runs_dir, args.run_id, _sets(args)), runs_dir)
+    from trainer import engine
+
+    state = engine.train(cfg, runs_dir, args.run_id, mode="resume", checkpoint=checkpoint, changes=changes)
+    return _finished(args.run_id, state)
+
+
+def cmd_fork(args, runs_dir: Path) -> int:
+    main_rank = runs.is_main_rank()
+    cfg, checkpoint, changes = runs.prepare_fork(
+        runs_dir, args.run_id, args.from_, args.new_id, _sets(args), check_exclusive=main_rank
+    )
+    if main_rank:
+        _print_changes(changes)
+    if args.background:
+        pid = process.start_fork(runs_dir, args.run_id, args.from_, args.new_id, _sets(args))
+        return _started(args.new_id, pid, runs_dir)
+    from trainer import engine
+
+    state = engine.train(
+        cfg, runs_dir, args.new_id, mode="fork", checkpoint=checkpoint, parent=args.run_id, changes=changes
+    )
+    return _finished(args.new_id, state)
+
+
+def cmd_stop(args, runs_dir: Path) -> int:
+    if not args.wait:
+        runs.request_stop(runs_dir, args.run_id)
+        print(f"stop requested: {args.run_id} stops after its current step and checkpoints")
+        return EXIT_OK
+    state = runs.stop(runs_dir, args.run_id, grace_s=args.grace)
+    if state in rf.LIVE_STATES:
+        print(
+            f"run {args.run_id} is still {state} after {args.grace:g} s; SIGTERM goes only to a process whose pid, "
+            "create time and command line match its status.json",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"run {args.run_id}: {state}")
+    return EXIT_OK
+
+
+def _age(ts) -> str:
+    if not isinstance(ts, (int, float)):
+        return "-"
+    seconds = max(0.0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def format_table(infos: list[runs.RunInfo]) -> str:
+    """The `list` table: id, task, state, step, best val loss, alerts, last update."""
+    header = ("RUN ID", "TASK", "STATE", "STEP", "BEST VAL", "ALERTS", "UPDATED")
+    rows = [header]
+    for i in infos:
+        step = f"{i.step}/{i.max_steps}" if i.max_steps else str(i.step)
+        best = f"{i.best_val_loss:.4f}" if i.best_val_loss is not None else "-"
+        alerts = ", ".join(f"{n} {sev}" for sev, n in reversed(i.alert_counts.items()) if n) or "-"
+        rows.append((i.run_id, i.task or "-", i.state, step, best, alerts, _age(i.updated)))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def cmd_list(args, runs_dir: Path) -> int:
+    infos = runs.list_runs(runs_dir)
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=1))
+    elif not infos:
+        print(f"no runs in {runs_dir}; start one with `python -m trainer run`")
+    else:
+        print(format_table(infos))
+    return EXIT_OK
+
+
+def cmd_diagnose(args, runs_dir: Path) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        run_dir = rf.existing_run_path(runs_dir, args.run_dir)
+    from trainer import doctor  # the detectors import pandas; only this command needs them
+
+    result = doctor.diagnose(run_dir)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    else:
+        print(doctor.to_markdown(result))
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "fork": cmd_fork,
+    "stop": cmd_stop,
+    "list": cmd_list,
+    "diagnose": cmd_diagnose,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runs_dir = Path(args.runs_dir).resolve() if args.runs_dir else runs.default_runs_dir()
+    try:
+        return COMMANDS[args.command](args, runs_dir)
+    except TrainerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

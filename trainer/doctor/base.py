@@ -1,0 +1,197 @@
+"""What every detector shares: the alert record, the episode rule, robust statistics and the run
+context (what the config declares: warm-up, schedule, curriculum).
+
+A detector is a small object with named thresholds (class attributes, documented in
+docs/doctor.md). It sees rows one at a time, in step order, online and offline alike, and keeps
+only incremental state, so the live doctor and `python -m trainer diagnose` always agree.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
+def median(values) -> float:
+    s = sorted(values)
+    n = len(s)
+    mid = n // 2
+    return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
+
+
+def mad_sigma(values, center: float | None = None) -> float:
+    """Robust standard deviation: 1.4826 * median absolute deviation."""
+    c = median(values) if center is None else center
+    return MAD_TO_SIGMA * median([abs(v - c) for v in values])
+
+
+_NUMBERS = (float, int)
+
+
+def finite(value) -> bool:
+    """A real number that is not NaN or Inf (bool is not a number here). Hot path: no isinstance."""
+    return value.__class__ in _NUMBERS and value - value == 0
+
+
+def make_alert(code, severity, step, message, evidence=None, remedy=None) -> dict:
+    return {
+        "code": code,
+        "severity": severity,
+        "step": int(step) if step is not None else None,
+        "message": message,
+        "evidence": evidence or {},
+        "remedy": remedy or [],
+    }
+
+
+def fmt(value: float) -> str:
+    """Numbers in messages: 4 significant digits, no scientific notation for ordinary values."""
+    if value is None:
+        return "null"
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4g}"
+    return f"{value:.3g}"
+
+
+class Detector:
+    """One failure code. Subclasses set `code`, `severity`, `rearm_rows` and implement observe.
+
+    Episode rule: `self.fire(...)` returns an alert only when no episode is open; `self.clear()`
+    counts healthy observations and closes the episode after `rearm_rows` of them, so a condition
+    that persists is reported once, and one that recovers and comes back is reported again.
+    """
+
+    code = ""
+    severity = "warning"
+    kind = "metrics"  # which records it reads: metrics | grads | samples
+    rearm_rows = 5
+    healthy_reason = "no evidence"
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.open = False
+        self._clear_count = 0
+        self.fired = 0
+        self.observed = 0  # records that carried this detector's series (for the "checked" list)
+
+    def observe(self, step: int, record: dict) -> dict | None:
+        raise NotImplementedError
+
+    def fire(self, step, message, evidence, remedy=None, severity=None) -> dict | None:
+        self._clear_count = 0
+        if self.open:
+            return None
+        self.open = True
+        self.fired += 1
+        return make_alert(self.code, severity or self.severity, step, message, evidence, remedy)
+
+    def clear(self) -> None:
+        if self.open:
+            self._clear_count += 1
+            if self._clear_count >= self.rearm_rows:
+                self.open = False
+                self._clear_count = 0
+
+    def checked(self) -> str | None:
+        """One line saying why this code was found healthy (None when there was nothing to check)."""
+        return self.healthy_reason if self.observed else None
+
+
+class RollingWindow:
+    """The last `size` finite values with their median and robust spread."""
+
+    def __init__(self, size: int):
+        self.values: deque = deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def median(self) -> float:
+        return median(self.values)
+
+
+class RunContext:
+    """What the config declares about the run, with safe answers when there is no config.
+
+    config is the resolved config dict (config.yaml or Config.to_dict()); a config from another
+    program that our schema refuses still gives whatever plain keys it has.
+    """
+
+    def __init__(self, config: dict | None):
+        self.raw = dict(config or {})
+        self.cfg = None
+        if config:
+            try:
+                from trainer.config import from_dict
+
+                self.cfg = from_dict(self.raw)
+            except Exception:  # another program's config: use what we can read
+                self.cfg = None
+        self.warmup_steps = int(self._get("warmup_steps", 0) or 0)
+        self.max_steps = self._get("max_steps", None)
+        self.peak_lr = self._get("lr", None)
+        curriculum = self.raw.get("curriculum") or {}
+        self.curriculum_ramp = curriculum.get("ramp", "none") if isinstance(curriculum, dict) else "none"
+        self.preschool_steps = int((curriculum or {}).get("preschool_steps", 0) or 0) if self.curriculum_ramp else 0
+        self.has_curriculum = self.curriculum_ramp not in (None, "none")
+        self.difficulty = None  # latest logged curriculum/difficulty
+        self.difficulty_history: list[tuple[int, float]] = []
+        self.rows = 0  # metrics rows seen (train rows)
+        self.change_step = 0  # last resume/fork/config change: the schedule is checked from here
+
+    def _get(self, key, default):
+        if self.cfg is not None:
+            return getattr(self.cfg, key)
+        value = self.raw.get(key, default)
+        return value if finite(value) else default
+
+    def in_warmup(self, step: int) -> bool:
+        return step < self.warmup_steps
+
+    def expected_lr(self, step: int) -> float | None:
+        if self.cfg is None:
+            return None
+        from trainer.schedule import lr_at
+
+        return lr_at(max(0, step), self.cfg)
+
+    def planned_difficulty(self, step: int) -> float | None:
+        if self.cfg is None or not self.has_curriculum:
+            return None
+        try:
+            from trainer.tasks.options import curriculum_difficulty
+        except ImportError:
+            return None
+        return curriculum_difficulty(step, self.cfg.curriculum)
+
+    def note_difficulty(self, step: int, value: float) -> None:
+        self.difficulty = value
+        self.difficulty_history.append((step, value))
+        if not self.has_curriculum:
+            self.has_curriculum = True  # another program's run: the logged difficulty declares it
+
+    def difficulty_at(self, step: int) -> float | None:
+        """Logged difficulty at step (latest logged at or before it), else the planned one."""
+        hist = self.difficulty_history
+        if hist:
+            lo, hi = 0, len(hist)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if hist[mid][0] <= step:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return hist[lo - 1][1] if lo else hist[0][1]
+        return self.planned_difficulty(step)
+
+    def ramping(self, step: int) -> bool:
+        """True while a declared curriculum is still raising the difficulty."""
+        if not self.has_curriculum:
+            return False
+        d = self.difficulty_at(step)
+        return d is not None and d < 0.999

@@ -1,0 +1,126 @@
+"""Diagnose a run directory after the fact: the online detectors replayed over its files.
+
+    python -m trainer diagnose runs/<run_id> [--json] [--markdown]
+
+    from trainer.doctor import diagnose, to_markdown
+    print(to_markdown(diagnose("runs/my-run")))
+
+Works on running, stopped, finished and crashed runs, and on directories written by other programs
+with any subset of the files (docs/run-format.md). The result's schema is in docs/doctor.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+from pathlib import Path
+
+import yaml
+
+from trainer import run_format as rf
+from trainer.doctor.base import SEVERITY_RANK
+from trainer.doctor.online import OnlineDoctor
+from trainer.doctor.runfiles import metrics_records, read_records
+from trainer.errors import RunNotFound
+
+RESTART_EVENTS = ("resume", "fork", "config_change")
+_KIND_ORDER = {"grads": 0, "metrics": 1, "samples": 2}
+
+
+def diagnose(run_dir) -> dict:
+    """{"run": {...}, "alerts": [...], "summary": str, "checked": [{"code", "reason"}], "unchecked": [codes]}."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunNotFound(f"no run directory {run_dir}; `python -m trainer list` shows the runs")
+    config = _read_config(run_dir)
+    status = _read_status(run_dir)
+    doctor = OnlineDoctor(config)
+    events = read_records(run_dir / rf.EVENTS_FILE)
+    restarts = [e["step"] for e in events if e.get("kind") in RESTART_EVENTS]
+    if restarts:
+        doctor.note_restart(max(restarts))
+    metrics, rows, stride = metrics_records(run_dir / rf.METRICS_FILE)
+    grads = read_records(run_dir / rf.GRADS_FILE)
+    samples = read_records(run_dir / rf.SAMPLES_FILE)
+    streams = [_tagged("metrics", metrics), _tagged("grads", grads), _tagged("samples", samples)]
+    for _, _, _, kind, record in heapq.merge(*streams):
+        doctor.observe(kind, record)
+    alerts = sorted(doctor.alerts, key=lambda a: a["step"] if a["step"] is not None else -1)
+    run = {
+        "run_id": (status or {}).get("run_id", run_dir.name),
+        "dir": str(run_dir),
+        "state": _state(run_dir, status),
+        "task": (status or {}).get("task") or (config or {}).get("task"),
+        "step": doctor.last_step,
+        "max_steps": (status or {}).get("max_steps") or (config or {}).get("max_steps"),
+        "metrics_rows": rows,
+        "sample_stride": stride,
+        "files": sorted(p.name for p in run_dir.iterdir() if p.is_file()),
+        "has_config": config is not None,
+    }
+    return {
+        "run": run,
+        "alerts": alerts,
+        "summary": _summary(run, alerts),
+        "checked": doctor.checked(),
+        "unchecked": doctor.unchecked(),
+    }
+
+
+def _tagged(kind: str, records: list[dict]):
+    order = _KIND_ORDER[kind]
+    for i, record in enumerate(records):
+        yield record["step"], order, i, kind, record
+
+
+def _read_config(run_dir: Path) -> dict | None:
+    try:
+        from trainer.reader import read_config
+
+        return read_config(run_dir)
+    except ImportError:
+        try:
+            data = yaml.safe_load((run_dir / rf.CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def _read_status(run_dir: Path) -> dict | None:
+    try:
+        from trainer.reader import read_status
+
+        return read_status(run_dir)
+    except ImportError:
+        import json
+
+        try:
+            data = json.loads((run_dir / rf.STATUS_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def _state(run_dir: Path, status: dict | None) -> str | None:
+    if status is None:
+        return None
+    try:
+        from trainer.runs import run_state
+
+        return run_state(run_dir)
+    except Exception:  # runs.py absent or the status of another program: report what it says
+        return status.get("state")
+
+
+def _summary(run: dict, alerts: list[dict]) -> str:
+    where = f"run {run['run_id']}" + (f" ({run['state']})" if run["state"] else "")
+    at = f" at step {run['step']}" if run["step"] is not None else ""
+    if run["metrics_rows"] == 0 and run["step"] is None:
+        return f"{where}: nothing to diagnose yet (no metrics, grads or samples)."
+    serious = [a for a in alerts if a["severity"] != "info"]
+    if not serious:
+        infos = f" ({len(alerts)} info note{'s' * (len(alerts) != 1)})" if alerts else ""
+        return f"{where}{at}: healthy, no warning or critical finding{infos}."
+    counts = {s: sum(1 for a in serious if a["severity"] == s) for s in ("critical", "warning")}
+    worst = max(serious, key=lambda a: (SEVERITY_RANK[a["severity"]], -(a["step"] or 0)))
+    parts = [f"{n} {s}{'s' * (n > 1 and s == 'warning')}" for s, n in counts.items() if n]
+    return f"{where}{at}: {', '.join(parts)}. Most serious: {worst['code']} - {worst['message']}."

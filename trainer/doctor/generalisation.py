@@ -1,0 +1,182 @@
+"""Detectors comparing val/loss with train/loss: val_below_train and overfitting.
+
+Both act on rows that carry val/loss (one per eval); the train reference is ctx.train, the
+smoothed train/loss at the same step.
+"""
+
+from __future__ import annotations
+
+from trainer import run_format as rf
+from trainer.doctor import remedies as R
+from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median
+
+
+def _train_now(track) -> float | None:
+    """Train loss at this eval: median of the last 3 train rows (short, so a falling loss does not lag)."""
+    if track.count < 3:
+        return None
+    return median(list(track.recent)[-3:])
+
+
+class ValBelowTrain(Detector):
+    """val/loss far below train/loss for several evals (report 001: 0.27 vs 0.98).
+
+    statistic: val/loss / train/loss (train = median of the last 3 train rows)
+    fires when the ratio < max_ratio for confirm_evals consecutive evals after warm-up.
+    """
+
+    code = "val_below_train"
+    max_ratio = 0.6
+    confirm_evals = 2
+    rearm_rows = 2
+    healthy_reason = "val/loss stayed above 0.6 x train/loss"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.streak = 0
+
+    def observe(self, step, row):
+        val = row.get(rf.VAL_LOSS)
+        if not finite(val):
+            return None
+        train = _train_now(self.ctx.train)
+        if train is None or train <= 0 or self.ctx.in_warmup(step):
+            return None
+        self.observed += 1
+        ratio = val / train
+        if ratio >= self.max_ratio:
+            self.streak = 0
+            self.clear()
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_evals:
+            return None
+        cfg = self.ctx.cfg
+        dropout = cfg.dropout if cfg is not None else None
+        cause = (
+            f"dropout {dropout} is active in training but not in eval"
+            if dropout
+            else "with no dropout, suspect leakage between the splits or an easier validation split"
+        )
+        remedy = (
+            [
+                {
+                    "set": {"dropout": 0.0},
+                    "why": "without dropout train and val losses are measured the same way; "
+                    "if the gap stays, the split is the cause",
+                }
+            ]
+            if dropout
+            else [
+                {
+                    "set": {"val_split": 0.2},
+                    "why": "a larger validation split is a different sample of the data: a "
+                    "gap that survives it points at leakage or a bug in the loss",
+                }
+            ]
+        )
+        return self.fire(
+            step,
+            f"val/loss {fmt(val)} is {1 / ratio:.1f}x below train/loss {fmt(train)} at step {step} "
+            f"({self.streak} evals in a row); {cause}",
+            {"val_loss": val, "train_loss": train, "ratio": round(ratio, 3), "evals": self.streak},
+            remedy,
+        )
+
+
+class Overfitting(Detector):
+    """val/loss rising while train/loss keeps falling (or holds).
+
+    statistic: val level (median of the last 3 evals) against its best level so far; train level
+    against its level at the best eval
+    fires when the val level > best * (1 + min_relative_rise) + noise_multiple * eval-to-eval noise
+    for confirm_evals evals while the train level (median of 11 rows) has not risen above
+    its level at the best eval (by more than 1% or its per-row noise).
+    Says where early stopping would have stopped.
+    """
+
+    code = "overfitting"
+    min_relative_rise = 0.02
+    noise_multiple = 2.0
+    confirm_evals = 1  # the median of 3 evals already needs two of them high
+    rearm_rows = 3
+    healthy_reason = "val/loss never rose 2% above its best while train/loss fell"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.best = None
+        self.best_step = None
+        self.train_at_best = None
+        self.evals: list[tuple[int, float]] = []
+        self.streak = 0
+
+    def _noise(self) -> float:
+        """Eval-to-eval noise from second differences (a trend cancels out) of the last 30 evals,
+        leaving out the early fast drop, whose curvature would pass for noise."""
+        vals = [v for _, v in self.evals[-30:]]
+        settled = next((i for i, v in enumerate(vals) if v <= 1.05 * self.best), 0)
+        if len(vals) - settled >= 6:
+            vals = vals[settled:]
+        if len(vals) < 6:
+            return 0.0
+        second = [a - 2 * b + c for a, b, c in zip(vals, vals[1:], vals[2:])]
+        return mad_sigma(second) / 2.449
+
+    def observe(self, step, row):
+        val = row.get(rf.VAL_LOSS)
+        if not finite(val):
+            return None
+        track = self.ctx.train
+        train = track.level
+        self.observed += 1
+        self.evals.append((step, val))
+        level = median([v for _, v in self.evals[-3:]])
+        if self.best is None or level < self.best:
+            self.best, self.best_step, self.train_at_best = level, step, train
+            self.streak = 0
+            self.clear()
+            return None
+        noise = self._noise()
+        above = level > self.best * (1 + self.min_relative_rise) + self.noise_multiple * noise
+        train_not_rising = (
+            train is not None
+            and self.train_at_best is not None
+            and train <= self.train_at_best + max(0.01 * abs(self.train_at_best), track.noise())
+        )
+        if not (above and train_not_rising) or self.ctx.ramping(step):
+            self.streak = 0
+            self.clear()
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_evals:
+            return None
+        cfg = self.ctx.cfg
+        patience = cfg.early_stopping.patience if cfg is not None and cfg.early_stopping.patience else 3
+        after = [s for s, _ in self.evals if s > self.best_step]
+        stop_step = after[patience - 1] if len(after) >= patience else None
+        where = (
+            f"early stopping with patience {patience} would have stopped at step {stop_step}"
+            if stop_step is not None
+            else f"early stopping with patience {patience} would stop {patience - len(after)} evals from now"
+        )
+        return self.fire(
+            step,
+            f"val/loss rose from {fmt(self.best)} (step {self.best_step}) to {fmt(level)} at step {step} while "
+            f"train/loss went from {fmt(self.train_at_best)} to {fmt(train)}; {where}",
+            {
+                "best_val": self.best,
+                "best_step": self.best_step,
+                "val": level,
+                "val_noise": noise,
+                "train_at_best": self.train_at_best,
+                "train": train,
+                "early_stop_step": stop_step,
+                "patience": patience,
+            },
+            R.ranked(
+                R.early_stopping(
+                    self.ctx, "stop when val/loss stops improving; the fork starts from the best checkpoint", patience
+                ),
+                R.more_regularisation(self.ctx, "dropout and weight decay slow memorisation of the training set"),
+            ),
+        )

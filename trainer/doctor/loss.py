@@ -1,0 +1,396 @@
+"""Detectors on the training loss: non_finite, loss_spike, loss_rising, loss_plateau.
+
+They read train/loss (and grad/norm, val/loss for non_finite) from metrics rows; the shared
+smoothed view of train/loss is ctx.train (trainer/doctor/tracks.py), updated before they run.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections import deque
+
+from trainer import run_format as rf
+from trainer.doctor import remedies as R
+from trainer.doctor.base import Detector, finite, fmt, mad_sigma, make_alert, median
+
+WATCHED_FINITE = (rf.TRAIN_LOSS, rf.GRAD_NORM, rf.VAL_LOSS)
+
+
+class NonFinite(Detector):
+    """A loss or gradient norm that is NaN or Inf (logged as null). One row is conclusive."""
+
+    code = "non_finite"
+    severity = "critical"
+    rearm_rows = 3
+    healthy_reason = "every train/loss, val/loss and grad/norm value is finite"
+
+    def observe(self, step, row):
+        bad = [k for k in WATCHED_FINITE if k in row and not finite(row[k])]
+        if not any(k in row for k in WATCHED_FINITE):
+            return None
+        self.observed += 1
+        if not bad:
+            self.clear()
+            return None
+        last = self.ctx.train.last
+        message = f"{' and '.join(bad)} became non-finite (NaN/Inf) at step {step}" + (
+            f"; the last finite train/loss was {fmt(last)}" if last is not None else ""
+        )
+        return self.fire(
+            step,
+            message,
+            {"series": bad, "last_finite_train_loss": last},
+            R.ranked(
+                R.lower_lr(self.ctx, "a smaller step size keeps the update from overflowing"),
+                R.tighter_clipping(self.ctx, "clipping bounds the update when a gradient blows up"),
+                {"set": {"amp": "off"}, "why": "fp16 overflows where fp32 does not"}
+                if self.ctx.cfg is not None and self.ctx.cfg.amp == "fp16"
+                else None,
+            ),
+        )
+
+
+class LossSpike(Detector):
+    """A jump far above the recent level, judged on first differences so a trend is not a spike.
+
+    statistic: jump = train/loss - median(previous 3 values)
+    fires when jump > z_threshold * robust sd of the previous `window` differences (+ their median)
+    and jump > min_relative_jump * |previous level|, after warm-up and `min_rows` rows.
+    """
+
+    code = "loss_spike"
+    window = 32
+    min_rows = 16
+    z_threshold = 6.0
+    min_relative_jump = 0.15
+    rearm_rows = 5
+    healthy_reason = "no train/loss jump above 6 robust sd and 15% of the recent level"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.previous: deque = deque(maxlen=3)
+        self.diffs: deque = deque(maxlen=self.window)
+
+    def observe(self, step, row):
+        value = row.get(rf.TRAIN_LOSS)
+        if not finite(value):
+            return None
+        self.observed += 1
+        alert = None
+        if self.previous:
+            level = median(self.previous)
+            jump = value - level
+            big_enough = jump > self.min_relative_jump * abs(level)  # cheap test first
+            if big_enough and len(self.diffs) >= self.min_rows and not self.ctx.in_warmup(step):
+                center = median(self.diffs)
+                sd = max(mad_sigma(self.diffs, center), 1e-3 * abs(level), 1e-12)
+                z = (jump - center) / sd
+                if z > self.z_threshold:
+                    alert = self._alert(step, value, level, z)
+                else:
+                    self.clear()
+            else:
+                self.clear()
+            self.diffs.append(value - self.previous[-1])
+        self.previous.append(value)
+        return alert
+
+    def _alert(self, step, value, level, z):
+        message = (
+            f"train/loss jumped from {fmt(level)} to {fmt(value)} (+{(value / level - 1) * 100:.0f}%, "
+            f"{z:.0f} robust sd) at step {step}"
+            if level
+            else f"train/loss jumped to {fmt(value)} at step {step}"
+        )
+        return self.fire(
+            step,
+            message,
+            {"before": level, "after": value, "robust_z": round(z, 1)},
+            R.ranked(
+                R.larger_batch(
+                    self.ctx,
+                    "a 4x larger batch halves the gradient noise that set off the spike (report 003; a "
+                    "smaller block_size helps too but changes the model shape: start a new run for it)",
+                ),
+                R.lower_lr(self.ctx, "a smaller step keeps a noisy gradient from throwing the weights off"),
+                R.tighter_clipping(self.ctx, "tighter clipping bounds the update when a gradient spikes"),
+            ),
+        )
+
+
+class LossRising(Detector):
+    """A sustained increase of the smoothed train loss above its best level.
+
+    statistic: level (median of 11 rows) - best level since arming
+    fires when the rise > max(min_relative_rise * |best|, noise_multiple * per-row noise) for
+    `confirm_rows` consecutive rows, after warm-up and `min_rows` rows.
+    With a declared curriculum the rise is expected (armed after min_rows_curriculum rows, warm-up
+    or not): info when the curriculum ramps at a pace the model follows; warning when the ramp is
+    front-loaded, its peak pace (over pace_span_rows rows) above max_pace_ratio x its average pace
+    (1 - start) / preschool_steps, as report 002's exponential ramp, or when the loss still rises
+    lag_fraction of the ramp's length after full difficulty.
+    """
+
+    code = "loss_rising"
+    min_rows = 20
+    min_rows_curriculum = 5
+    min_relative_rise = 0.15
+    noise_multiple = 3.0
+    confirm_rows = 5
+    max_pace_ratio = 2.0  # an exponential ramp peaks at 5x its average pace, a linear one at 1x
+    pace_span_rows = 3
+    lag_fraction = 0.2
+    rearm_rows = 10
+    healthy_reason = "the smoothed train/loss never rose 15% above its best level"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.best = None
+        self.best_step = None
+        self.streak = 0
+        self.info_sent = False
+        self.max_pace = 0.0
+        self.full_step = None  # first step at full difficulty
+        self.peak_at_full = None
+
+    def observe(self, step, row):
+        ctx = self.ctx
+        if rf.CURRICULUM_DIFFICULTY in row and finite(row[rf.CURRICULUM_DIFFICULTY]):
+            self._note_pace()
+        if not finite(row.get(rf.TRAIN_LOSS)):
+            return None
+        self.observed += 1
+        track = ctx.train
+        if ctx.has_curriculum:
+            if track.count < self.min_rows_curriculum:
+                return None
+        elif track.count < self.min_rows or ctx.in_warmup(step):
+            return None
+        level = track.level
+        if self.best is None or level < self.best:
+            self.best, self.best_step = level, step
+        if ctx.has_curriculum:
+            lagging = self._lagging(step, level)
+            if lagging:
+                return lagging
+        threshold = max(self.min_relative_rise * abs(self.best), self.noise_multiple * track.noise())
+        if level - self.best <= threshold:
+            self.streak = 0
+            self.clear()
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_rows:
+            return None
+        return self._rising(step, level)
+
+    def _rising(self, step, level):
+        ctx = self.ctx
+        rise = f"train/loss rose from {fmt(self.best)} (step {self.best_step}) to {fmt(level)} at step {step}"
+        evidence = {"best": self.best, "best_step": self.best_step, "now": level}
+        if not ctx.has_curriculum:
+            return self.fire(
+                step,
+                rise + ", a sustained increase",
+                evidence,
+                R.ranked(
+                    R.lower_lr(ctx, "a loss that climbs at a steady LR is usually an LR the model cannot hold"),
+                    R.tighter_clipping(ctx, "tighter clipping damps the updates that push the loss up"),
+                ),
+            )
+        average = self._average_pace()
+        ratio = self.max_pace / average if average else 0.0
+        evidence.update(
+            difficulty=ctx.difficulty_at(step),
+            peak_pace_per_1000_steps=self.max_pace * 1000,
+            average_pace_per_1000_steps=average * 1000 if average else None,
+            pace_ratio=round(ratio, 2),
+        )
+        if ratio > self.max_pace_ratio:
+            return self.fire(
+                step,
+                rise + f" while the curriculum raised difficulty at up to {self.max_pace * 1000:.3g} per 1000 steps, "
+                f"{ratio:.1f}x its average pace: a front-loaded ramp, faster than the model can follow",
+                evidence,
+                self._curriculum_remedy(),
+            )
+        if not self.info_sent:
+            self.info_sent = True
+            # An info is not an episode: a later too-fast or lagging finding still gets its warning.
+            message = (
+                rise + " while the declared curriculum raises difficulty at its planned pace "
+                f"({self.max_pace * 1000:.2f} per 1000 steps): expected"
+            )
+            return make_alert(self.code, "info", step, message, evidence, [])
+        return None
+
+    def _curriculum_remedy(self):
+        return R.ranked(
+            R.slower_curriculum(
+                self.ctx,
+                "a linear ramp over 4x more steps lets the model learn each level before the next (report 002)",
+            ),
+            R.lower_lr(self.ctx, "a smaller LR is steadier while the task keeps getting harder"),
+        )
+
+    def _average_pace(self) -> float | None:
+        """The ramp's average pace: planned from config, else as logged so far."""
+        cfg = self.ctx.cfg
+        if cfg is not None and cfg.curriculum.ramp != "none" and cfg.curriculum.preschool_steps > 0:
+            return (1.0 - cfg.curriculum.start) / cfg.curriculum.preschool_steps
+        hist = self.ctx.difficulty_history
+        end = next((i for i, (_, d) in enumerate(hist) if d >= 0.999), len(hist) - 1)
+        if end < 1 or hist[end][0] <= hist[0][0]:
+            return None
+        return (hist[end][1] - hist[0][1]) / (hist[end][0] - hist[0][0])
+
+    def _note_pace(self):
+        hist = self.ctx.difficulty_history
+        if len(hist) > self.pace_span_rows:
+            (s0, d0), (s1, d1) = hist[-1 - self.pace_span_rows], hist[-1]
+            if s1 > s0:
+                self.max_pace = max(self.max_pace, (d1 - d0) / (s1 - s0))
+        if self.full_step is None and hist[-1][1] >= 0.999:
+            self.full_step = hist[-1][0]
+
+    def _lagging(self, step, level):
+        """Loss still climbing well after the curriculum reached full difficulty."""
+        ctx = self.ctx
+        if self.full_step is None:
+            d = ctx.planned_difficulty(step)
+            if d is None or d < 0.999:
+                return None
+            self.full_step = step
+        if self.peak_at_full is None:
+            self.peak_at_full = level
+            return None
+        ramp = ctx.preschool_steps or self.full_step
+        lag = step - self.full_step
+        rising = level > self.peak_at_full + max(0.05 * abs(self.peak_at_full), 3 * ctx.train.noise())
+        if rising and lag > self.lag_fraction * ramp:
+            alert = self.fire(
+                step,
+                f"train/loss still rose from {fmt(self.peak_at_full)} to {fmt(level)} {lag} steps after the "
+                f"curriculum reached full difficulty at step {self.full_step}: the model cannot follow the ramp",
+                {"at_full_difficulty": self.peak_at_full, "now": level, "full_difficulty_step": self.full_step},
+                self._curriculum_remedy(),
+            )
+            if alert:
+                return alert
+        return None
+
+
+class LossPlateau(Detector):
+    """No real improvement for a long stretch while the LR is not tiny, after an initial drop,
+    with the loss still stuck high (a converged run that has already made most of its drop is not
+    a plateau).
+
+    statistic: improvement = mean of the first quarter of the window P minus mean of its last quarter,
+    P = max(min_rows rows, window_fraction * step, run_fraction * max_steps)
+    fires when improvement + noise_multiple * its sd < min_drop_share * (initial - best)
+    and < rate_share x the improvement over the window before (the descent has slowed to a stop),
+    the loss dropped at least once (initial drop), best > stuck_fraction * initial level,
+    lr >= min_lr_fraction * peak lr, for confirm_rows rows. The episode ends only when the level
+    improves again by more than twice the threshold plus twice its sd, so noise does not re-fire it.
+    """
+
+    code = "loss_plateau"
+    min_rows = 50
+    window_fraction = 0.25
+    run_fraction = 0.1  # with a known max_steps, a "long stretch" is at least 10% of the run
+    min_drop_share = 0.1
+    rate_share = 0.25
+    noise_multiple = 1.0
+    stuck_fraction = 0.5
+    min_lr_fraction = 0.2
+    confirm_rows = 5
+    rearm_rows = 10
+    healthy_reason = "train/loss kept improving, or had already fallen below half its initial level"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.streak = 0
+        self.peak_lr = 0.0
+        self.lr = None
+
+    def observe(self, step, row):
+        lr = row.get(rf.LR)
+        if finite(lr):
+            self.lr = lr
+            self.peak_lr = max(self.peak_lr, lr)
+        if not finite(row.get(rf.TRAIN_LOSS)):
+            return None
+        self.observed += 1
+        ctx, track = self.ctx, self.ctx.train
+        if track.count < self.min_rows or ctx.in_warmup(step) or ctx.ramping(step) or track.initial is None:
+            return None
+        spacing = (track.steps[-1] - track.steps[0]) / max(1, track.count - 1)
+        window = max(self.min_rows * spacing, self.window_fraction * step, self.run_fraction * (ctx.max_steps or 0))
+        then = track.level_at(step - window)
+        if then is None or track.steps[0] > step - window:
+            return None
+        noise = track.noise()
+        # improvement: mean of the window's first quarter minus mean of its last quarter, precise
+        # on long windows (sd = noise * sqrt(1/m1 + 1/m2)).
+        early, m1 = track.mean_between(step - window, step - 0.75 * window)
+        late, m2 = track.mean_between(step - 0.25 * window, step)
+        if early is None or late is None:
+            return None
+        improvement = early - late
+        spread = noise * math.sqrt(1 / m1 + 1 / m2)
+        dropped = track.initial - track.best > max(0.02 * abs(track.initial), 3 * noise)
+        stuck = track.best > self.stuck_fraction * track.initial
+        lr_ok = self.lr is None or self.peak_lr == 0 or self.lr >= self.min_lr_fraction * self.peak_lr
+        # Flat must be shown, not just "not shown to improve": the improvement plus its noise must stay
+        # under a tenth of the drop so far, so a short or noisy window never makes a plateau.
+        threshold = self.min_drop_share * (track.initial - track.best)
+        earlier_improvement = None
+        if track.steps[0] <= step - 2 * window:
+            a, _ = track.mean_between(step - 2 * window, step - 1.75 * window)
+            b, _ = track.mean_between(step - 1.25 * window, step - window)
+            if a is not None and b is not None:
+                earlier_improvement = a - b
+        # A slow but steady descent improves about as much per window as before; a plateau has
+        # lost most of its earlier rate.
+        slowed = (
+            earlier_improvement is None
+            or earlier_improvement <= threshold  # the window before was flat too
+            or improvement < self.rate_share * earlier_improvement
+        )
+        flat = improvement + self.noise_multiple * spread < threshold and slowed
+        if self.open and improvement - 2 * spread > 2 * threshold:
+            self.open = False  # real progress: a later plateau is a new episode
+        if not (flat and dropped and stuck and lr_ok):
+            self.streak = 0
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_rows:
+            return None
+        if self.open:
+            return None
+        i = bisect_left(track.steps, step - window)
+        since = track.steps[min(i, len(track.steps) - 1)]
+        return self.fire(
+            step,
+            f"train/loss has stayed at {fmt(track.level)} for {int(step - since)} steps (improved {fmt(improvement)} "
+            f"since step {since}) after dropping from {fmt(track.initial)}, with lr {fmt(self.lr) if self.lr else 'n/a'}",
+            {
+                "level": track.level,
+                "since_step": since,
+                "improvement": improvement,
+                "initial": track.initial,
+                "lr": self.lr,
+                "noise": noise,
+            },
+            R.ranked(
+                R.raise_lr(
+                    ctx,
+                    "a 3x larger LR with a shorter warm-up gives the model the push to leave the "
+                    "plateau (report 001's primary fix)",
+                ),
+                R.less_regularisation(
+                    ctx, "weight decay and tight clipping can hold a model on a plateau (report 001's secondary fix)"
+                ),
+                R.larger_batch(ctx, "a larger batch gives steadier gradients (report 003)"),
+            ),
+        )

@@ -1,0 +1,204 @@
+"""Detectors on what the model outputs: variance_collapse (numeric predictions) and token_collapse
+(generated text).
+
+variance_collapse reads out/pred_std and out/target_std (or out/variance_ratio) from metrics rows
+and pred/target windows from samples.jsonl; token_collapse reads samples.jsonl text.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, deque
+
+from trainer import run_format as rf
+from trainer.doctor import remedies as R
+from trainer.doctor.base import Detector, finite, fmt, median
+
+# Character entropy (nats) of English prose per sample length: 200-character windows of
+# Shakespeare measure about 2.9; short windows hold fewer distinct characters.
+REFERENCE_ENTROPY = 2.9
+
+
+def _std_ratio_from_row(row) -> float | None:
+    pred, target = row.get(rf.PRED_STD), row.get(rf.TARGET_STD)
+    if finite(pred) and finite(target) and target > 0:
+        return pred / target
+    ratio = row.get(rf.VARIANCE_RATIO)
+    if finite(ratio) and ratio >= 0:
+        return math.sqrt(ratio)  # variance_ratio is a ratio of variances
+    return None
+
+
+class VarianceCollapse(Detector):
+    """Predictions far less spread than the targets (report 001: pred_std 0.03 vs target_std 0.86, 1:29).
+
+    statistic: pred_std / target_std, median of the last `window` values
+    fires when the median < max_std_ratio for confirm_rows rows and is not recovering (it is below
+    recovery_factor x its value `window` rows earlier), after warm-up and min_rows values.
+    """
+
+    code = "variance_collapse"
+    kind = "metrics+samples"
+    severity = "critical"
+    max_std_ratio = 0.1
+    window = 5
+    min_rows = 10
+    confirm_rows = 5
+    recovery_factor = 2.0
+    rearm_rows = 5
+    healthy_reason = "prediction spread stayed above 1/10 of the target spread"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.ratios: deque = deque(maxlen=self.window)
+        self.medians: deque = deque(maxlen=self.window + 1)
+        self.streak = 0
+        self.last = (None, None)
+
+    def observe(self, step, record):
+        ratio = _std_ratio_from_row(record)
+        if ratio is None and "pred" in record and "target" in record:
+            ratio = self._ratio_from_sample(record)
+        if ratio is None:
+            return None
+        self.observed += 1
+        self.last = (record.get(rf.PRED_STD), record.get(rf.TARGET_STD))
+        self.ratios.append(ratio)
+        now = median(self.ratios)
+        earlier = self.medians[0] if len(self.medians) == self.medians.maxlen else None
+        self.medians.append(now)
+        if self.observed < self.min_rows or self.ctx.in_warmup(step):
+            return None
+        recovering = earlier is not None and now > self.recovery_factor * earlier
+        if now >= self.max_std_ratio or recovering:
+            self.streak = 0
+            self.clear()
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_rows:
+            return None
+        pred, target = self.last
+        one_to = f"1:{1 / now:.0f}" if now > 0 else "1:inf"
+        numbers = (
+            f"pred_std {fmt(pred)} vs target_std {fmt(target)}"
+            if finite(pred) and finite(target)
+            else (f"pred/target std ratio {fmt(now)}")
+        )
+        return self.fire(
+            step,
+            f"predictions have collapsed towards a constant: {numbers}, ratio {one_to} at step {step}",
+            {"std_ratio": now, "pred_std": pred, "target_std": target, "ratio_text": one_to},
+            R.ranked(
+                R.raise_lr(
+                    self.ctx,
+                    "a 3x larger LR with a shorter warm-up gives the model the push to leave the "
+                    "mean-predictor solution (report 001's primary fix)",
+                ),
+                R.less_regularisation(
+                    self.ctx,
+                    "weight decay and tight clipping can pin the outputs near the mean (report 001's secondary fix)",
+                ),
+            ),
+        )
+
+    @staticmethod
+    def _ratio_from_sample(record) -> float | None:
+        pred, target = record.get("pred"), record.get("target")
+        if not isinstance(pred, list) or not isinstance(target, list) or min(len(pred), len(target)) < 3:
+            return None
+        try:
+            t = statistics.pstdev(target)
+            return statistics.pstdev(pred) / t if t > 0 else None
+        except (TypeError, statistics.StatisticsError):
+            return None
+
+
+def text_stats(text: str) -> dict:
+    """Character entropy (nats), share of punctuation among non-space characters, share of the two
+    commonest characters, and distinct 4-grams / all 4-grams (low when the text loops)."""
+    n = len(text)
+    counts = Counter(text)
+    entropy = -sum(c / n * math.log(c / n) for c in counts.values()) if n else 0.0
+    visible = [ch for ch in text if not ch.isspace()]
+    punctuation = sum(1 for ch in visible if not ch.isalnum()) / len(visible) if visible else 1.0
+    top2 = sum(c for _, c in counts.most_common(2)) / n if n else 1.0
+    grams = [text[i : i + 4] for i in range(max(0, n - 3))]
+    distinct4 = len(set(grams)) / len(grams) if grams else 1.0
+    return {
+        "entropy": entropy,
+        "punctuation_share": punctuation,
+        "top2_share": top2,
+        "distinct_4grams": distinct4,
+        "length": n,
+    }
+
+
+class TokenCollapse(Detector):
+    """Generated samples dominated by a few tokens or by punctuation (report 000: ",:,,:").
+
+    statistic per sample: character entropy, punctuation share, distinct 4-gram ratio
+    fires when confirm_samples consecutive samples after warm-up have entropy < entropy_fraction x
+    the reference for English text (2.9 nats), or punctuation share > max_punctuation_share, or (for
+    samples of at least 50 characters) distinct 4-grams < min_distinct_4grams.
+    """
+
+    code = "token_collapse"
+    kind = "samples"
+    severity = "critical"
+    entropy_fraction = 0.5
+    max_punctuation_share = 0.6
+    min_distinct_4grams = 0.15
+    confirm_samples = 2
+    rearm_rows = 2
+    healthy_reason = "samples kept English-like character entropy and little punctuation"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.streak = 0
+
+    def observe(self, step, record):
+        text = record.get("text")
+        if isinstance(text, list):
+            text = "\n".join(str(t) for t in text)
+        if not isinstance(text, str) or not text:
+            return None
+        self.observed += 1
+        stats = text_stats(text)
+        ref = min(REFERENCE_ENTROPY, 0.8 * math.log(max(2, stats["length"])))
+        reasons = []
+        if stats["entropy"] < self.entropy_fraction * ref:
+            reasons.append(f"character entropy {stats['entropy']:.2f} nats (English text: about {ref:.1f})")
+        if stats["punctuation_share"] > self.max_punctuation_share:
+            reasons.append(f"{stats['punctuation_share'] * 100:.0f}% punctuation")
+        if stats["length"] >= 50 and stats["distinct_4grams"] < self.min_distinct_4grams:
+            reasons.append(f"only {stats['distinct_4grams'] * 100:.0f}% distinct 4-grams")
+        if not reasons or self.ctx.in_warmup(step):
+            self.streak = 0
+            self.clear()
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_samples:
+            return None
+        excerpt = text[:40].replace("\n", "\\n")
+        return self.fire(
+            step,
+            f"generated samples have collapsed ({', '.join(reasons)}) for {self.streak} samples, e.g. {excerpt!r}",
+            {**{k: round(v, 3) for k, v in stats.items()}, "excerpt": excerpt, "reference_entropy": ref},
+            R.ranked(
+                R.decay_rounding_weight(
+                    self.ctx,
+                    "a smaller final rounding weight stops the token loss from "
+                    "overwhelming the diffusion objective (report 000)",
+                ),
+                R.early_stopping(
+                    self.ctx,
+                    "stop near the best val/loss instead of training far past it "
+                    "(report 000); the fork starts from the best checkpoint",
+                    5,
+                ),
+                R.more_regularisation(
+                    self.ctx, "dropout 0.2 and weight decay keep the model from exploiting frequent tokens (report 000)"
+                ),
+            ),
+        )

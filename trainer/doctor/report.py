@@ -1,0 +1,143 @@
+"""The diagnosis as a markdown report in the spirit of the incident reports in ../shared/seeds:
+summary, findings with tables of the numbers, likely causes, action items (fork commands), and
+what was checked and found healthy.
+
+    python -m trainer diagnose runs/<run_id> --markdown
+"""
+
+from __future__ import annotations
+
+import json
+
+from trainer.doctor.base import SEVERITY_RANK
+
+ICON = {"critical": "❌", "warning": "⚠️", "info": "ℹ️"}
+TITLES = {
+    "non_finite": "Loss or gradient became NaN/Inf",
+    "loss_spike": "Loss spike",
+    "loss_rising": "Loss rising",
+    "loss_plateau": "Loss plateau",
+    "variance_collapse": "Prediction variance collapsed",
+    "token_collapse": "Generated samples collapsed",
+    "val_below_train": "Validation loss far below training loss",
+    "overfitting": "Overfitting",
+    "dead_parameters": "Dead parameters (zero gradients)",
+    "exploding_gradients": "Exploding gradients",
+    "vanishing_gradients": "Vanishing gradients",
+    "slowdown": "Training slowed down",
+    "memory_growth": "Memory growing",
+    "lr_anomaly": "Learning-rate anomaly",
+}
+CAUSES = {
+    "non_finite": "An update overflowed: LR too high for this batch, no or loose gradient clipping, or fp16 overflow.",
+    "loss_spike": "A noisy gradient (small batch, long blocks) met a large step; report 003 saw 6.65 to 9.58.",
+    "loss_rising": "The LR is more than the model can hold, or the task is getting harder faster than the model "
+    "learns (a curriculum ramping too fast, report 002).",
+    "loss_plateau": "The model sits in a flat region: LR too small to leave it, or regularisation (weight decay, "
+    "clipping) holding it there (report 001).",
+    "variance_collapse": "The model found the lazy solution of predicting the mean; LR too low or regularisation "
+    "too strong, or an output layer that squashes its range (report 001).",
+    "token_collapse": "The model exploits frequent tokens (punctuation) instead of learning the text; an auxiliary "
+    "loss dominating, fixed LR for too long, no early stopping (report 000).",
+    "val_below_train": "Train and val are not measured the same way (dropout on in training only), or the splits "
+    "leak or differ in difficulty (report 001).",
+    "overfitting": "The model memorises the training set; training went on past the best validation point.",
+    "dead_parameters": "Parts of the model get no gradient: not on the forward path, masked, or saturated.",
+    "exploding_gradients": "An unstable step: LR too high for the gradient noise, or no clipping.",
+    "vanishing_gradients": "Updates have become too small to move the weights: LR decayed or activations shrank.",
+    "slowdown": "Memory pressure, thermal throttling, a competing process, or a data pipeline stall.",
+    "memory_growth": "Something keeps tensors or history alive across steps (a leak), or the allocator fragments.",
+    "lr_anomaly": "The optimiser's LR is not what the config declares: a scheduler bug, a resume that lost the "
+    "schedule, or an LR of 0.",
+}
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        shown = ", ".join(map(str, value[:6]))
+        return shown + (f" (+{len(value) - 6})" if len(value) > 6 else "")
+    return str(value).replace("|", "\\|")
+
+
+def _fork_command(run_id: str, remedy: dict) -> str:
+    sets = " ".join(f"--set {k}={_yaml_value(v)}" for k, v in remedy["set"].items())
+    return f"python -m trainer fork {run_id} --from best --run-id {run_id}-fix {sets}"
+
+
+def _yaml_value(value) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def to_markdown(result: dict) -> str:
+    run, alerts = result["run"], result["alerts"]
+    run_id = run.get("run_id") or "RUN"
+    lines = [f"# Training diagnosis: {run_id}", ""]
+    facts = [f"**State**: {run.get('state') or 'unknown'}", f"**Step**: {run.get('step')}"]
+    if run.get("max_steps"):
+        facts[-1] += f" of {run['max_steps']}"
+    if run.get("task"):
+        facts.append(f"**Task**: {run['task']}")
+    facts.append(f"**Metrics rows**: {run.get('metrics_rows', 0)}")
+    lines += ["  \n".join(facts), "", "## Summary", "", result["summary"], ""]
+    ordered = sorted(alerts, key=lambda a: (-SEVERITY_RANK[a["severity"]], a["step"] or 0))
+    if ordered:
+        lines += ["## Findings", ""]
+        for i, alert in enumerate(ordered, 1):
+            lines += _finding(i, alert)
+        lines += ["## Likely causes", ""]
+        for code in dict.fromkeys(a["code"] for a in ordered if a["severity"] != "info"):
+            lines.append(f"- **{code}**: {CAUSES.get(code, '')}")
+        lines.append("")
+        actions, seen = [], set()
+        for alert in (a for a in ordered if a["severity"] != "info"):
+            for remedy in alert["remedy"]:
+                key = json.dumps(remedy["set"], sort_keys=True)
+                if key not in seen:  # two findings often share a fix: list it once, under the first
+                    seen.add(key)
+                    actions.append((alert, remedy))
+        if actions:
+            lines += ["## Action items", "", "Ranked per finding; each forks the best checkpoint with the change:", ""]
+            for n, (alert, remedy) in enumerate(actions, 1):
+                lines += [
+                    f"{n}. ({alert['code']}) {remedy['why']}",
+                    "",
+                    "   ```",
+                    f"   {_fork_command(run_id, remedy)}",
+                    "   ```",
+                    "",
+                ]
+    lines += ["## What was checked and found healthy", ""]
+    if result["checked"]:
+        lines += [f"- ✅ **{c['code']}**: {c['reason']}" for c in result["checked"]]
+    else:
+        lines.append("- nothing yet (too little data)")
+    if result.get("unchecked"):
+        lines += ["", f"Not checked (no data for them): {', '.join(result['unchecked'])}."]
+    if run.get("sample_stride", 1) > 1:
+        lines += [
+            "",
+            f"Note: of {run['metrics_rows']} metrics rows, every {run['sample_stride']}th was read, plus "
+            "every eval and every non-finite row.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _finding(i: int, alert: dict) -> list[str]:
+    title = TITLES.get(alert["code"], alert["code"])
+    out = [
+        f"### {i}. {ICON.get(alert['severity'], '')} {title} (`{alert['code']}`, {alert['severity']}, "
+        f"step {alert['step']})",
+        "",
+        alert["message"] + ".",
+        "",
+    ]
+    evidence = {k: v for k, v in alert.get("evidence", {}).items() if v is not None and not isinstance(v, dict)}
+    if evidence:
+        out += ["| evidence | value |", "|---|---|"]
+        out += [f"| {k} | {_cell(v)} |" for k, v in evidence.items()]
+        out.append("")
+    return out

@@ -1,0 +1,235 @@
+"""Detectors on the machinery: slowdown (speed/steps_per_s), memory_growth (sys/rss_mb,
+sys/cuda_mem_mb) and lr_anomaly (lr against zero and the declared schedule)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from trainer import run_format as rf
+from trainer.doctor import remedies as R
+from trainer.doctor.base import Detector, finite, fmt, median
+
+
+class Slowdown(Detector):
+    """steps/s down by a third or more, sustained, against the run's own earlier level (report 003:
+    1.0 to 0.6 steps/s).
+
+    statistic: median of the last `window` speeds against the best such median seen so far
+    (counted from skip_rows on, so start-up is not the baseline)
+    fires when the median < (1 - min_drop) x baseline for confirm_rows rows.
+    """
+
+    code = "slowdown"
+    window = 20
+    skip_rows = 5
+    min_drop = 1 / 3
+    confirm_rows = 3
+    recover_fraction = 0.8
+    rearm_rows = 5
+    healthy_reason = "steps/s stayed within a third of the run's own best level"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.speeds: deque = deque(maxlen=self.window)
+        self.baseline = None
+        self.baseline_step = None
+        self.streak = 0
+        self.key = None
+
+    def observe(self, step, row):
+        if self.key is None:
+            self.key = rf.STEPS_PER_S if rf.STEPS_PER_S in row else rf.TOKENS_PER_S if rf.TOKENS_PER_S in row else None
+        speed = row.get(self.key) if self.key else None
+        if not finite(speed) or speed <= 0:
+            return None
+        self.observed += 1
+        if self.observed <= self.skip_rows:
+            return None
+        self.speeds.append(speed)
+        if len(self.speeds) < self.window:
+            return None
+        now = median(self.speeds)
+        if self.baseline is None or now > self.baseline:
+            self.baseline, self.baseline_step = now, step
+        if now >= (1 - self.min_drop) * self.baseline:
+            self.streak = 0
+            if now >= self.recover_fraction * self.baseline:
+                self.clear()
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_rows:
+            return None
+        unit = "steps/s" if self.key == rf.STEPS_PER_S else "tokens/s"
+        drop = 1 - now / self.baseline
+        return self.fire(
+            step,
+            f"training slowed from {fmt(self.baseline)} to {fmt(now)} {unit} (-{drop * 100:.0f}%) by step {step}",
+            {
+                "baseline": self.baseline,
+                "baseline_step": self.baseline_step,
+                "now": now,
+                "drop": round(drop, 3),
+                "series": self.key,
+            },
+            R.ranked(
+                R.smaller_micro_batch(
+                    self.ctx,
+                    "half the micro-batch with twice the accumulation keeps the "
+                    "effective batch and relieves memory pressure, a common cause of "
+                    "slowing steps (report 003 restored speed with a smaller "
+                    "block_size, which needs a new run)",
+                ),
+            ),
+        )
+
+
+class MemoryGrowth(Detector):
+    """RSS or device memory climbing steadily.
+
+    statistic: median of the last `window` values per series, against its value when the detector
+    armed (min_rows rows in, after warm-up)
+    fires when it is > (1 + min_relative_growth) x and > min_growth_mb above that baseline, and it
+    grew across each of the last `steady_windows` windows.
+    """
+
+    code = "memory_growth"
+    series = (rf.RSS_MB, rf.CUDA_MEM_MB)
+    window = 10
+    min_rows = 20
+    min_relative_growth = 0.2
+    min_growth_mb = 100.0
+    steady_windows = 3
+    rearm_rows = 10
+    healthy_reason = "memory (RSS and device) stayed flat after start-up"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.state = {
+            key: {"recent": deque(maxlen=self.window), "medians": [], "baseline": None, "rows": 0}
+            for key in self.series
+        }
+
+    def observe(self, step, row):
+        alert = None
+        any_seen, any_growing = False, False
+        for key, s in self.state.items():
+            value = row.get(key)
+            if not finite(value):
+                continue
+            any_seen = True
+            s["rows"] += 1
+            s["recent"].append(value)
+            now = median(s["recent"])
+            s["medians"].append(now)
+            if s["rows"] < self.min_rows or self.ctx.in_warmup(step):
+                continue
+            if s["baseline"] is None:
+                s["baseline"] = now
+                s["baseline_step"] = step
+            base = s["baseline"]
+            if now <= (1 + self.min_relative_growth) * base or now - base <= self.min_growth_mb:
+                continue
+            m = s["medians"]
+            spaced = [m[-1 - i * self.window] for i in range(self.steady_windows + 1) if len(m) > i * self.window]
+            steady = len(spaced) == self.steady_windows + 1 and all(
+                a > b + 0.01 * base for a, b in zip(spaced, spaced[1:])
+            )
+            if steady:
+                any_growing = True
+                alert = alert or self._alert(step, key, base, s["baseline_step"], now)
+        if any_seen:
+            self.observed += 1
+            if not any_growing:
+                self.clear()
+        return alert
+
+    def _alert(self, step, key, base, base_step, now):
+        rate = (now - base) / max(1, step - base_step) * 1000
+        return self.fire(
+            step,
+            f"{key} grew steadily from {fmt(base)} MB (step {base_step}) to {fmt(now)} MB at step {step} "
+            f"(+{rate:.0f} MB per 1000 steps)",
+            {
+                "series": key,
+                "baseline_mb": base,
+                "baseline_step": base_step,
+                "now_mb": now,
+                "mb_per_1000_steps": round(rate, 1),
+            },
+            R.ranked(
+                R.smaller_micro_batch(
+                    self.ctx,
+                    "a smaller micro-batch lowers the peak memory while the leak is "
+                    "found; steady growth usually means tensors kept alive across "
+                    "steps (a list of losses without .item(), say)",
+                ),
+            ),
+        )
+
+
+class LrAnomaly(Detector):
+    """LR zero, non-finite, or not following the declared schedule.
+
+    statistic: logged lr against trainer.schedule.lr_at(step) of config.yaml (step and step - 1)
+    fires when lr == 0 past step 0 (critical), or when it differs by more than max_relative_error
+    from the schedule for confirm_rows rows (warning). Without a config only zero is checked.
+    """
+
+    code = "lr_anomaly"
+    max_relative_error = 0.05
+    confirm_rows = 3
+    rearm_rows = 3
+    healthy_reason = "lr was positive and followed the declared schedule"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.streak = 0
+
+    def observe(self, step, row):
+        if rf.LR not in row:
+            return None
+        lr = row[rf.LR]
+        self.observed += 1
+        ctx = self.ctx
+        if finite(lr) and lr == 0 and step > 0:
+            self.streak += 1
+            if self.streak < 2:
+                return None
+            return self.fire(
+                step,
+                f"lr is 0 at step {step}: the weights are not being updated",
+                {"lr": lr},
+                R.ranked(R.declared_lr(ctx, "a positive LR; check the schedule's min_lr and warm-up")),
+                severity="critical",
+            )
+        if step < ctx.change_step or not finite(lr):
+            self.streak = 0
+            self.clear()
+            return None
+        expected = [ctx.expected_lr(step), ctx.expected_lr(step - 1)]
+        if expected[0] is None:
+            self.streak = 0
+            self.clear()
+            return None
+        error = min(abs(lr - e) / max(abs(e), 1e-12) for e in expected)
+        if error <= self.max_relative_error:
+            self.streak = 0
+            self.clear()
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_rows:
+            return None
+        schedule = ctx.cfg.schedule
+        return self.fire(
+            step,
+            f"lr {fmt(lr)} at step {step} does not follow the declared {schedule} schedule, which gives "
+            f"{fmt(expected[0])} ({error * 100:.0f}% off)",
+            {"lr": lr, "expected": expected[0], "relative_error": round(error, 3), "schedule": schedule},
+            R.ranked(
+                R.constant_lr(
+                    ctx,
+                    "a constant LR takes the schedule out of the picture while the cause is found "
+                    "(report 003 did this for a clean diagnosis)",
+                ),
+            ),
+        )

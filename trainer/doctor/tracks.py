@@ -1,0 +1,72 @@
+"""Smoothed views of a loss series, computed once per row and shared by the loss detectors.
+
+A LossTrack keeps: the running median of the last `smooth_rows` values (the level), the robust
+per-row noise (MAD of first differences / sqrt 2, which a trend does not inflate), the level's
+history by step, the initial level (median of the first 3 rows) and the best level so far.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import deque
+
+from trainer.doctor.base import MAD_TO_SIGMA, median
+
+
+class LossTrack:
+    smooth_rows = 11  # median window of the level
+    noise_rows = 32  # window of first differences for the noise estimate
+
+    def __init__(self):
+        self.recent: deque = deque(maxlen=self.smooth_rows)
+        self.diffs: deque = deque(maxlen=self.noise_rows)
+        self.last: float | None = None
+        self.level: float | None = None
+        self.steps: list[int] = []
+        self.levels: list[float] = []
+        self.sums: list[float] = [0.0]  # prefix sums of the raw values: window means in O(1)
+        self.initial: float | None = None
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.count = 0
+        self._noise = (-1, 0.0)  # (count it was computed at, value): several detectors ask per row
+
+    def add(self, step: int, value: float) -> None:
+        if self.last is not None:
+            self.diffs.append(value - self.last)
+        self.last = value
+        self.recent.append(value)
+        self.count += 1
+        self.level = median(self.recent)
+        self.steps.append(step)
+        self.levels.append(self.level)
+        self.sums.append(self.sums[-1] + value)
+        if self.count == 3:
+            self.initial = self.level  # median of the first 3 rows: the loss before most of the drop
+        if self.count >= 5 and (self.best is None or self.level < self.best):
+            self.best, self.best_step = self.level, step
+
+    def noise(self) -> float:
+        """Per-row noise (robust standard deviation); 0 until there are 8 differences."""
+        if self._noise[0] == self.count:
+            return self._noise[1]
+        value = 0.0
+        if len(self.diffs) >= 8:
+            d = list(self.diffs)
+            center = median(d)
+            value = MAD_TO_SIGMA * median([abs(x - center) for x in d]) / 1.4142
+        self._noise = (self.count, value)
+        return value
+
+    def mean_between(self, first_step: float, last_step: float) -> tuple[float | None, int]:
+        """(mean of the raw values logged in [first_step, last_step], how many there were)."""
+        i = bisect_left(self.steps, first_step)
+        j = bisect_right(self.steps, last_step)
+        if j <= i:
+            return None, 0
+        return (self.sums[j] - self.sums[i]) / (j - i), j - i
+
+    def level_at(self, step: int) -> float | None:
+        """The level logged at the last row at or before step."""
+        i = bisect_right(self.steps, step)
+        return self.levels[i - 1] if i else None

@@ -1,0 +1,62 @@
+"""The online doctor inside the training loop: every logged row (and grads/samples record) goes
+to trainer.doctor.OnlineDoctor; each alert it returns becomes an `alert` event, and a critical
+alert (doctor.on_critical: stop) or one whose code is in doctor.stop_on asks the run to stop
+with a checkpoint.
+
+The import is guarded so the engine trains even where the doctor package is absent or broken:
+the run then says so in one warning event instead of failing.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from trainer.config import Config
+
+
+def _load_doctor_class():
+    try:
+        from trainer.doctor import OnlineDoctor
+    except ImportError as e:
+        return None, f"{type(e).__name__}: {e}"
+    return OnlineDoctor, None
+
+
+class DoctorHook:
+    def __init__(self, cfg: Config, writer):
+        self.writer = writer
+        self.on_critical = cfg.doctor.on_critical
+        self.stop_on = set(cfg.doctor.stop_on or [])
+        self.stop_requested: str | None = None  # "code: message" of the alert that stops the run
+        self.doctor = None
+        if not cfg.doctor.enabled:
+            return
+        cls, problem = _load_doctor_class()
+        if cls is None:
+            self._disable(f"online doctor unavailable ({problem}); training continues without live alerts")
+            return
+        self.doctor = cls(cfg.to_dict())
+
+    def observe(self, kind: str, record: dict) -> None:
+        if self.doctor is None:
+            return
+        try:
+            alerts = self.doctor.observe(kind, record) or []
+        except Exception:
+            self._disable("online doctor failed and is off for this run:\n" + traceback.format_exc())
+            return
+        for alert in alerts:
+            self._record(alert, record.get("step"))
+
+    def _record(self, alert: dict, step) -> None:
+        code, severity = alert.get("code", "unknown"), alert.get("severity", "warning")
+        fields = {k: alert[k] for k in ("evidence", "remedy") if k in alert}
+        self.writer.event(
+            "alert", alert.get("message", code), step=alert.get("step", step), code=code, severity=severity, **fields
+        )
+        if code in self.stop_on or (self.on_critical == "stop" and severity == "critical"):
+            self.stop_requested = self.stop_requested or f"{code}: {alert.get('message', '')}"
+
+    def _disable(self, message: str) -> None:
+        self.doctor = None
+        self.writer.event("alert", message, code="doctor_unavailable", severity="warning", evidence={}, remedy=[])

@@ -1,0 +1,99 @@
+"""What the engine measures besides the loss, cheaply.
+
+- IntervalMeter: per-step tensors summed on the device and read once per log interval, so a
+  training step never waits for the GPU just to log.
+- grad_norms / update_ratios: the grads.jsonl record, taken only at probe_interval.
+- SystemProbe: the trainer process's memory and CPU (psutil) and accelerator memory.
+"""
+
+from __future__ import annotations
+
+import psutil
+import torch
+from torch import nn
+
+from trainer import run_format as rf
+from trainer.device import memory_mb
+
+
+class IntervalMeter:
+    """Sums of named per-step values over the current log interval, kept on the device."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        value = value.detach().float()
+        total = self.sums.get(name)
+        self.sums[name] = value.clone() if total is None else total.add_(value)
+
+    def step_done(self) -> None:
+        self.count += 1
+
+    def means(self, reduce_mean=None) -> dict[str, float]:
+        """Interval means (one device sync), averaged over DDP ranks by reduce_mean; then reset."""
+        names = sorted(self.sums)
+        if not names or self.count == 0:
+            self.reset()
+            return {}
+        stacked = torch.stack([self.sums[n].reshape(()) for n in names]) / self.count
+        if reduce_mean is not None:
+            reduce_mean(stacked)
+        values = dict(zip(names, stacked.tolist()))
+        self.reset()
+        pred, target = values.get(rf.PRED_STD), values.get(rf.TARGET_STD)
+        if pred is not None and target is not None and target > 0:
+            # A ratio of variances: 1 when the predictions vary as much as the targets, near 0
+            # when they collapse to the mean.
+            values[rf.VARIANCE_RATIO] = (pred / target) ** 2
+        return values
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+    def state_dict(self) -> dict:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.count = state["count"]
+
+
+def grad_norms(named_params: list[tuple[str, nn.Parameter]]) -> dict[str, float]:
+    """L2 norm of each parameter's gradient; a parameter without a gradient reports 0.0."""
+    norms = [p.grad.detach().float().norm() if p.grad is not None else None for _, p in named_params]
+    present = [n for n in norms if n is not None]
+    values = iter(torch.stack(present).tolist() if present else [])
+    return {name: (next(values) if n is not None else 0.0) for (name, _), n in zip(named_params, norms)}
+
+
+def snapshot(named_params: list[tuple[str, nn.Parameter]]) -> list[torch.Tensor]:
+    return [p.detach().clone() for _, p in named_params]
+
+
+def update_ratios(named_params: list[tuple[str, nn.Parameter]], before: list[torch.Tensor]) -> dict[str, float]:
+    """|w_after - w_before| / |w_before| per parameter for the optimizer step just taken."""
+    ratios = [
+        (p.detach().float() - w.float()).norm() / w.float().norm().clamp_min(1e-12)
+        for (_, p), w in zip(named_params, before)
+    ]
+    return dict(zip((n for n, _ in named_params), torch.stack(ratios).tolist())) if ratios else {}
+
+
+class SystemProbe:
+    """sys/* series of the trainer process."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.process = psutil.Process()
+        self.process.cpu_percent(None)  # the first call only starts the measurement
+
+    def read(self) -> dict[str, float]:
+        row = {
+            rf.RSS_MB: self.process.memory_info().rss / 2.0**20,
+            rf.CPU_PERCENT: self.process.cpu_percent(None),
+        }
+        row.update(memory_mb(self.device))
+        return row

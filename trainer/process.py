@@ -1,0 +1,271 @@
+"""Background trainer processes: start them, recognise them, and signal only the right one.
+
+    from trainer import process
+    run_id, pid = process.start_new("configs/shakespeare_char.yaml", ["max_steps=200"], "runs")
+    pid = process.launch(["resume", run_id], "runs", run_id)   # the low-level form
+
+A launched trainer is `python -m trainer <argv>` in its own session (it outlives the caller:
+a Streamlit restart, a closed terminal), with stdout and stderr in runs/<id>/train.log. The run
+directory, not a process handle, is the source of truth: status.json names the pid, its create
+time and its argv, and every check here compares the live process against those, so a pid the
+kernel has handed to another program is never mistaken for the trainer or sent a signal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from trainer import run_format as rf
+from trainer.errors import RunExists
+from trainer.writer import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# psutil reports create_time as float seconds; the same process read twice agrees to well under
+# this, while a reused pid is created at least a scheduler tick (10 ms) later.
+CREATE_TIME_TOLERANCE_S = 0.01
+
+# Commands that create a run directory, so launch() refuses one that already exists.
+_CREATING_COMMANDS = ("run", "fork")
+
+# Popen handles of trainers this process started: polled so that a finished child does not stay
+# a zombie (a zombie's pid still "exists", and its cmdline can no longer be read).
+_children: dict[int, subprocess.Popen] = {}
+
+
+def reap() -> None:
+    """Collect the exit status of finished children started by launch()."""
+    for pid, popen in list(_children.items()):
+        if popen.poll() is not None:
+            del _children[pid]
+
+
+def launch(argv: list[str], runs_dir: str | Path, run_id: str) -> int:
+    """Start `python -m trainer <argv>` in the background for run_id; return its pid.
+
+    argv is what follows `python -m trainer` (e.g. ["resume", "my-run"]); --runs-dir is added as
+    an absolute path when absent, since the child runs from the repository root. For `run` and
+    `fork` the run directory must not exist yet: it is created holding only train.log, which the
+    writer accepts. For `resume` the log is appended to.
+    """
+    reap()
+    runs_dir = Path(runs_dir).resolve()
+    run_dir = rf.run_path(runs_dir, run_id)
+    argv = [str(a) for a in argv]
+    if "--runs-dir" not in argv:
+        argv += ["--runs-dir", str(runs_dir)]
+    if argv and argv[0] in _CREATING_COMMANDS and "--run-id" not in argv:
+        argv += ["--run-id", run_id]  # else the child would name the run itself, elsewhere
+    if argv and argv[0] in _CREATING_COMMANDS:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            raise RunExists(f"run {run_id!r} already exists in {runs_dir}; pick another run id") from None
+    else:
+        rf.existing_run_path(runs_dir, run_id)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # train.log should show progress as it happens
+    with open(run_dir / rf.LOG_FILE, "ab") as log:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "trainer", *argv],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives Ctrl-C and restarts of whoever launched it
+        )
+    _children[popen.pid] = popen
+    if argv and argv[0] == "resume":
+        _claim_status(run_dir, popen.pid, argv)
+    return popen.pid
+
+
+def _claim_status(run_dir: Path, pid: int, argv: list[str]) -> None:
+    """Mark a run being resumed as starting, owned by the new child, until its writer takes over.
+
+    Without this the run still reads "stopped" for the seconds the child spends importing torch,
+    and a second Resume click would start a second trainer on the same directory. The child's own
+    resume check accepts a live status that names its own pid.
+    """
+    path = run_dir / rf.STATUS_FILE
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+        create_time = psutil.Process(pid).create_time()
+    except (OSError, ValueError, psutil.Error):
+        return  # the child's writer will write a fresh status anyway
+    status.update(
+        state=rf.STARTING,
+        pid=pid,
+        pid_create_time=create_time,
+        argv=[str(ROOT / "trainer" / "__main__.py"), *argv],  # what the child's sys.argv will be
+        updated=time.time(),
+        message=f"resuming (launched by pid {os.getpid()})",
+    )
+    atomic_write_text(path, json.dumps(status, indent=1))
+
+
+def _process(pid) -> psutil.Process | None:
+    """The live, non-zombie process with this pid, or None."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    reap()
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def same_process(status: dict) -> psutil.Process | None:
+    """The process status.json describes, if it is still alive: pid and create time match.
+
+    This is what crash detection needs: it also recognises a user's own training script that
+    writes through trainer.writer, whatever its command line.
+    """
+    proc = _process(status.get("pid"))
+    expected = status.get("pid_create_time")
+    if proc is None or not isinstance(expected, (int, float)):
+        return None
+    try:
+        if abs(proc.create_time() - float(expected)) > CREATE_TIME_TOLERANCE_S:
+            return None  # the pid now belongs to another process
+    except psutil.Error:
+        return None
+    return proc
+
+
+def cmdline_matches(status: dict, cmdline: list[str]) -> bool:
+    """Does this command line belong to the program status.json recorded?
+
+    status["argv"] is the trainer's sys.argv: for `python -m trainer run ...` that is
+    [".../trainer/__main__.py", "run", ...], while the kernel's cmdline is
+    ["python", "-m", "trainer", "run", ...]. So: the arguments must be the cmdline's tail, and the
+    program must be named (the trainer module, or the script's file name).
+    """
+    if not cmdline:
+        return False
+    argv = status.get("argv")
+    if not isinstance(argv, list) or not argv:
+        return any("trainer" in part for part in cmdline)
+    args = [str(a) for a in argv[1:]]
+    if args and cmdline[-len(args) :] != args:
+        return False
+    program = str(argv[0])
+    head = cmdline[: len(cmdline) - len(args)]
+    if program.endswith(os.path.join("trainer", "__main__.py")):
+        return "trainer" in head
+    name = os.path.basename(program)
+    return any(os.path.basename(part) == name for part in head)
+
+
+def is_trainer_process(status: dict | None) -> bool:
+    """True when the run's recorded process is alive, not a zombie, and is the same program."""
+    if not status:
+        return False
+    proc = same_process(status)
+    if proc is None:
+        return False
+    try:
+        return cmdline_matches(status, proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def safe_terminate(status: dict | None, sig: int = signal.SIGTERM) -> bool:
+    """Send sig to the run's process only if it is verifiably the trainer; True if sent.
+
+    A pidfd pins the process before it is checked, so the pid cannot be reused between the check
+    and the signal.
+    """
+    if not status or not isinstance(status.get("pid"), int):
+        return False
+    pid = status["pid"]
+    pidfd = None
+    if hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return False  # no such process
+    try:
+        if not is_trainer_process(status):
+            return False
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def wait_exit(pid: int, timeout_s: float) -> bool:
+    """Wait until pid has exited (or is a zombie); True if it did within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _process(pid) is None:
+            return True
+        time.sleep(0.05)
+    return _process(pid) is None
+
+
+# --- starting in the background (the dashboard and `--background` share these) ----------------
+
+
+def _set_args(sets: list[str] | None) -> list[str]:
+    return [arg for pair in sets or [] for arg in ("--set", pair)]
+
+
+def check_data(cfg) -> None:
+    """Raise the data-dependent ConfigErrors (block_size beyond the data, ...) without writing:
+    a background trainer would otherwise only report them in its train.log."""
+    from trainer import engine  # imports torch: only when a run is really started
+
+    engine.build_task(cfg)
+
+
+def start_new(
+    config_path: str | Path | None, sets: list[str] | None, runs_dir: str | Path, run_id: str | None = None
+) -> tuple[str, int]:
+    """Validate a new run's config, then start it in the background; returns (run_id, pid)."""
+    from trainer import runs
+
+    cfg = runs.resolve_new(config_path, sets)
+    run_id = run_id or runs.new_run_id(cfg.task, runs_dir)
+    runs.ensure_new_run(runs_dir, run_id)
+    check_data(cfg)
+    config_file = Path(config_path or runs.DEFAULT_CONFIG).resolve()  # the child starts in the repo root
+    argv = ["run", "--config", str(config_file), "--run-id", run_id, *_set_args(sets)]
+    return run_id, launch(argv, runs_dir, run_id)
+
+
+def start_resume(runs_dir: str | Path, run_id: str, sets: list[str] | None = None) -> int:
+    """Validate a resume (same rules as the CLI), then resume in the background; returns the pid."""
+    from trainer import runs
+
+    prepared = runs.prepare_resume(runs_dir, run_id, sets)
+    check_data(prepared.config)
+    return launch(["resume", run_id, *_set_args(sets)], runs_dir, run_id)
+
+
+def start_fork(runs_dir: str | Path, run_id: str, from_: str | int, new_id: str, sets: list[str] | None = None) -> int:
+    """Validate a fork, then start it in the background as run new_id; returns the pid."""
+    from trainer import runs
+
+    prepared = runs.prepare_fork(runs_dir, run_id, from_, new_id, sets)
+    check_data(prepared.config)
+    argv = ["fork", run_id, "--from", str(from_), "--run-id", new_id, *_set_args(sets)]
+    return launch(argv, runs_dir, new_id)

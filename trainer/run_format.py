@@ -1,0 +1,119 @@
+"""The run directory format: every file name, state, event kind and series name in one place.
+
+This module is the single source of truth for the public contract described in
+docs/run-format.md. The writer, the reader, the doctor, the CLI and the dashboard all import
+their names from here; nothing else spells a file name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from trainer.errors import RunIdError, RunNotFound
+
+FORMAT_VERSION = 1
+
+# Files inside runs/<run_id>/
+CONFIG_FILE = "config.yaml"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+GRADS_FILE = "grads.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+EVENTS_FILE = "events.jsonl"
+LOG_FILE = "train.log"  # stdout/stderr of a trainer started in the background
+CHECKPOINT_DIR = "checkpoints"
+CONTROL_DIR = "control"
+STOP_FILE = "stop"  # control/stop: finish the step, checkpoint, exit 0
+
+# status.json "state"
+STARTING, RUNNING, STOPPING, STOPPED, FINISHED, FAILED = (
+    "starting",
+    "running",
+    "stopping",
+    "stopped",
+    "finished",
+    "failed",
+)
+STATES = (STARTING, RUNNING, STOPPING, STOPPED, FINISHED, FAILED)
+LIVE_STATES = (STARTING, RUNNING, STOPPING)
+# Not written by the trainer: derived by readers when a live state's heartbeat is stale and
+# its process is gone.
+CRASHED = "crashed"
+HEARTBEAT_SECONDS = 5.0
+STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
+
+# events.jsonl "kind"
+EVENT_KINDS = (
+    "start",
+    "resume",
+    "fork",
+    "config_change",
+    "checkpoint",
+    "stop",
+    "finish",
+    "error",
+    "alert",
+)
+SEVERITIES = ("info", "warning", "critical")
+
+# Core metric series (metrics.jsonl keys besides "step" and "time").
+TRAIN_LOSS = "train/loss"
+VAL_LOSS = "val/loss"
+LR = "lr"
+GRAD_NORM = "grad/norm"
+PRED_STD = "out/pred_std"
+TARGET_STD = "out/target_std"
+VARIANCE_RATIO = "out/variance_ratio"
+STEPS_PER_S = "speed/steps_per_s"
+TOKENS_PER_S = "speed/tokens_per_s"
+RSS_MB = "sys/rss_mb"
+CPU_PERCENT = "sys/cpu_percent"
+CUDA_MEM_MB = "sys/cuda_mem_mb"
+CUDA_MEM_PEAK_MB = "sys/cuda_mem_peak_mb"
+CURRICULUM_DIFFICULTY = "curriculum/difficulty"
+CORE_SERIES = (
+    TRAIN_LOSS,
+    VAL_LOSS,
+    LR,
+    GRAD_NORM,
+    PRED_STD,
+    TARGET_STD,
+    VARIANCE_RATIO,
+    STEPS_PER_S,
+    TOKENS_PER_S,
+    RSS_MB,
+    CPU_PERCENT,
+    CUDA_MEM_MB,
+)
+
+# Checkpoint file names inside checkpoints/
+CKPT_LAST = "last.pt"
+CKPT_BEST = "best.pt"
+CKPT_STEP_PATTERN = "step_{step:08d}.pt"
+CKPT_STEP_RE = re.compile(r"^step_(\d{8})\.pt$")
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return run_id if it is a safe directory name, else raise RunIdError saying what is allowed."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or run_id in (".", ".."):
+        raise RunIdError(
+            f"invalid run id {run_id!r}: use 1-64 characters from letters, digits, '.', '_' "
+            "and '-' (not '.' or '..')"
+        )
+    return run_id
+
+
+def run_path(runs_dir: str | Path, run_id: str) -> Path:
+    """The directory of run_id under runs_dir; the id is validated so no path can escape."""
+    return Path(runs_dir) / validate_run_id(run_id)
+
+
+def existing_run_path(runs_dir: str | Path, run_id: str) -> Path:
+    """Like run_path, but the run must exist."""
+    path = run_path(runs_dir, run_id)
+    if not path.is_dir():
+        raise RunNotFound(f"no run {run_id!r} under {Path(runs_dir)}; `python -m trainer list` shows the runs")
+    return path
