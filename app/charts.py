@@ -22,15 +22,15 @@ from app.downsample import MAX_POINTS
 from app.series_cache import IncrementalSeries
 
 X_STEP, X_TIME = "step", "time"
-# out/variance_ratio is (pred_std / target_std)**2 (trainer/probes.py). The doctor's
-# variance_collapse fires when the std ratio stays below VarianceCollapse.max_std_ratio; the chart
-# shades the same zone so a user sees the line enter it.
+# out/variance_ratio is pred_std / target_std (docs/run-format.md). The doctor's variance_collapse
+# fires when it stays below VarianceCollapse.max_std_ratio; the chart shades the same zone so a
+# user sees the line enter it.
 try:
     from trainer.doctor.outputs import VarianceCollapse
 
-    COLLAPSE_BELOW = VarianceCollapse.max_std_ratio**2
+    COLLAPSE_BELOW = VarianceCollapse.max_std_ratio
 except ImportError:  # the doctor is optional for the dashboard
-    COLLAPSE_BELOW = 0.1**2
+    COLLAPSE_BELOW = 0.1
 LONG_COLUMNS = ["run", "series", "line", "x", "value", "smoothed"]
 
 

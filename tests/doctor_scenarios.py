@@ -193,7 +193,7 @@ class _Gen:
         }
         if self.regression:
             pred, target = self.stds(step)
-            row.update({"out/pred_std": pred, "out/target_std": target, "out/variance_ratio": (pred / target) ** 2})
+            row.update({"out/pred_std": pred, "out/target_std": target, "out/variance_ratio": pred / target})
         d = self.difficulty(step)
         if d is not None:
             row["curriculum/difficulty"] = d

@@ -26,7 +26,7 @@ def _std_ratio_from_row(row) -> float | None:
         return pred / target
     ratio = row.get(rf.VARIANCE_RATIO)
     if finite(ratio) and ratio >= 0:
-        return math.sqrt(ratio)  # variance_ratio is a ratio of variances
+        return ratio  # out/variance_ratio is pred_std / target_std (docs/run-format.md)
     return None
 
 
