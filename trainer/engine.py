@@ -18,7 +18,6 @@ and a checkpoint at step 10 resumes with update 11.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 import time
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from trainer import run_format as rf
-from trainer.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, restore_rng, weights_finite
+from trainer.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, weights_finite
 from trainer.config import Config
 from trainer.ddp import DistContext
 from trainer.device import amp_dtype, autocast, pick_device
@@ -37,10 +36,10 @@ from trainer.doctor_hook import DoctorHook
 from trainer.ema import EMA
 from trainer.errors import CheckpointError
 from trainer.probes import IntervalMeter, SystemProbe, grad_norms, snapshot, update_ratios
+from trainer.restore import announce, open_writer, restore
 from trainer.schedule import lr_at
 from trainer.stopping import EarlyStopping, StopFile, StopSignals
 from trainer.tasks import Task, get_task_class
-from trainer.writer import open_run
 
 MODES = ("new", "resume", "fork")
 CHECKPOINT_FORMAT = 1
@@ -131,15 +130,15 @@ class TrainLoop:
         self.lr = lr_at(0, cfg)
         self.last_checkpoint_step: int | None = None  # last.pt attempted (all ranks)
         self.healthy_step: int | None = None  # last.pt actually written (finite weights)
-        self._loaded_world = ctx.world_size  # processes that wrote the loaded checkpoint
+        self.loaded_world = ctx.world_size  # processes that wrote the loaded checkpoint
         self.units_per_step = task.units_per_batch() * cfg.grad_accum_steps * ctx.world_size
 
     # --- the run ---------------------------------------------------------------------------
     def execute(self, mode, state, checkpoint, parent, changes) -> str:
         try:
             if state is not None:
-                self.load(state, mode)
-            self._announce(mode, checkpoint, parent, changes)
+                self.loaded_world = restore(self, state, mode)
+            announce(self, mode, checkpoint, parent, changes)
             if self.writer is not None:
                 self.doctor = DoctorHook(self.cfg, self.writer)
             return self._loop()
@@ -364,60 +363,6 @@ class TrainLoop:
             self.healthy_step = self.step
         self.writer.event("checkpoint", f"wrote {', '.join(names)} ({why})", step=self.step, files=names)
 
-    def load(self, state: dict, mode: str) -> None:
-        try:
-            self.raw.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"the checkpoint's weights do not fit this config's model ({str(e).splitlines()[-1].strip()}); "
-                "keep the model shape keys (task, model.*, block_size) as they were"
-            ) from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        # The new config wins over the checkpoint's optimizer settings (lr follows the schedule).
-        self.optimizer.param_groups[0]["weight_decay"] = self.cfg.weight_decay
-        for group in self.optimizer.param_groups:
-            group["betas"] = (self.cfg.beta1, self.cfg.beta2)
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"] if state.get("ema") else self.raw.state_dict())
-        self.step = int(state["step"])
-        self.last_checkpoint_step = self.healthy_step = self.step
-        per_rank = state.get("per_rank") or []
-        if len(per_rank) == self.ctx.world_size:
-            mine = per_rank[self.ctx.rank]
-            restore_rng(mine["rng"])
-            self.train_gen.set_state(mine["train_gen"])
-            self.meter.load_state_dict(mine["meter"])
-        else:  # a different number of processes: fresh streams, still reproducible
-            torch.manual_seed(self.cfg.seed + self.ctx.rank + self.step)
-            self.train_gen.manual_seed(self.cfg.seed + self.ctx.rank + self.step)
-        if mode == "resume":
-            self.early = EarlyStopping(
-                self.cfg.early_stopping.patience, self.cfg.early_stopping.min_delta, state.get("early_stopping")
-            )
-        self._loaded_world = len(per_rank)
-
-    def _announce(self, mode, checkpoint, parent, changes) -> None:
-        if self.writer is None:
-            return
-        n_params = sum(p.numel() for p in self.raw.parameters())
-        info = {"device": str(self.device), "world_size": self.ctx.world_size, "params": n_params}
-        if mode == "new":
-            msg = f"training {self.cfg.task} ({n_params:,} parameters) for {self.cfg.max_steps} steps on {self.device}"
-            self.writer.event("start", msg, step=0, **info)
-        else:
-            where = f"from {parent} " if mode == "fork" else ""
-            msg = f"{mode} {where}at step {self.step} ({checkpoint})"
-            if self._loaded_world != self.ctx.world_size:
-                msg += f"; the checkpoint was written by {self._loaded_world} processes, so data streams start afresh"
-            self.writer.event(mode, msg, step=self.step, checkpoint=str(checkpoint), parent=parent, **info)
-        if changes:
-            listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
-            self.writer.event(
-                "config_change", f"changed {listed}", step=self.step, changes={k: list(v) for k, v in changes.items()}
-            )
-
 
 @contextlib.contextmanager
 def _forked_rng(device: torch.device, seed: int):
@@ -425,15 +370,3 @@ def _forked_rng(device: torch.device, seed: int):
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
-
-
-def open_writer(cfg: Config, runs_dir, run_id: str, mode: str, parent: str | None, state: dict | None):
-    """The run's writer: a new directory, or for a resume the old one cut back to the checkpoint."""
-    if mode == "resume":
-        status_path = rf.run_path(runs_dir, run_id) / rf.STATUS_FILE
-        try:
-            parent = json.loads(status_path.read_text()).get("parent")
-        except (OSError, ValueError):
-            parent = None
-        return open_run(runs_dir, run_id, cfg.to_dict(), parent=parent, resume_step=int(state["step"]))
-    return open_run(runs_dir, run_id, cfg.to_dict(), parent=parent if mode == "fork" else None)
