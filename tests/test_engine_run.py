@@ -18,6 +18,7 @@ from torch import nn
 
 import trainer.engine as engine
 from trainer import run_format as rf
+from trainer.errors import CheckpointError
 from trainer.schedule import lr_at
 from trainer.tasks.base import LossOutput
 from trainer.tasks.char_lm import CharLM
@@ -97,6 +98,30 @@ def test_fork_continues_the_step_numbers_and_reproduces_the_parent(runs_dir):
     assert status["parent"] == "parent"
     fork = events(runs_dir / "child", "fork")[0]
     assert fork["step"] == 20 and fork["parent"] == "parent"
+
+
+def test_init_from_fine_tunes_from_another_runs_weights_at_step_zero(runs_dir):
+    assert engine.train(tiny_cfg(), runs_dir, "base") == rf.FINISHED
+    best = runs_dir / "base" / "checkpoints" / "last.pt"
+    assert engine.train(tiny_cfg(init_from=str(best), max_steps=10), runs_dir, "tuned") == rf.FINISHED
+    assert engine.train(tiny_cfg(max_steps=10), runs_dir, "scratch") == rf.FINISHED
+    base, tuned, scratch = (train_losses(runs_dir / r) for r in ("base", "tuned", "scratch"))
+    assert min(tuned) == 1  # a new run: its own step numbers, fresh optimizer and schedule
+    assert tuned[1] < 0.9 * scratch[1]  # it starts where the base run ended, not from random weights
+    assert tuned[1] == pytest.approx(base[40], rel=0.25)
+    start = events(runs_dir / "tuned", "start")[0]
+    assert start["init_from"] == str(best) and "(step 40)" in start["message"]
+
+
+def test_init_from_that_does_not_fit_the_model_is_refused_before_anything_is_written(runs_dir):
+    assert engine.train(tiny_cfg(), runs_dir, "base") == rf.FINISHED
+    wider = tiny_cfg(init_from=str(runs_dir / "base" / "checkpoints" / "last.pt"), model={"n_embd": 64})
+    with pytest.raises(CheckpointError, match="does not fit this config's model"):
+        engine.train(wider, runs_dir, "wider")
+    assert not (runs_dir / "wider").exists()
+    with pytest.raises(CheckpointError, match="not found"):
+        engine.train(tiny_cfg(init_from=str(runs_dir / "nope.pt")), runs_dir, "missing")
+    assert not (runs_dir / "missing").exists()
 
 
 def test_resume_with_a_new_lr_follows_it_and_records_the_change(runs_dir):

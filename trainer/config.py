@@ -94,7 +94,7 @@ class DoctorConfig:
 class Config:
     task: str = knob("char_lm", _one_of(*TASKS), "what is trained; see trainer/tasks/")
     data_path: str = knob("data/tinyshakespeare.txt", None, "text corpus for text tasks")
-    init_from: str = knob("", None, "checkpoint to initialise weights from ('' = scratch)")
+    init_from: str = knob("", None, "checkpoint whose weights a new run starts from (fine-tuning; '' = scratch)")
     seed: int = knob(1337, _non_negative)
     device: str = knob("auto", None, "auto | cpu | cuda | cuda:N | mps")
     max_steps: int = knob(2000, _at_least_one)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from trainer import run_format as rf
-from trainer.checkpoint import CheckpointWriter, capture_rng, load_checkpoint, weights_finite
+from trainer.checkpoint import CheckpointWriter, capture_rng, init_weights, load_checkpoint, weights_finite
 from trainer.config import Config
 from trainer.ddp import DistContext
 from trainer.device import amp_dtype, autocast, pick_device
@@ -84,8 +84,14 @@ def train(
         ctx.init(device)
         task = get_task_class(cfg.task)(cfg, device, ctx.rank, ctx.world_size)
         state = load_checkpoint(checkpoint) if mode != "new" else None
-        writer = open_writer(cfg, runs_dir, run_id, mode, parent, state) if ctx.is_main else None
-        loop = TrainLoop(cfg, task, device, amp, ctx, writer, signals, rf.run_path(runs_dir, run_id))
+        # The model is built (and init_from loaded) before the run directory is touched, so a
+        # checkpoint that does not fit is refused with nothing written.
+        loop = TrainLoop(cfg, task, device, amp, ctx, signals, rf.run_path(runs_dir, run_id))
+        if mode == "new" and cfg.init_from and not getattr(task, "handles_init_from", False):
+            loop.init_step = init_weights(loop.raw, cfg.init_from)
+            loop.ema = EMA(loop.raw, cfg.ema) if cfg.ema > 0 else None  # its shadow starts from them too
+        if ctx.is_main:
+            loop.attach(open_writer(cfg, runs_dir, run_id, mode, parent, state))
         return loop.execute(mode, state, checkpoint, parent, changes or {})
     finally:
         signals.restore()
@@ -105,9 +111,9 @@ def _optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.opt
 
 
 class TrainLoop:
-    def __init__(self, cfg, task, device, amp, ctx: DistContext, writer, signals, run_dir: Path):
+    def __init__(self, cfg, task, device, amp, ctx: DistContext, signals, run_dir: Path):
         self.cfg, self.task, self.device, self.amp, self.ctx = cfg, task, device, amp, ctx
-        self.writer, self.signals = writer, signals
+        self.writer, self.signals = None, signals  # the writer comes with attach (rank 0)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.raw = task.build_model().to(device)
         self.named_params = list(self.raw.named_parameters())
@@ -122,7 +128,8 @@ class TrainLoop:
         self.train_gen = torch.Generator().manual_seed(cfg.seed + ctx.rank)
         self.meter = IntervalMeter(device)
         self.early = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta)
-        self.ckpts = CheckpointWriter(run_dir / rf.CHECKPOINT_DIR, cfg.keep_checkpoints) if ctx.is_main else None
+        self.run_dir = run_dir
+        self.ckpts: CheckpointWriter | None = None  # with the writer (rank 0 only), see attach
         self.stop_file = StopFile(run_dir / rf.CONTROL_DIR / rf.STOP_FILE)
         self.doctor: DoctorHook | None = None  # made after the start event, so that event comes first
         self.system = SystemProbe(device)
@@ -131,7 +138,13 @@ class TrainLoop:
         self.last_checkpoint_step: int | None = None  # last.pt attempted (all ranks)
         self.healthy_step: int | None = None  # last.pt actually written (finite weights)
         self.loaded_world = ctx.world_size  # processes that wrote the loaded checkpoint
+        self.init_step: int | None = None  # step of the init_from checkpoint, when its weights were loaded
         self.units_per_step = task.units_per_batch() * cfg.grad_accum_steps * ctx.world_size
+
+    def attach(self, writer) -> None:
+        """Give the loop its run directory (rank 0), once everything that can be refused was checked."""
+        self.writer = writer
+        self.ckpts = CheckpointWriter(self.run_dir / rf.CHECKPOINT_DIR, self.cfg.keep_checkpoints)
 
     # --- the run ---------------------------------------------------------------------------
     def execute(self, mode, state, checkpoint, parent, changes) -> str:

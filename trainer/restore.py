@@ -74,6 +74,9 @@ def announce(loop, mode: str, checkpoint, parent, changes) -> None:
     info = {"device": str(loop.device), "world_size": loop.ctx.world_size, "params": n_params}
     if mode == "new":
         msg = f"training {loop.cfg.task} ({n_params:,} parameters) for {loop.cfg.max_steps} steps on {loop.device}"
+        if loop.init_step is not None:
+            msg += f", from the weights of {loop.cfg.init_from} (step {loop.init_step})"
+            info["init_from"] = loop.cfg.init_from
         loop.writer.event("start", msg, step=0, **info)
     else:
         where = f"from {parent} " if mode == "fork" else ""

@@ -166,6 +166,8 @@ class TextDiffusion(Task):
     def decode(self, ids) -> str:
         return self.vocab.decode(ids)
 
+    handles_init_from = True  # init_from seeds the embeddings only (build_model), not every weight
+
     def build_model(self) -> nn.Module:
         model = TextDiffusionModel(
             len(self.vocab), self.options.embed_dim, self.cfg.block_size, self.cfg, self.options.min_noise
