@@ -140,3 +140,34 @@ def test_read_status_and_read_config_return_none_for_missing_or_broken_files(tmp
     (tmp_path / "status.json").write_text("{not json")
     (tmp_path / "config.yaml").write_text("!!python/object:os.system {}\n")  # safe_load refuses it
     assert read_status(tmp_path) is None and read_config(tmp_path) is None
+
+
+def test_big_appends_wait_for_a_torn_last_line_find_new_series_and_restart_after_a_resume(runs_dir):
+    """Blocks this big go through the bulk parser (polars), not json.loads: the same guarantees."""
+    from trainer import jsonl_frame
+    from trainer.reader import read_metrics
+    from trainer.writer import truncate_after_step
+
+    path = runs_dir / "big" / "metrics.jsonl"
+    run = open_run(runs_dir, "big")
+    for step in range(3000):
+        run.log(step, {"train/loss": 1.0, "lr": 0.1})
+    run.finish()
+    with open(path, "ab") as f:
+        f.write(b'{"step":3000,"time":1.0,"train/loss":0.5,"lr":0.1,"val/lo')  # torn: the writer died here
+    assert path.stat().st_size > jsonl_frame.FAST_MIN_BYTES
+    reader = RunReader(runs_dir / "big")
+    assert len(reader.metrics) == 3000 and reader.malformed["metrics.jsonl"] == 0
+    rows = [b'ss":0.25}']  # the torn line completed, then rows with a new series and nulls
+    rows += [b'{"step":%d,"time":1.0,"train/loss":null,"lr":0.1,"new/series":%d}' % (s, s) for s in range(3001, 6000)]
+    with open(path, "ab") as f:
+        f.write(b"\n".join(rows) + b"\n")
+    assert reader.refresh()
+    frame = reader.metrics
+    assert frame["step"].tolist() == list(range(6000)) and reader.malformed["metrics.jsonl"] == 0
+    assert frame.loc[3000, "val/loss"] == 0.25 and frame.loc[5999, "new/series"] == 5999.0
+    assert frame["train/loss"].iloc[3001:].isna().all() and frame["new/series"].iloc[:3001].isna().all()
+    assert truncate_after_step(path, 1999) > 0  # a resume from step 1999 replaces the file
+    assert reader.refresh() and reader.resets == 1
+    assert reader.metrics["step"].tolist() == list(range(2000))
+    assert list(reader.metrics.columns) == list(read_metrics(path).columns) == ["step", "time", "train/loss", "lr"]

@@ -238,9 +238,9 @@ class RunReader:
         block = tail.poll_block()
         if tail.was_reset:
             frame.clear()
-        for columns in parse_numeric_lines(block):
-            tail.malformed += columns.malformed
-            frame.append(columns)
+        pieces = parse_numeric_lines(block, known=frame.names())
+        tail.malformed += sum(columns.malformed for columns in pieces)
+        frame.extend(pieces)
         return tail.was_reset or bool(block)
 
     def _refresh_records(self, name: str, frame: _RecordFrame) -> bool:
@@ -298,8 +298,7 @@ class _RecordFrame:
 def read_metrics(path: str | Path) -> pd.DataFrame:
     """metrics.jsonl (or any jsonl of numeric rows with "step") as a DataFrame, in one fast pass."""
     frame = GrowingFrame()
-    for columns in parse_numeric_lines(JsonlTail(path).poll_block()):
-        frame.append(columns)
+    frame.extend(parse_numeric_lines(JsonlTail(path).poll_block()))
     return frame.frame()
 
 
