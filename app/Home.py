@@ -17,7 +17,9 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import layout  # noqa: E402
+from app import layout, warmup  # noqa: E402
+
+warmup.start()  # once per process: the chart code loads while the first page is being read
 
 st.set_page_config(page_title="Training doctor", page_icon=":material/monitor_heart:", layout="wide")
 navigation = st.navigation(layout.all_pages())

@@ -1,22 +1,22 @@
 """Altair chart builders for run series: smoothed lines over faint raw points, log toggle, bands.
 
-Everything here is pure: a page hands in DataFrames and gets back an Altair chart, so tests can
+Everything here is pure: a page hands in DataFrames and gets back a table and a spec, so tests can
 check what would be drawn without a browser.
 
-    long = series_long({"run-a": metrics}, ["train/loss", "val/loss"], x="step", smoothing=0.6)
-    data, spec = line_chart(long, "step", "loss", log_y=True)
+    long = series_table({"run-a": metrics}, ["train/loss", "val/loss"], x="step", smoothing=0.6)
+    data, spec = line_chart(long, "step", "loss", log_y=True)  # data: an Arrow table
     st.vega_lite_chart(data, spec, width="stretch")
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import threading
 
 import altair as alt
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from app.downsample import MAX_POINTS
 from app.series_cache import IncrementalSeries
@@ -31,7 +31,16 @@ try:
     COLLAPSE_BELOW = VarianceCollapse.max_std_ratio
 except ImportError:  # the doctor is optional for the dashboard
     COLLAPSE_BELOW = 0.1
-LONG_COLUMNS = ["run", "series", "line", "x", "value", "smoothed"]
+LONG_SCHEMA = (
+    ("run", pa.string()),
+    ("series", pa.string()),
+    ("line", pa.string()),
+    ("x", pa.float64()),
+    ("value", pa.float64()),
+    ("smoothed", pa.float64()),
+)
+LONG_COLUMNS = [name for name, _ in LONG_SCHEMA]
+EMPTY_TABLE = pa.table({name: pa.array([], type=kind) for name, kind in LONG_SCHEMA})
 
 
 # One IncrementalSeries per (run, series, axis, filter, smoothing), shared by every session: a
@@ -51,62 +60,67 @@ def _chart_points(key: tuple, xs: np.ndarray, ys: np.ndarray, weight: float, pos
         return series.update(xs, ys)
 
 
-def _floats(column: pd.Series) -> np.ndarray:
-    """A column as float64, without a copy when it already is one (the reader's numeric columns)."""
-    if column.dtype == np.float64:
+def _numbers(column: pd.Series) -> np.ndarray:
+    """A numeric column as its own numpy array (no copy, ints stay ints: IncrementalSeries converts
+    only the rows it has not seen); anything else becomes float64 with NaN for non-numbers."""
+    if column.dtype.kind in "iuf":
         return column.to_numpy()
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _empty_long() -> pd.DataFrame:
-    return pd.DataFrame(columns=LONG_COLUMNS)
-
-
-def series_long(
+def series_table(
     frames: dict[str, pd.DataFrame],
     columns: list[str],
     x: str = X_STEP,
     smoothing: float = 0.0,
     max_points: int = MAX_POINTS,
     positive_only: bool = False,
-) -> pd.DataFrame:
-    """One long table (run, series, line, x, value, smoothed) for several runs and series.
+) -> pa.Table:
+    """One long Arrow table (run, series, line, x, value, smoothed) for several runs and series.
 
     The EMA runs over the full series, then min/max downsampling picks which points go to the
     browser, so at most about max_points rows per (run, series). positive_only drops values <= 0
-    (a log axis cannot show them).
+    (a log axis cannot show them). Arrow, not pandas: st.vega_lite_chart sends an Arrow table as
+    it is, while a DataFrame costs a pandas-to-Arrow conversion (with thread start-ups) per chart.
     """
-    parts = []
+    names, xs_parts, value_parts, smooth_parts = [], [], [], []
     several_runs = len(frames) > 1
     for run_id, frame in frames.items():
         if frame is None or x not in frame.columns:
             continue
-        xs_all = _floats(frame[x])
+        xs_all = _numbers(frame[x])
         for column in columns:
             if column not in frame.columns:
                 continue
             key = (run_id, column, x)
-            xs, values, smooth = _chart_points(
-                key, xs_all, _floats(frame[column]), smoothing, positive_only, max_points
-            )
+            xs, values, smooth = _chart_points(key, xs_all, _numbers(frame[column]), smoothing, positive_only, max_points)
             if not len(xs):
                 continue
-            line = f"{run_id} · {column}" if several_runs else column
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "run": run_id,
-                        "series": column,
-                        "line": line,
-                        "x": xs,
-                        "value": values,
-                        "smoothed": smooth,
-                    }
-                )
-            )
-    if not parts:
-        return _empty_long()
-    return pd.concat(parts, ignore_index=True)
+            names.append((run_id, column, f"{run_id} · {column}" if several_runs else column, len(xs)))
+            xs_parts.append(xs)
+            value_parts.append(values)
+            smooth_parts.append(smooth)
+    if not names:
+        return EMPTY_TABLE
+
+    def repeated(i: int) -> pa.Array:
+        return pa.concat_arrays([pa.repeat(pa.scalar(entry[i], pa.string()), entry[3]) for entry in names])
+
+    return pa.table(
+        {
+            "run": repeated(0),
+            "series": repeated(1),
+            "line": repeated(2),
+            "x": np.concatenate(xs_parts),
+            "value": np.concatenate(value_parts),
+            "smoothed": np.concatenate(smooth_parts),
+        }
+    )
+
+
+def series_long(*args, **kwargs) -> pd.DataFrame:
+    """series_table(...) as a pandas DataFrame (for code that wants pandas; charts take the table)."""
+    return series_table(*args, **kwargs).to_pandas()
 
 
 def _x_encoding(x: str) -> alt.X:
@@ -115,18 +129,24 @@ def _x_encoding(x: str) -> alt.X:
     return alt.X("x:Q", title="step")
 
 
-def chart_data(long: pd.DataFrame, x: str = X_STEP) -> pd.DataFrame:
+def chart_data(long: pa.Table | pd.DataFrame, x: str = X_STEP) -> pa.Table | pd.DataFrame:
     """The table a line spec draws: the long table, plus a datetime column for the wall-time axis."""
     if x != X_TIME:
         return long
-    data = long.copy()
-    data["when"] = pd.to_datetime(data["x"], unit="s", utc=True)
-    return data
+    if isinstance(long, pd.DataFrame):
+        data = long.copy()
+        data["when"] = pd.to_datetime(data["x"], unit="s", utc=True)
+        return data
+    seconds = long.column("x").to_numpy()
+    when = pa.array((seconds * 1e9).astype(np.int64), type=pa.timestamp("ns", tz="UTC"))
+    return long.append_column("when", when)
 
 
 def line_spec(*args, **kwargs) -> dict:
-    """A fresh copy of the cached spec (Streamlit may add keys to the dict it is given)."""
-    return copy.deepcopy(_line_spec(*args, **kwargs))
+    """The cached spec in a new top-level dict: Streamlit adds top-level keys (autosize) to a copy
+    of its own and never changes nested ones, so the layers are shared (read them, never modify
+    them); a deep copy per chart and refresh cost ~1 ms."""
+    return dict(_line_spec(*args, **kwargs))
 
 
 @functools.lru_cache(maxsize=256)
@@ -138,12 +158,13 @@ def _line_spec(
     band: tuple[float, float] | None = None,
     show_points: bool = False,
     height: int = 260,
+    validate: bool = False,
 ) -> dict:
     """A Vega-Lite spec (built with Altair) for lines coloured by run and series, with tooltips.
 
     The spec holds no run data: pages pass the table next to it (st.vega_lite_chart(data, spec)),
-    which Streamlit sends as Arrow. Built and validated once per combination of options: Altair's
-    validation and deep copies cost ~100 ms per chart, too much for a refresh every second.
+    which Streamlit sends as Arrow. Built once per combination of options: Altair's build and
+    validation cost 15-50 ms per chart, too much for a refresh every second.
     smoothed=True draws the raw line faint behind the smoothed one; band=(low, high) shades a
     horizontal region (the collapse zone of the variance ratio); show_points marks every point.
     """
@@ -169,7 +190,8 @@ def _line_spec(
     # Invisible points give every point a hover target; visible ones when there are few (val/loss).
     points = base.mark_point(size=25, filled=True, opacity=0.7 if show_points else 0)
     layers.append(points.encode(y=value_y))
-    spec = alt.layer(*layers).properties(height=height).to_dict()
+    # Schema validation is most of the build time; tests build every live spec with validate=True.
+    spec = alt.layer(*layers).properties(height=height).to_dict(validate=validate)
     # Data-less Altair charts get a placeholder dataset; drop it so layers use the table passed in.
     for layer in spec["layer"]:
         if layer.get("data") == {"name": "empty"}:
@@ -180,7 +202,7 @@ def _line_spec(
 
 
 def line_chart(
-    long: pd.DataFrame,
+    long: pa.Table | pd.DataFrame,
     x: str = X_STEP,
     y_title: str = "",
     log_y: bool = False,

@@ -123,6 +123,7 @@ def fork_form(key: str = "fork") -> None:
             result = run_forms.start_fork(state.runs_dir(), source, from_, new_id, sets_text)
             st.session_state[f"{key}_errors"] = result.field_errors
             if result.ok:
+                state.note_change(result.run_id)
                 st.session_state.pop("fork_source", None)
                 select_runs([result.run_id, source])
                 st.session_state["flash"] = f"Started fork {result.run_id} of {source} (pid {result.pid})."

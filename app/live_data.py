@@ -28,8 +28,12 @@ def latest_with_change(frame: pd.DataFrame | None, columns: list[str]) -> dict[s
     for column in columns:
         if column not in frame.columns:
             continue
-        # Only the tail matters; a million-row column is not scanned.
-        tail = pd.to_numeric(frame[column].iloc[-2000:], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        # Only the tail matters; a million-row column is not scanned (nor converted).
+        values = frame[column].to_numpy()[-2000:]
+        if values.dtype.kind in "iuf":
+            tail = values.astype(float, copy=False)
+        else:
+            tail = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         tail = tail[np.isfinite(tail)]
         if not len(tail):
             continue

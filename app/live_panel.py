@@ -6,15 +6,13 @@ shared incremental readers (app.state), so one refresh costs the appended bytes 
 
 from __future__ import annotations
 
-import os
 import time
 
+import pyarrow.compute as pc
 import streamlit as st
 
-from app import charts, layout, live_data, state
+from app import charts, layout, live_data, state, timing
 from app.markdown import escape
-from trainer import run_format as rf
-from trainer import runs
 
 TILE_SERIES = (
     ("train/loss", "train loss", "inverse"),
@@ -38,7 +36,8 @@ def format_number(value: float) -> str:
 
 def status_line(view: state.RunView) -> None:
     status = view.status or {}
-    run_state = runs.run_state(state.run_dir_of(view.run_id))
+    info = state.run_info(view.run_id)  # kept current by the file watcher: no read here
+    run_state = info.state if info is not None else "unknown"
     step, max_steps = status.get("step", 0), status.get("max_steps")
     ago = time.time() - status["updated"] if isinstance(status.get("updated"), (int, float)) else None
     parts = [f"{view.run_id}: {run_state}", f"step {step}" + (f" / {max_steps}" if max_steps else "")]
@@ -98,13 +97,12 @@ def chart_grid(views: list[state.RunView], x: str, log_y: bool, smoothing: float
     cols = st.columns(2)
     for title, series, y_title, band, log_applies in charts.CHART_GROUPS:
         weight = 0.0 if series[0] in charts.UNSMOOTHED else smoothing
-        long = charts.series_long(frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies)
-        if long.empty:
+        long = charts.series_table(frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies)
+        if not long.num_rows:
             continue
         with cols[drawn % 2]:
-            st.caption(
-                f"{title} · {len(long)} points" + (f" · step {long['x'].max():.0f}" if x == charts.X_STEP else "")
-            )
+            newest = f" · step {pc.max(long['x']).as_py():.0f}" if x == charts.X_STEP else ""
+            st.caption(f"{title} · {long.num_rows} points{newest}")
             data, spec = charts.line_chart(
                 long, x, y_title, log_y=log_y and log_applies, smoothed=weight > 0, band=band
             )
@@ -113,14 +111,9 @@ def chart_grid(views: list[state.RunView], x: str, log_y: bool, smoothing: float
 
 
 def render(run_ids: list[str], x: str, log_y: bool, smoothing: float) -> None:
-    """One live refresh. With DASHBOARD_TIMING_LOG=path, its server time is appended there
-    (benchmarks/dashboard_latency.py reads it)."""
-    started = time.perf_counter()
-    _render(run_ids, x, log_y, smoothing)
-    log = os.environ.get("DASHBOARD_TIMING_LOG")
-    if log:
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(f"{time.perf_counter() - started:.6f}\n")
+    """One live refresh (its server time goes to DASHBOARD_TIMING_LOG when set, see app.timing)."""
+    with timing.logged("live"):
+        _render(run_ids, x, log_y, smoothing)
 
 
 def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float) -> None:
@@ -137,10 +130,3 @@ def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float) -> None:
     if len(live) == 1:
         tiles(live[0])
     chart_grid(live, x, log_y, smoothing)
-
-
-def is_live(run_id: str) -> bool:
-    try:
-        return runs.run_state(state.run_dir_of(run_id)) in rf.LIVE_STATES
-    except Exception:  # noqa: BLE001 - a vanished run is simply not live
-        return False

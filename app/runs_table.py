@@ -84,6 +84,7 @@ def _act(action, run_id: str) -> None:
         st.session_state["table_message"] = ("success", action(run_id))
     except TrainerError as e:
         st.session_state["table_message"] = ("error", str(e))
+    state.note_change(run_id)
 
 
 def _stop(run_id: str) -> str:
@@ -166,6 +167,7 @@ def new_run_form() -> None:
         result = run_forms.start_new_run(preset, edited, original, state.runs_dir(), extra, run_id)
         st.session_state["new_errors"] = result.field_errors
         if result.ok:
+            state.note_change(result.run_id)
             layout.select_runs([result.run_id])
             st.session_state["flash"] = f"Started {result.run_id} (pid {result.pid})."
         st.rerun()

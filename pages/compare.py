@@ -23,8 +23,8 @@ chosen = st.multiselect("Series", available, default=default, key="compare_serie
 x = st.radio("x axis", [charts.X_STEP, charts.X_TIME], horizontal=True, key="compare_x")
 smoothing = st.slider("smoothing", 0.0, 0.99, 0.6, 0.01, key="compare_smoothing")
 for series in chosen:
-    long = charts.series_long(frames, [series], x=x, smoothing=smoothing)
-    if not long.empty:
+    long = charts.series_table(frames, [series], x=x, smoothing=smoothing)
+    if long.num_rows:
         st.caption(series)
         data, spec = charts.line_chart(long, x, series, smoothed=smoothing > 0)
         st.vega_lite_chart(data, spec, width="stretch", key=f"cmp_{series}")

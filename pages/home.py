@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import layout, run_forms, state
+from app import layout, run_forms, state, timing
 from app import runs_table as table
 
 st.title("Runs")
@@ -14,6 +14,7 @@ if not state.run_ids():
     if st.button("Train Shakespeare (default)", key="start_default", type="primary", icon=":material/play_arrow:"):
         result = run_forms.start_default_run(state.runs_dir())
         if result.ok:
+            state.note_change(result.run_id)
             layout.select_runs([result.run_id])
             st.session_state["flash"] = f"Started {result.run_id} (pid {result.pid})."
             st.switch_page(layout.page("live.py"))
@@ -23,14 +24,15 @@ if not state.run_ids():
 
 @st.fragment(run_every=1.0)
 def runs_table() -> None:
-    infos = state.list_run_infos()
-    if not infos:
-        return
-    table.enforce_pending_stops(state.runs_dir(), infos)
-    table.table_message()
-    table.header_row()
-    for info in infos:
-        table.control_row(info)
+    with timing.logged("runs"):
+        infos = state.list_run_infos()
+        if not infos:
+            return
+        table.enforce_pending_stops(state.runs_dir(), infos)
+        table.table_message()
+        table.header_row()
+        for info in infos:
+            table.control_row(info)
 
 
 runs_table()

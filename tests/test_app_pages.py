@@ -5,17 +5,22 @@ trainer is started (and none can outlive pytest); the validation in front of it 
 """
 
 import re
+import time
 from pathlib import Path
 
 import pytest
 from app_fixtures import ALERT, make_run
 from streamlit.testing.v1 import AppTest
 
+from app import run_watch, state
 from trainer import process
 from trainer import run_format as rf
 from trainer.writer import open_run
 
 ROOT = Path(__file__).resolve().parents[1]
+# watchdog's harmless "watch added twice" warning for directories made and filled at once (the
+# dashboard filters it too: app/run_watch.py); pytest resets warning filters for each test.
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id .* already exists:RuntimeWarning")
 HOME = str(ROOT / "app" / "Home.py")
 
 
@@ -35,7 +40,15 @@ def launched(monkeypatch, runs_dir):
     monkeypatch.setattr(process, "launch", fake_launch)
     monkeypatch.setattr(process, "check_data", lambda cfg: None)  # no torch/data load in page tests
     monkeypatch.setenv("TRAINER_RUNS_DIR", str(runs_dir))
-    return calls
+    yield calls
+    run_watch.stop_watcher()  # each test has its own runs directory: leave no observer behind
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def open_app(page: str | None = None, **state) -> AppTest:
@@ -163,7 +176,9 @@ def test_live_page_overlays_several_runs_and_survives_a_deleted_one(launched, ru
     make_run(runs_dir, "two")
     at = open_app("live.py", selected_runs=["one", "two"])
     assert at.multiselect(key="live_runs").value == ["one", "two"]
+    before = state.watcher().listing_token()
     shutil.rmtree(runs_dir / "two")
+    wait_until(lambda: state.watcher().listing_token() != before)  # the file event has arrived
     at.run()
     assert not at.exception
     assert at.multiselect(key="live_runs").value == ["one"]

@@ -184,3 +184,42 @@ def test_downsampling_with_gaps_takes_the_same_spikes_as_without():
     values[50_000] = np.nan
     idx = minmax_indices(values)
     assert 5 in idx and 50_000 not in idx and len(idx) <= 2002
+
+
+def test_incremental_series_draws_the_same_points_as_a_full_recompute_as_rows_arrive():
+    from app.series_cache import IncrementalSeries
+
+    rng = np.random.default_rng(2)
+    steps = np.arange(1, 300_001)  # int64, as the reader gives it
+    values = rng.normal(size=len(steps))
+    values[123_457] = 40.0  # a spike that must survive
+    series = IncrementalSeries(weight=0.6)
+    for n in (10, 2_000, 2_001, 77_777, 150_000, 150_010, 300_000):
+        xs, drawn, smooth = series.update(steps[:n], values[:n])
+        idx = minmax_indices(values[:n])
+        assert np.array_equal(xs, steps[:n][idx].astype(float))
+        assert np.array_equal(drawn, values[:n][idx])
+        assert np.allclose(smooth, ema(values[:n], 0.6)[idx])
+    assert 40.0 in drawn
+    assert series.update(steps, values)[0] is xs  # no new rows: the same arrays, nothing recomputed
+
+
+def test_chart_table_is_arrow_and_gets_a_utc_timestamp_for_the_wall_time_axis():
+    import pyarrow as pa
+
+    frame = pd.DataFrame({"step": np.arange(1, 6), "time": 1.7e9 + np.arange(5.0), "train/loss": np.linspace(3, 1, 5)})
+    table = charts.series_table({"a": frame}, ["train/loss", "absent"], x=charts.X_TIME)
+    assert isinstance(table, pa.Table) and table.column_names == charts.LONG_COLUMNS
+    assert table.column("line").to_pylist() == ["train/loss"] * 5
+    data, _ = charts.line_chart(table, charts.X_TIME, "loss")
+    assert data.schema.field("when").type == pa.timestamp("ns", tz="UTC")
+    assert data.column("when").to_pylist()[0].timestamp() == pytest.approx(1.7e9)
+    assert charts.series_table({"a": frame}, ["absent"]).num_rows == 0
+
+
+def test_every_live_chart_spec_passes_vega_lite_schema_validation():
+    options = [(x, smoothed, False) for x in (charts.X_STEP, charts.X_TIME) for smoothed in (False, True)]
+    for _, _, y_title, band, _ in charts.CHART_GROUPS:
+        for x, smoothed, log_y in [*options, (charts.X_STEP, True, True)]:
+            spec = charts._line_spec(x, y_title, log_y, smoothed, band, show_points=True, validate=True)
+            assert spec == charts._line_spec(x, y_title, log_y, smoothed, band, show_points=True)

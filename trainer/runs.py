@@ -211,7 +211,7 @@ def last_log_line(run_dir: str | Path, tail_bytes: int = 4096) -> str:
     return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
-def _is_run_dir(path: Path) -> bool:
+def is_run_dir(path: Path) -> bool:
     return (
         path.is_dir()
         and rf.RUN_ID_RE.match(path.name) is not None
@@ -226,7 +226,7 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
         return []
     process.reap()  # a dashboard lists every second: collect its finished trainers there
     now = time.time()
-    infos = [run_info(p, now) for p in runs_dir.iterdir() if _is_run_dir(p)]
+    infos = [run_info(p, now) for p in runs_dir.iterdir() if is_run_dir(p)]
     infos.sort(key=lambda i: (i.started or 0.0, i.run_id), reverse=True)
     return infos
 
