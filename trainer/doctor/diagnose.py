@@ -33,17 +33,7 @@ def diagnose(run_dir) -> dict:
         raise RunNotFound(f"no run directory {run_dir}; `python -m trainer list` shows the runs")
     config = _read_config(run_dir)
     status = _read_status(run_dir)
-    doctor = OnlineDoctor(config)
-    events = read_records(run_dir / rf.EVENTS_FILE)
-    restarts = [e["step"] for e in events if e.get("kind") in RESTART_EVENTS]
-    if restarts:
-        doctor.note_restart(max(restarts))
-    metrics, rows, stride = metrics_records(run_dir / rf.METRICS_FILE)
-    grads = read_records(run_dir / rf.GRADS_FILE)
-    samples = read_records(run_dir / rf.SAMPLES_FILE)
-    streams = [_tagged("metrics", metrics), _tagged("grads", grads), _tagged("samples", samples)]
-    for _, _, _, kind, record in heapq.merge(*streams):
-        doctor.observe(kind, record)
+    doctor, rows, stride = replay(run_dir, config)
     alerts = sorted(doctor.alerts, key=lambda a: a["step"] if a["step"] is not None else -1)
     run = {
         "run_id": (status or {}).get("run_id", run_dir.name),
@@ -64,6 +54,29 @@ def diagnose(run_dir) -> dict:
         "checked": doctor.checked(),
         "unchecked": doctor.unchecked(),
     }
+
+
+def replay(run_dir, config: dict | None = None) -> tuple[OnlineDoctor, int, int]:
+    """A fresh OnlineDoctor fed the run's metrics, grads and samples in step order, with the last
+    resume/fork/config change noted: (doctor, metrics rows in the file, sample stride).
+
+    A resumed trainer can start its online doctor from this, so that a failure right after the
+    resume is judged against the run's history instead of waiting for a new window to fill; its
+    `alerts` are then the ones already reported, and `observe` returns only new ones.
+    """
+    run_dir = Path(run_dir)
+    doctor = OnlineDoctor(config)
+    events = read_records(run_dir / rf.EVENTS_FILE)
+    restarts = [e["step"] for e in events if e.get("kind") in RESTART_EVENTS]
+    if restarts:
+        doctor.note_restart(max(restarts))
+    metrics, rows, stride = metrics_records(run_dir / rf.METRICS_FILE)
+    grads = read_records(run_dir / rf.GRADS_FILE)
+    samples = read_records(run_dir / rf.SAMPLES_FILE)
+    streams = [_tagged("metrics", metrics), _tagged("grads", grads), _tagged("samples", samples)]
+    for _, _, _, kind, record in heapq.merge(*streams):
+        doctor.observe(kind, record)
+    return doctor, rows, stride
 
 
 def _tagged(kind: str, records: list[dict]):

@@ -176,7 +176,8 @@ class VanishingGradients(_GradLevel):
             f"grad/norm fell to {fmt(now)}, {self.level / max(now, 1e-30):.0f}x below its established level "
             f"{fmt(self.level)}, at step {step}",
             {"grad_norm": now, "established_level": self.level},
-            R.ranked(
+            R.lr_or_decay_first(
+                self.ctx,
                 R.raise_lr(
                     self.ctx, "with tiny gradients the weights stop moving; a larger LR restores the update size"
                 ),

@@ -153,6 +153,7 @@ class LossRising(Detector):
         self.max_pace = 0.0
         self.full_step = None  # first step at full difficulty
         self.peak_at_full = None
+        self.rows_at_full = 0  # train rows since the curriculum reached full difficulty
 
     def observe(self, step, row):
         ctx = self.ctx
@@ -261,8 +262,13 @@ class LossRising(Detector):
             if d is None or d < 0.999:
                 return None
             self.full_step = step
+        # The level is a median of the last smooth_rows rows, so right after the ramp ends it still
+        # mixes in easier rows and keeps climbing for half a window. The reference is the first
+        # level made only of rows at full difficulty.
+        self.rows_at_full += 1
         if self.peak_at_full is None:
-            self.peak_at_full = level
+            if self.rows_at_full >= ctx.train.smooth_rows:
+                self.peak_at_full = level
             return None
         ramp = ctx.preschool_steps or self.full_step
         lag = step - self.full_step
@@ -383,13 +389,17 @@ class LossPlateau(Detector):
                 "noise": noise,
             },
             R.ranked(
-                R.raise_lr(
+                *R.lr_or_decay_first(
                     ctx,
-                    "a 3x larger LR with a shorter warm-up gives the model the push to leave the "
-                    "plateau (report 001's primary fix)",
-                ),
-                R.less_regularisation(
-                    ctx, "weight decay and tight clipping can hold a model on a plateau (report 001's secondary fix)"
+                    R.raise_lr(
+                        ctx,
+                        "a 3x larger LR with a shorter warm-up gives the model the push to leave the "
+                        "plateau (report 001's primary fix)",
+                    ),
+                    R.less_regularisation(
+                        ctx,
+                        "weight decay and tight clipping can hold a model on a plateau (report 001's secondary fix)",
+                    ),
                 ),
                 R.larger_batch(ctx, "a larger batch gives steadier gradients (report 003)"),
             ),

@@ -89,7 +89,8 @@ class VarianceCollapse(Detector):
             step,
             f"predictions have collapsed towards a constant: {numbers}, ratio {one_to} at step {step}",
             {"std_ratio": now, "pred_std": pred, "target_std": target, "ratio_text": one_to},
-            R.ranked(
+            R.lr_or_decay_first(
+                self.ctx,
                 R.raise_lr(
                     self.ctx,
                     "a 3x larger LR with a shorter warm-up gives the model the push to leave the "
@@ -119,7 +120,8 @@ def text_stats(text: str) -> dict:
     commonest characters, and distinct 4-grams / all 4-grams (low when the text loops)."""
     n = len(text)
     counts = Counter(text)
-    entropy = -sum(c / n * math.log(c / n) for c in counts.values()) if n else 0.0
+    # max(0, ...): one distinct character sums to -0.0, which would print as "-0.00 nats"
+    entropy = max(0.0, -sum(c / n * math.log(c / n) for c in counts.values())) if n else 0.0
     visible = [ch for ch in text if not ch.isspace()]
     punctuation = sum(1 for ch in visible if not ch.isalnum()) / len(visible) if visible else 1.0
     top2 = sum(c for _, c in counts.most_common(2)) / n if n else 1.0

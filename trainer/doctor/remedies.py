@@ -42,9 +42,38 @@ def lower_lr(ctx, why: str) -> dict:
     return {"set": _lr_set(_base(ctx), 0.5), "why": why}
 
 
+# AdamW's decoupled weight decay removes lr x weight_decay of every weight per step. Common
+# practice is about 1e-4 (nanoGPT: 1e-3 x 0.1); ten times that halves an unused weight in ~700 steps.
+HEAVY_DECAY_PER_STEP = 1e-3
+
+
+def decay_per_step(ctx) -> float:
+    cfg = _base(ctx)
+    return cfg.lr * cfg.weight_decay
+
+
+def lr_or_decay_first(ctx, raise_lr_remedy: dict, less_regularisation_remedy: dict) -> list[dict]:
+    """Report 001's order, a larger LR then less regularisation, unless the decay is heavy: a 3x
+    LR would then triple the decay too, so less decay comes first and the LR is left alone."""
+    if decay_per_step(ctx) <= HEAVY_DECAY_PER_STEP:
+        return [raise_lr_remedy, less_regularisation_remedy]
+    cfg = _base(ctx)
+    share = f"{decay_per_step(ctx) * 100:.3g}%"
+    less = dict(less_regularisation_remedy)
+    less["why"] = (
+        f"lr {cfg.lr:g} x weight_decay {cfg.weight_decay:g} removes {share} of every weight per step "
+        f"(common practice: about 0.01%); " + less["why"] + ". Weights decayed that far may be past saving: if a "
+        "fork stays collapsed, start a new run with these settings (python -m trainer run --config RUN/config.yaml --set ...)"
+    )
+    return [less]
+
+
 def less_regularisation(ctx, why: str) -> dict:
     cfg = _base(ctx)
-    out = {"weight_decay": _num(cfg.weight_decay / 10) if cfg.weight_decay > 0 else 0.0}
+    wd = _num(cfg.weight_decay / 10) if cfg.weight_decay > 0 else 0.0
+    if cfg.lr * wd > HEAVY_DECAY_PER_STEP:
+        wd = _num(min(wd, 0.1))  # a tenth of a heavy decay can still be heavy: back to the usual 0.1
+    out = {"weight_decay": wd}
     out["grad_clip"] = _num(cfg.grad_clip * 5) if cfg.grad_clip > 0 else 5.0
     if cfg.dropout > 0:
         out["dropout"] = 0.0
