@@ -196,9 +196,9 @@ def test_char_spike_preset_spikes_when_resumed_with_a_raised_lr(runs_dir):
     resumed_at = learnt.index[-1]
     assert len(jumps) >= 1 and resumed_at < jumps.index[0] <= resumed_at + 20, jumps
     assert series(run, "train/loss").loc[resumed_at + 1 :].max() > 1.3 * learnt.iloc[-5:].mean()
-    # The online doctor of the resumed process starts empty and needs 16 rows before it judges a
-    # jump, so only diagnose() sees a spike this close to the resume (see DoctorHook; replay()).
-    alert = assert_doctor_names(run, "loss_spike", online=False)
+    # The resumed process's online doctor replays the run's history first (DoctorHook), so it
+    # judges the jump right after the resume, as diagnose() does.
+    alert = assert_doctor_names(run, "loss_spike")
     assert resumed_at < alert["step"] <= jumps.index[0]
 
 

@@ -10,20 +10,25 @@ the run then says so in one warning event instead of failing.
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 
 from trainer.config import Config
 
 
-def _load_doctor_class():
+def _load_doctor():
     try:
-        from trainer.doctor import OnlineDoctor
+        from trainer.doctor import OnlineDoctor, replay
     except ImportError as e:
-        return None, f"{type(e).__name__}: {e}"
-    return OnlineDoctor, None
+        return None, None, f"{type(e).__name__}: {e}"
+    return OnlineDoctor, replay, None
 
 
 class DoctorHook:
-    def __init__(self, cfg: Config, writer):
+    def __init__(self, cfg: Config, writer, history: Path | None = None, restart_step: int | None = None):
+        """history: the run directory of a resumed run, whose rows (already cut back to the
+        checkpoint) are replayed first, so a failure right after the resume (report 003's spike
+        after raising the LR) is judged against the run's own history, not an empty window.
+        restart_step: where a resume or fork starts; the declared schedule is checked from there."""
         self.writer = writer
         self.on_critical = cfg.doctor.on_critical
         self.stop_on = set(cfg.doctor.stop_on or [])
@@ -31,11 +36,26 @@ class DoctorHook:
         self.doctor = None
         if not cfg.doctor.enabled:
             return
-        cls, problem = _load_doctor_class()
+        cls, replay, problem = _load_doctor()
         if cls is None:
             self._disable(f"online doctor unavailable ({problem}); training continues without live alerts")
             return
         self.doctor = cls(cfg.to_dict())
+        if history is not None:
+            try:
+                self.doctor = replay(history, cfg.to_dict())[0]
+            except Exception:  # a damaged history must not stop training: judge from here on
+                self.doctor = cls(cfg.to_dict())
+                self.writer.event(
+                    "alert",
+                    "online doctor could not replay the run's history and starts afresh:\n" + traceback.format_exc(),
+                    code="doctor_unavailable",
+                    severity="info",
+                    evidence={},
+                    remedy=[],
+                )
+        if restart_step is not None:
+            self.doctor.note_restart(restart_step)
 
     def observe(self, kind: str, record: dict) -> None:
         if self.doctor is None:

@@ -153,7 +153,9 @@ class TrainLoop:
                 self.loaded_world = restore(self, state, mode)
             announce(self, mode, checkpoint, parent, changes)
             if self.writer is not None:
-                self.doctor = DoctorHook(self.cfg, self.writer)
+                history = self.run_dir if mode == "resume" else None
+                restart = self.step if mode != "new" else None
+                self.doctor = DoctorHook(self.cfg, self.writer, history=history, restart_step=restart)
             return self._loop()
         except (Exception, KeyboardInterrupt) as e:
             tb = traceback.format_exc()
