@@ -135,7 +135,7 @@ class FakeDoctor:
 
 def test_doctor_stop_on_non_finite_stops_and_keeps_the_healthy_checkpoint(runs_dir, monkeypatch):
     monkeypatch.setattr(engine, "get_task_class", lambda name: NaNAfter25)
-    monkeypatch.setattr(doctor_hook, "_load_doctor_class", lambda: (FakeDoctor, None))
+    monkeypatch.setattr(doctor_hook, "_load_doctor", lambda: (FakeDoctor, None, None))
     assert engine.train(tiny_cfg(doctor__enabled=True), runs_dir, "doc") == rf.STOPPED
     run_dir = runs_dir / "doc"
     alert = events(run_dir, "alert")[0]
@@ -149,7 +149,7 @@ def test_doctor_stop_on_non_finite_stops_and_keeps_the_healthy_checkpoint(runs_d
 
 def test_critical_alert_stops_only_when_on_critical_is_stop(runs_dir, monkeypatch):
     monkeypatch.setattr(engine, "get_task_class", lambda name: NaNAfter25)
-    monkeypatch.setattr(doctor_hook, "_load_doctor_class", lambda: (FakeDoctor, None))
+    monkeypatch.setattr(doctor_hook, "_load_doctor", lambda: (FakeDoctor, None, None))
     cfg = tiny_cfg(doctor__enabled=True, doctor__stop_on=[], doctor__on_critical="off")
     assert engine.train(cfg, runs_dir, "nostop") == rf.FINISHED
     assert len(events(runs_dir / "nostop", "alert")) == 16  # steps 25..40: one per logged row
