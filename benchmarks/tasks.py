@@ -67,7 +67,7 @@ def bench(task: str, steps: int, runs_dir: Path) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--tasks", nargs="+", default=[t for t in PRESETS if t != "char_lm"], choices=list(PRESETS))
+    parser.add_argument("--tasks", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,7 @@ import yaml
 from trainer import config as C
 from trainer import run_format as rf
 from trainer import runs
-from trainer.errors import RunStateError
+from trainer.errors import ConfigError, RunStateError
 
 
 def dead_pid() -> int:
@@ -77,6 +77,19 @@ def test_new_run_id_is_readable_valid_and_unique(runs_dir):
 def test_resolve_new_uses_the_shakespeare_preset_then_env_then_set():
     cfg = runs.resolve_new(None, ["lr=3e-4"], environ={"BATCH_SIZE": "7"})
     assert (cfg.task, cfg.max_steps, cfg.batch_size, cfg.lr) == ("char_lm", 2000, 7, 3e-4)
+
+
+def test_off_on_yes_no_from_set_and_env_stay_text_for_text_keys_and_work_for_bool_keys():
+    cfg = runs.resolve_new(None, ["amp=off", "doctor.enabled=no"], environ={})
+    assert (cfg.amp, cfg.doctor.enabled) == ("off", False)
+    assert runs.resolve_new(None, [], environ={"AMP": "off"}).amp == "off"
+
+
+def test_unquoted_off_in_a_yaml_file_says_to_quote_it(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: char_lm\namp: off\n")
+    with pytest.raises(ConfigError, match='amp: False is a boolean to YAML.*amp: "off"'):
+        runs.resolve_new(path, [], environ={})
 
 
 def test_stale_heartbeat_with_dead_pid_is_crashed(runs_dir):

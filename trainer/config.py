@@ -172,6 +172,10 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
                 raise ValueError
             return out
         if typ_name == "str":
+            if isinstance(value, bool):  # an unquoted off/on/yes/no in a YAML file
+                raise ConfigError(
+                    f"{key}: {value!r} is a boolean to YAML (unquoted off/on/yes/no); quote it, e.g. {key}: \"off\""
+                )
             if isinstance(value, (dict, list)) or value is None:
                 raise ValueError
             return str(value)
@@ -265,10 +269,7 @@ def parse_set(pairs: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set lr=3e-4")
-        try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            out[key] = raw
+        out[key] = _typed(raw) if raw.strip() else ""
     return out
 
 
@@ -281,12 +282,21 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     out = {}
     for env_name, key in names.items():
         if env_name in environ:
-            raw = environ[env_name]
-            try:
-                out[key] = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                out[key] = raw
+            out[key] = _typed(environ[env_name])
     return out
+
+
+def _typed(raw: str) -> Any:
+    """A command-line or environment value read as YAML (3e-4, 6, [a, b]), except that YAML 1.1's
+    other booleans (off, on, yes, no) stay text: `amp=off` means the string "off" (a bool
+    key still takes them, see _coerce)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        return raw.strip()
+    return value
 
 
 def _is_section(name: str) -> bool:
