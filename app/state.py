@@ -121,7 +121,8 @@ def _frame(value) -> pd.DataFrame:
 
 
 @st.cache_resource(max_entries=128, show_spinner=False)
-def _shared_reader(run_dir: str) -> SharedReader:
+def shared_reader(run_dir: str) -> SharedReader:
+    """The process's one reader of run_dir (an absolute path)."""
     return SharedReader(Path(run_dir))
 
 
@@ -142,7 +143,7 @@ def run_view(run_id: str) -> RunView:
     except RunIdError as e:
         return RunView(str(run_id), exists=False, error=str(e))
     token = watcher().token(path.name)
-    return _shared_reader(os.path.abspath(path)).view(token)
+    return shared_reader(os.path.abspath(path)).view(token)
 
 
 def note_change(run_id: str | None) -> None:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import layout, run_forms, state, timing
+from app import layout, prefetch, run_forms, state, timing
 from app import runs_table as table
 
 st.title("Runs")
@@ -28,6 +28,7 @@ def runs_table() -> None:
         infos = state.list_run_infos()
         if not infos:
             return
+        prefetch.start([info.run_id for info in infos])  # newest first: the likely next click
         table.enforce_pending_stops(state.runs_dir(), infos)
         table.table_message()
         table.header_row()

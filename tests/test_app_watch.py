@@ -210,3 +210,24 @@ def test_a_deleted_and_recreated_runs_directory_is_watched_again(tmp_path, monke
         wait_for_change(watcher, "alpha", before)
     finally:
         watcher.stop()
+
+
+def test_the_runs_table_reads_the_newest_runs_ahead_once(tmp_path, monkeypatch):
+    from app import prefetch
+
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    for name in ("old", "mid", "new"):
+        make_run(runs_dir, name, steps=5)
+    monkeypatch.setenv("TRAINER_RUNS_DIR", str(runs_dir))
+    ids = ["new", "mid", "old"]  # newest first, as the table lists them
+    threads = prefetch.start(ids)
+    assert [t.name for t in threads] == ["prefetch-new", "prefetch-mid"]
+    for t in threads:
+        t.join(10)
+    for run_id in ("new", "mid"):
+        reader = state.shared_reader(os.path.abspath(runs_dir / run_id))
+        assert reader.reads == 1
+        assert state.run_view(run_id).metrics["step"].max() == 5  # the page finds it read
+    assert prefetch.start(ids) == []  # once per process
+    run_watch.stop_watcher()
