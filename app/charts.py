@@ -118,11 +118,6 @@ def series_table(
     )
 
 
-def series_long(*args, **kwargs) -> pd.DataFrame:
-    """series_table(...) as a pandas DataFrame (for code that wants pandas; charts take the table)."""
-    return series_table(*args, **kwargs).to_pandas()
-
-
 def _x_encoding(x: str) -> alt.X:
     if x == X_TIME:
         return alt.X("when:T", title="wall time")

@@ -59,8 +59,7 @@ class RunList:
                 self._names = self._scan()
                 self._entries = {n: e for n, e in self._entries.items() if n in self._names}
             infos = [info for name in self._names if (info := self._info(watcher, name, now)) is not None]
-        infos.sort(key=lambda i: (i.started or 0.0, i.run_id), reverse=True)
-        return infos
+        return runs.newest_first(infos)
 
     def _scan(self) -> list[str]:
         try:

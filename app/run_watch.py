@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from trainer import run_format as rf
+from trainer.reader import file_key
 
 log = logging.getLogger(__name__)
 # watchdog warns when a new directory's watch is added twice (its create event and the walk of its
@@ -139,7 +140,7 @@ class RunsWatcher:
         rescan = (int((time.monotonic() - self._born) // self._rescan_s), self._noted.get(run_id, 0))
         if counter is None:
             run_dir = self.runs_dir / run_id
-            return ("polling", rescan, *(_stat_key(run_dir / name if name else run_dir) for name in files))
+            return ("polling", rescan, *(file_key(run_dir / name if name else run_dir) for name in files))
         with counter.lock:
             return (self._epoch, rescan, *(counter.counts.get((run_id, name), 0) for name in files))
 
@@ -148,7 +149,7 @@ class RunsWatcher:
         counter = self._ensure_observer()
         rescan = (int((time.monotonic() - self._born) // self._rescan_s), self._noted.get("", 0))
         if counter is None:
-            return ("polling", rescan, _stat_key(self.runs_dir))
+            return ("polling", rescan, file_key(self.runs_dir))
         return (self._epoch, rescan, counter.listing)
 
     def note_change(self, run_id: str) -> None:
@@ -199,14 +200,6 @@ class RunsWatcher:
             self._epoch += 1
             self.fallback_reason = ""
             return counter
-
-
-def _stat_key(path: Path) -> tuple | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 # --- one watcher per process ------------------------------------------------------------------

@@ -159,8 +159,7 @@ def _run_list(runs_dir: str) -> RunList:
 
 def list_run_infos() -> list[runs.RunInfo]:
     """Every run, newest first (re-read only where files changed); a vanished runs directory has none."""
-    path = runs_dir()
-    return _run_list(str(path)).infos(run_watch.watcher_for(path))
+    return _run_list(str(runs_dir())).infos(watcher())
 
 
 def run_info(run_id: str) -> runs.RunInfo | None:

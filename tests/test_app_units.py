@@ -77,10 +77,10 @@ def test_numeric_sample_reports_variance_ratio():
     assert stats["mae"] == pytest.approx(0.5)
 
 
-def test_series_long_caps_points_per_series_and_smooths_before_downsampling():
+def test_series_table_caps_points_per_series_and_smooths_before_downsampling():
     n = 50_000
     frame = pd.DataFrame({"step": np.arange(n), "train/loss": np.linspace(5, 1, n), "lr": 1e-3})
-    long = charts.series_long({"a": frame, "b": frame}, ["train/loss", "lr"], smoothing=0.9)
+    long = charts.series_table({"a": frame, "b": frame}, ["train/loss", "lr"], smoothing=0.9).to_pandas()
     assert long.groupby(["run", "series"]).size().max() <= 2002
     assert set(long["line"]) == {"a · train/loss", "a · lr", "b · train/loss", "b · lr"}
     data, spec = charts.line_chart(long, smoothed=True, log_y=True)
@@ -90,7 +90,7 @@ def test_series_long_caps_points_per_series_and_smooths_before_downsampling():
 
 def test_variance_ratio_chart_shades_the_collapse_band():
     frame = pd.DataFrame({"step": [1, 2], "out/variance_ratio": [0.9, 0.1]})
-    long = charts.series_long({"a": frame}, ["out/variance_ratio"])
+    long = charts.series_table({"a": frame}, ["out/variance_ratio"]).to_pandas()
     _, spec = charts.line_chart(long, band=(0.0, charts.COLLAPSE_BELOW))
     assert spec["layer"][0]["mark"]["type"] == "rect"
 

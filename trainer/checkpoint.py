@@ -85,20 +85,26 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def load_weights(model: torch.nn.Module, state: dict, what: str, fix: str) -> None:
+    """state's weights into model, or CheckpointError naming `what` did not fit and how to `fix` it."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{what} does not fit this config's model ({str(e).splitlines()[-1].strip()}); {fix}"
+        ) from None
+
+
 def init_weights(model: torch.nn.Module, path: str | Path) -> int:
     """Load a checkpoint's weights into model (init_from: fine-tuning); returns the step they came from.
 
     Only the weights: optimizer, schedule and data position start afresh, as in any fine-tune.
     """
     state = load_checkpoint(path)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        keys = {k: v for k, v in (state.get("config") or {}).items() if k in ("task", "model", "block_size")}
-        raise CheckpointError(
-            f"init_from: {path} does not fit this config's model ({str(e).splitlines()[-1].strip()}); "
-            f"use the model keys of the run that wrote it ({keys}) or leave init_from empty"
-        ) from None
+    keys = {k: v for k, v in (state.get("config") or {}).items() if k in ("task", "model", "block_size")}
+    load_weights(
+        model, state, f"init_from: {path}", f"use the model keys of the run that wrote it ({keys}) or leave init_from empty"
+    )
     return int(state["step"])
 
 

@@ -40,22 +40,26 @@ class DoctorHook:
         if cls is None:
             self._disable(f"online doctor unavailable ({problem}); training continues without live alerts")
             return
-        self.doctor = cls(cfg.to_dict())
-        if history is not None:
-            try:
-                self.doctor = replay(history, cfg.to_dict())[0]
-            except Exception:  # a damaged history must not stop training: judge from here on
-                self.doctor = cls(cfg.to_dict())
-                self.writer.event(
-                    "alert",
-                    "online doctor could not replay the run's history and starts afresh:\n" + traceback.format_exc(),
-                    code="doctor_unavailable",
-                    severity="info",
-                    evidence={},
-                    remedy=[],
-                )
+        self.doctor = self._replayed(replay, history, cfg) if history is not None else None
+        if self.doctor is None:
+            self.doctor = cls(cfg.to_dict())
         if restart_step is not None:
             self.doctor.note_restart(restart_step)
+
+    def _replayed(self, replay, history: Path, cfg: Config):
+        """A doctor that has seen the run's history, or None (said in an info event) if it cannot."""
+        try:
+            return replay(history, cfg.to_dict())[0]
+        except Exception:  # a damaged history must not stop training: judge from here on
+            self.writer.event(
+                "alert",
+                "online doctor could not replay the run's history and starts afresh:\n" + traceback.format_exc(),
+                code="doctor_unavailable",
+                severity="info",
+                evidence={},
+                remedy=[],
+            )
+            return None
 
     def observe(self, kind: str, record: dict) -> None:
         if self.doctor is None:

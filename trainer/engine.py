@@ -86,10 +86,8 @@ def train(
         state = load_checkpoint(checkpoint) if mode != "new" else None
         # The model is built (and init_from loaded) before the run directory is touched, so a
         # checkpoint that does not fit is refused with nothing written.
-        loop = TrainLoop(cfg, task, device, amp, ctx, signals, rf.run_path(runs_dir, run_id))
-        if mode == "new" and cfg.init_from and not getattr(task, "handles_init_from", False):
-            loop.init_step = init_weights(loop.raw, cfg.init_from)
-            loop.ema = EMA(loop.raw, cfg.ema) if cfg.ema > 0 else None  # its shadow starts from them too
+        init_from = cfg.init_from if mode == "new" and not task.handles_init_from else ""
+        loop = TrainLoop(cfg, task, device, amp, ctx, signals, rf.run_path(runs_dir, run_id), init_from)
         if ctx.is_main:
             loop.attach(open_writer(cfg, runs_dir, run_id, mode, parent, state))
         return loop.execute(mode, state, checkpoint, parent, changes or {})
@@ -111,11 +109,13 @@ def _optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.opt
 
 
 class TrainLoop:
-    def __init__(self, cfg, task, device, amp, ctx: DistContext, signals, run_dir: Path):
+    def __init__(self, cfg, task, device, amp, ctx: DistContext, signals, run_dir: Path, init_from: str = ""):
         self.cfg, self.task, self.device, self.amp, self.ctx = cfg, task, device, amp, ctx
         self.writer, self.signals = None, signals  # the writer comes with attach (rank 0)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.raw = task.build_model().to(device)
+        # init_from's weights before DDP (which broadcasts rank 0's) and EMA (whose shadow copies them)
+        self.init_step = init_weights(self.raw, init_from) if init_from else None
         self.named_params = list(self.raw.named_parameters())
         self.model = self.raw
         if ctx.enabled:
@@ -138,7 +138,6 @@ class TrainLoop:
         self.last_checkpoint_step: int | None = None  # last.pt attempted (all ranks)
         self.healthy_step: int | None = None  # last.pt actually written (finite weights)
         self.loaded_world = ctx.world_size  # processes that wrote the loaded checkpoint
-        self.init_step: int | None = None  # step of the init_from checkpoint, when its weights were loaded
         self.units_per_step = task.units_per_batch() * cfg.grad_accum_steps * ctx.world_size
 
     def attach(self, writer) -> None:

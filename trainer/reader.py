@@ -252,7 +252,7 @@ class RunReader:
         return tail.was_reset or bool(records)
 
     def _refresh_status(self) -> bool:
-        key = _file_key(self.run_dir / rf.STATUS_FILE)
+        key = file_key(self.run_dir / rf.STATUS_FILE)
         if key is None or key == self._file_keys[rf.STATUS_FILE]:
             return False  # unchanged, or gone (deleted run): keep the last status
         self._file_keys[rf.STATUS_FILE] = key
@@ -263,7 +263,7 @@ class RunReader:
         return True
 
     def _refresh_config(self) -> bool:
-        key = _file_key(self.run_dir / rf.CONFIG_FILE)
+        key = file_key(self.run_dir / rf.CONFIG_FILE)
         if key is None or key == self._file_keys[rf.CONFIG_FILE]:
             return False
         self._file_keys[rf.CONFIG_FILE] = key
@@ -325,8 +325,9 @@ def read_config(run_dir: str | Path) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
-def _file_key(path: Path) -> tuple | None:
-    """What changes when a small whole-file-replaced file changes: inode, mtime and size."""
+def file_key(path: Path) -> tuple | None:
+    """What changes when a file changes (replaced, appended to, touched): inode, mtime and size;
+    None if it is missing."""
     try:
         stat = os.stat(path)
     except OSError:

@@ -11,9 +11,8 @@ import json
 import torch
 
 from trainer import run_format as rf
-from trainer.checkpoint import restore_rng
+from trainer.checkpoint import load_weights, restore_rng
 from trainer.config import Config
-from trainer.errors import CheckpointError
 from trainer.stopping import EarlyStopping
 from trainer.writer import open_run
 
@@ -32,13 +31,9 @@ def open_writer(cfg: Config, runs_dir, run_id: str, mode: str, parent: str | Non
 
 def restore(loop, state: dict, mode: str) -> int:
     """Put a checkpoint into a fresh TrainLoop; returns how many processes wrote it."""
-    try:
-        loop.raw.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"the checkpoint's weights do not fit this config's model ({str(e).splitlines()[-1].strip()}); "
-            "keep the model shape keys (task, model.*, block_size) as they were"
-        ) from None
+    load_weights(
+        loop.raw, state, "the checkpoint's weights", "keep the model shape keys (task, model.*, block_size) as they were"
+    )
     loop.optimizer.load_state_dict(state["optimizer"])
     # The new config wins over the checkpoint's optimizer settings (lr follows the schedule).
     loop.optimizer.param_groups[0]["weight_decay"] = loop.cfg.weight_decay

@@ -226,9 +226,12 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
         return []
     process.reap()  # a dashboard lists every second: collect its finished trainers there
     now = time.time()
-    infos = [run_info(p, now) for p in runs_dir.iterdir() if is_run_dir(p)]
-    infos.sort(key=lambda i: (i.started or 0.0, i.run_id), reverse=True)
-    return infos
+    return newest_first([run_info(p, now) for p in runs_dir.iterdir() if is_run_dir(p)])
+
+
+def newest_first(infos: list[RunInfo]) -> list[RunInfo]:
+    """Runs in the order every listing shows them: latest start first, then by id."""
+    return sorted(infos, key=lambda i: (i.started or 0.0, i.run_id), reverse=True)
 
 
 # --- stopping -----------------------------------------------------------------------------------

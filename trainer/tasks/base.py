@@ -45,6 +45,9 @@ class Task:
     Options: type | None = None
     # What speed/tokens_per_s counts: tokens for sequence tasks, samples for others.
     unit: str = "tokens"
+    # init_from: by default the engine loads the checkpoint's weights into build_model()'s model; a
+    # task that uses init_from its own way (text_diffusion: embeddings only) sets this.
+    handles_init_from: bool = False
 
     def __init__(self, cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1):
         """Load or generate the data and validate data-dependent config (raise ConfigError).
