@@ -51,6 +51,20 @@ def wait_for_change(watcher: RunsWatcher, run_id: str, before: tuple, timeout: f
     return token
 
 
+def settle(watcher: RunsWatcher, run_ids: list[str], quiet: float = 0.3, timeout: float = 10.0) -> None:
+    """Wait until the events of the fixtures' own writes are delivered: no token moves for `quiet`
+    seconds (on a loaded machine inotify events can trail the writes by more than a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    tokens = [watcher.token(r) for r in run_ids]
+    still_since = time.monotonic()
+    while time.monotonic() - still_since < quiet:
+        assert time.monotonic() < deadline, "the watcher's tokens never settled"
+        time.sleep(0.02)
+        now = [watcher.token(r) for r in run_ids]
+        if now != tokens:
+            tokens, still_since = now, time.monotonic()
+
+
 def cannot_start(runs_dir, handler):
     raise OSError(28, "inotify watch limit reached")
 
@@ -70,7 +84,7 @@ def watcher(request, runs_dir):
 
 def test_token_changes_when_a_run_file_is_appended_to_but_not_when_it_is_read(watcher, runs_dir):
     make_run(runs_dir, "alpha", steps=5)
-    time.sleep(0.1)  # events of the fixture's own writes are delivered by now
+    settle(watcher, ["alpha"])  # events of the fixture's own writes are delivered by now
     before = watcher.token("alpha")
     (runs_dir / "alpha" / rf.METRICS_FILE).read_bytes()
     time.sleep(0.1)
@@ -81,7 +95,7 @@ def test_token_changes_when_a_run_file_is_appended_to_but_not_when_it_is_read(wa
 
 def test_a_refresh_with_nothing_changed_opens_no_file(watcher, runs_dir):
     make_run(runs_dir, "alpha", steps=5)
-    time.sleep(0.1)
+    settle(watcher, ["alpha"])
     shared = state.SharedReader(runs_dir / "alpha")
     first = shared.view(watcher.token("alpha"))
     reads = shared.reads
@@ -139,7 +153,7 @@ def _observer_threads():
 def test_runs_table_rereads_only_the_runs_whose_files_changed(watcher, runs_dir):
     make_run(runs_dir, "alpha", steps=5)
     make_run(runs_dir, "beta", steps=5)
-    time.sleep(0.1)
+    settle(watcher, ["alpha", "beta"])
     run_list = RunList(runs_dir)
     assert [i.run_id for i in run_list.infos(watcher)] == ["beta", "alpha"]
     rebuilt = run_list.rebuilt
