@@ -12,6 +12,7 @@ import yaml
 from trainer import cli
 from trainer import config as C
 from trainer import run_format as rf
+from trainer.runs.new_run import ROOT
 
 COMMANDS = ("run", "resume", "fork", "stop", "list", "diagnose")
 
@@ -73,7 +74,7 @@ def test_run_help_lists_every_config_key(capsys):
 
 def test_module_entry_point_runs():
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "--help"], capture_output=True, text=True, timeout=60, cwd=cli.runs.ROOT
+        [sys.executable, "-m", "trainer", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert result.returncode == 0 and "resume" in result.stdout
 

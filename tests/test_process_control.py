@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from trainer import config as C
 from trainer import process, runs
 from trainer import run_format as rf
 from trainer.errors import ConfigError, RunExists, RunNotFound
@@ -186,7 +187,7 @@ def make_stopped_run(runs_dir, run_id):
     run_dir = runs_dir / run_id
     (run_dir / rf.CHECKPOINT_DIR).mkdir(parents=True)
     (run_dir / rf.CHECKPOINT_DIR / rf.CKPT_LAST).write_bytes(b"x")
-    (run_dir / rf.CONFIG_FILE).write_text(runs.C.to_yaml(runs.resolve_new(None, [], environ={})))
+    (run_dir / rf.CONFIG_FILE).write_text(C.to_yaml(runs.resolve_new(None, [], environ={})))
     (run_dir / rf.STATUS_FILE).write_text(json.dumps({"state": rf.STOPPED, "step": 5, "updated": time.time()}))
 
 

@@ -14,6 +14,7 @@ from trainer import config as C
 from trainer import run_format as rf
 from trainer import runs
 from trainer.errors import ConfigError, RunStateError
+from trainer.runs import new_run
 
 
 def dead_pid() -> int:
@@ -63,11 +64,11 @@ def test_default_runs_dir_follows_environment(monkeypatch, tmp_path):
 
 def test_new_run_id_is_readable_valid_and_unique(runs_dir):
     now = time.mktime((2026, 11, 23, 14, 25, 1, 0, 0, -1))
-    runs._issued_ids.clear()
+    new_run._issued_ids.clear()
     first = runs.new_run_id("char_lm", runs_dir, now=now)
     assert first == "shakespeare-20261123-142501"
     (runs_dir / first).mkdir()
-    runs._issued_ids.clear()  # as in another process: the directory alone makes the id taken
+    new_run._issued_ids.clear()  # as in another process: the directory alone makes the id taken
     second = runs.new_run_id("char_lm", runs_dir, now=now)
     assert second == first + "-2"
     assert runs.new_run_id("char_lm", runs_dir, now=now) == first + "-3"  # issued, not yet created

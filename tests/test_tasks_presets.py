@@ -17,7 +17,7 @@ import pytest
 from trainer.config import resolve
 from trainer.doctor import diagnose
 from trainer.engine import train
-from trainer.runs import prepare_fork, prepare_resume
+from trainer.runs.resume import prepare_fork, prepare_resume
 
 pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

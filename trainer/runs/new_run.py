@@ -1,0 +1,69 @@
+"""A new run: where runs live, a fresh id, its config, a free directory, and which process writes it.
+
+    from trainer.runs import new_run
+    cfg = new_run.resolve_new("configs/regression.yaml", ["lr=3e-3"])
+    run_dir = new_run.ensure_new_run(new_run.default_runs_dir(), new_run.new_run_id(cfg.task))
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from trainer import config as C
+from trainer import run_format as rf
+from trainer.errors import RunExists
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "configs" / "shakespeare_char.yaml"
+RUNS_DIR_ENV = "TRAINER_RUNS_DIR"
+
+# Run ids start with a readable name for the task's default data.
+_TASK_PREFIX = {"char_lm": "shakespeare"}
+
+
+def default_runs_dir() -> Path:
+    """The runs directory: $TRAINER_RUNS_DIR, else ./runs. The only place this is decided."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs").resolve()
+
+
+def new_run_id(task: str, runs_dir: str | Path | None = None, now: float | None = None) -> str:
+    """A fresh id like shakespeare-20261123-142501; -2, -3, ... is added if that one is taken."""
+    prefix = _TASK_PREFIX.get(task) or re.sub(r"[^A-Za-z0-9.-]+", "-", task).strip("-") or "run"
+    base = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+    candidate, n = base, 1
+    # Ids handed out earlier count as taken too: two clicks in one second must not share a run.
+    while candidate in _issued_ids or (runs_dir is not None and (Path(runs_dir) / candidate).exists()):
+        n += 1
+        candidate = f"{base}-{n}"
+    _issued_ids.add(candidate)
+    return candidate
+
+
+_issued_ids: set[str] = set()
+
+
+def resolve_new(
+    config_path: str | Path | None, sets: list[str] | None = None, environ: dict[str, str] | None = None
+) -> C.Config:
+    """The config of a new run: YAML (default configs/shakespeare_char.yaml) <- environment <- --set."""
+    return C.resolve(config_path or DEFAULT_CONFIG, sets, environ)
+
+
+def ensure_new_run(runs_dir: str | Path, run_id: str) -> Path:
+    """The path for a new run, refusing an id that is unsafe or already used.
+
+    A directory holding only train.log is free: it is what the background launcher creates.
+    """
+    path = rf.run_path(runs_dir, run_id)
+    if path.exists() and any(p.name != rf.LOG_FILE for p in path.iterdir()):
+        raise RunExists(f"run {run_id!r} already exists in {Path(runs_dir)}; pick another --run-id")
+    return path
+
+
+def is_main_rank(environ: dict[str, str] | None = None) -> bool:
+    """False in the rank > 0 processes of a torchrun launch, which never write the run directory."""
+    env = os.environ if environ is None else environ
+    return int(env.get("WORLD_SIZE", "1") or 1) <= 1 or int(env.get("RANK", "0") or 0) == 0

@@ -1,0 +1,67 @@
+"""What state a run is in: status.json and config.yaml as written, and "crashed" derived.
+
+    from trainer.runs.state import run_state
+    run_state("runs/fc1")  # "running", ..., or "crashed" when the heartbeat is stale and the process gone
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+from trainer import config as C
+from trainer import process
+from trainer import run_format as rf
+from trainer.errors import ConfigError
+
+
+def read_status(run_dir: str | Path) -> dict | None:
+    """status.json as a dict, or None if it is missing or unreadable (it is replaced atomically,
+    so a partial file means something else wrote it)."""
+    try:
+        data = json.loads((Path(run_dir) / rf.STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_config(run_dir: str | Path) -> dict | None:
+    """config.yaml as a nested dict, or None if it is missing or not a mapping."""
+    path = Path(run_dir) / rf.CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return C.load_yaml(path)
+    except ConfigError:
+        return None
+
+
+def state_from_status(run_dir: Path, status: dict | None, now: float) -> str:
+    """run_state for a status.json already read (a listing reads it once for every column)."""
+    if status is None:
+        # Launched but the trainer has not written status.json yet (or died before it could).
+        log = run_dir / rf.LOG_FILE
+        if log.is_file() and now - log.stat().st_mtime < rf.STALE_AFTER_SECONDS:
+            return rf.STARTING
+        return rf.CRASHED
+    state = status.get("state")
+    if state not in rf.LIVE_STATES:
+        return state if state in rf.STATES else rf.CRASHED
+    updated = status.get("updated")
+    fresh = isinstance(updated, (int, float)) and now - updated <= rf.STALE_AFTER_SECONDS
+    if fresh:
+        return state
+    # Stale heartbeat: alive only if the recorded process (same pid and create time) still runs.
+    # A run written on another host cannot be checked, so staleness alone decides there.
+    if status.get("host") not in (None, socket.gethostname()):
+        return rf.CRASHED
+    return state if process.same_process(status) is not None else rf.CRASHED
+
+
+def run_state(run_dir: str | Path, now: float | None = None) -> str:
+    """The run's state, with "crashed" derived: a live state whose heartbeat is stale and whose
+    process is gone, a zombie, or a reused pid."""
+    run_dir = Path(run_dir)
+    return state_from_status(run_dir, read_status(run_dir), time.time() if now is None else now)
