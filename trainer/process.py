@@ -23,11 +23,10 @@ from pathlib import Path
 
 import psutil
 
+from trainer import PROJECT_ROOT as ROOT
 from trainer import run_format as rf
 from trainer.errors import RunExists
 from trainer.writer import atomic_write_text
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # psutil reports create_time as float seconds; the same process read twice agrees to well under
 # this, while a reused pid is created at least a scheduler tick (10 ms) later.

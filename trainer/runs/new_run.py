@@ -12,11 +12,12 @@ import re
 import time
 from pathlib import Path
 
+from trainer import PROJECT_ROOT
 from trainer import config as C
 from trainer import run_format as rf
 from trainer.errors import RunExists
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = PROJECT_ROOT
 DEFAULT_CONFIG = ROOT / "configs" / "shakespeare_char.yaml"
 RUNS_DIR_ENV = "TRAINER_RUNS_DIR"
 

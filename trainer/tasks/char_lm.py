@@ -15,12 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer import PROJECT_ROOT
 from trainer.config import Config
 from trainer.errors import ConfigError
 from trainer.models.gpt import GPT, GPTConfig
 from trainer.tasks.base import LossOutput, Task
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_data_path(data_path: str) -> Path:
