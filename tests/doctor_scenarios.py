@@ -5,57 +5,37 @@ returns the records a trainer would have written plus its label: the expected co
 healthy run), the onset step, and the step by which the evidence exists (slow failures need
 time to become visible). Magnitudes are the incident reports' numbers (../shared/seeds).
 
+This module is the suite's entry: labels, make(), write_run(), evaluate(), run_suite(). The run
+itself is tests/doctor_synthetic_run.py; the shapes are tests/doctor_shapes_healthy.py and
+tests/doctor_shapes_failures.py.
+
     python benchmarks/doctor_suite.py     # recall, false alarms and median delay over the suite
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import doctor_shapes_failures
+import doctor_shapes_healthy
 import yaml
+from doctor_synthetic_run import CORPUS, RunGenerator, Scenario
 
-from trainer.config import Config, apply_overrides, from_dict
-from trainer.schedule import lr_at
-from trainer.tasks.options import curriculum_difficulty
-
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = (ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
-PARAMS = [
-    "tok_emb.weight",
-    "blocks.0.attn.qkv.weight",
-    "blocks.0.mlp.fc.weight",
-    "blocks.1.attn.qkv.weight",
-    "blocks.1.mlp.fc.weight",
-    "celestial_key_projection.weight",
-    "celestial_query_projection.weight",
-    "head.weight",
+__all__ = [
+    "ALL",
+    "CORPUS",
+    "FAILURES",
+    "HEALTHY",
+    "SHAPES",
+    "SUDDEN",
+    "Scenario",
+    "evaluate",
+    "make",
+    "run_suite",
+    "write_run",
 ]
-
-
-@dataclass
-class Scenario:
-    name: str
-    code: str | None
-    sudden: bool
-    onset: int | None
-    evidence: int | None
-    config: dict
-    metrics: list = field(default_factory=list)
-    grads: list = field(default_factory=list)
-    samples: list = field(default_factory=list)
-
-    @property
-    def max_steps(self) -> int:
-        return self.config["max_steps"]
-
-    @property
-    def log_interval(self) -> int:
-        return self.config["log_interval"]
-
 
 HEALTHY = (
     "healthy_fast",
@@ -86,12 +66,14 @@ FAILURES = {
 }
 SUDDEN = {"non_finite", "loss_spike", "exploding_gradients"}
 ALL = HEALTHY + tuple(FAILURES)
+SHAPES = {**doctor_shapes_healthy.SHAPES, **doctor_shapes_failures.SHAPES}
 
 
 def make(name: str, seed: int) -> Scenario:
+    if name not in SHAPES:
+        raise KeyError(f"no scenario {name!r}; the scenarios are: {', '.join(ALL)}")
     rng = random.Random(f"{name}-{seed}")
-    g = _Gen(name, rng)
-    return g.build()
+    return RunGenerator(name, rng, FAILURES.get(name), name in SUDDEN).build(SHAPES[name])
 
 
 def write_run(s: Scenario, runs_dir: Path, run_id: str | None = None, with_config: bool = True) -> Path:
@@ -104,324 +86,6 @@ def write_run(s: Scenario, runs_dir: Path, run_id: str | None = None, with_confi
             with open(run_dir / name, "w") as f:
                 f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
     return run_dir
-
-
-class _Gen:
-    def __init__(self, name, rng):
-        self.name, self.rng = name, rng
-        self.code = FAILURES.get(name)
-        r = rng
-        self.max_steps = r.choice([3000, 4000, 6000, 8000])
-        self.log_interval = r.choice([5, 10, 20])
-        self.noise = r.uniform(0.01, 0.03)
-        self.warmup = r.choice([50, 100, 200])
-        self.l0, self.l_inf = 4.2, r.uniform(1.3, 1.7)
-        self.tau = r.uniform(0.08, 0.2)  # fraction of the run
-        self.onset_fraction = r.uniform(0.3, 0.7)
-        self.overrides = {}
-        self.regression = False
-        self.onset = None
-        self.evidence = None
-
-    # --- the run -------------------------------------------------------------------------------
-    def build(self) -> Scenario:
-        getattr(self, "setup_" + self.name, lambda: None)()
-        if self.code is not None and self.onset is None:
-            self.onset = self._round(self.onset_fraction * self.max_steps)
-        base = {
-            "max_steps": self.max_steps,
-            "log_interval": self.log_interval,
-            "warmup_steps": self.warmup,
-            "eval_interval": self._round(self.max_steps / 40),
-            "probe_interval": self._round(self.max_steps / 60),
-            "sample_interval": self._round(self.max_steps / 30),
-            "schedule": "warmup_cosine",
-        }
-        base.update(self.overrides)
-        config = from_dict(apply_overrides(Config().to_dict(), base)).to_dict()
-        self.cfg = from_dict(config)
-        s = Scenario(self.name, self.code, self.name in SUDDEN, self.onset, self.evidence, config)
-        self.scenario = s
-        if callable(self.evidence):
-            s.evidence = self.evidence = self.evidence()
-        for step in range(self.log_interval, self.max_steps + 1, self.log_interval):
-            s.metrics.append(self.row(step))
-            if step % self.cfg.eval_interval == 0:
-                s.metrics.append({"step": step, "time": float(step), "val/loss": self.val(step)})
-        for step in range(self.cfg.probe_interval, self.max_steps + 1, self.cfg.probe_interval):
-            s.grads.append(self.grads(step))
-        for step in range(0, self.max_steps + 1, self.cfg.sample_interval):
-            s.samples.append(self.sample(step))
-        if s.evidence is None:
-            s.evidence = s.onset
-        return s
-
-    def _round(self, step) -> int:
-        li = self.log_interval
-        return max(li, int(round(step / li)) * li)
-
-    def gauss(self, scale=1.0):
-        return self.rng.gauss(0, scale)
-
-    def progress(self, step) -> float:
-        """Learning progress: grows with the LR, so a warm-up delays the drop."""
-        return step / self.max_steps
-
-    def loss_clean(self, step) -> float:
-        return self.l_inf + (self.l0 - self.l_inf) * math.exp(-self.progress(step) / self.tau)
-
-    def loss(self, step) -> float:
-        return self.loss_clean(step) * (1 + self.gauss(self.noise))
-
-    def val(self, step):
-        return self.loss_clean(step) * 1.03 * (1 + self.gauss(self.noise / 4))
-
-    def lr(self, step):
-        return lr_at(step, self.cfg)
-
-    def row(self, step) -> dict:
-        row = {
-            "step": step,
-            "time": float(step),
-            "lr": self.lr(step),
-            "train/loss": self.loss(step),
-            "grad/norm": self.grad_norm(step),
-            "speed/steps_per_s": self.speed(step),
-            "speed/tokens_per_s": self.speed(step) * 768,
-            "sys/rss_mb": self.rss(step),
-            "sys/cpu_percent": 180 + self.gauss(10),
-        }
-        if self.regression:
-            pred, target = self.stds(step)
-            row.update({"out/pred_std": pred, "out/target_std": target, "out/variance_ratio": pred / target})
-        d = self.difficulty(step)
-        if d is not None:
-            row["curriculum/difficulty"] = d
-        return row
-
-    def difficulty(self, step):
-        return curriculum_difficulty(step, self.cfg.curriculum)
-
-    def grad_norm(self, step):
-        return 0.8 * math.exp(self.gauss(0.2))
-
-    def speed(self, step):
-        return 1.0 * (1 + self.gauss(0.05))
-
-    def rss(self, step):
-        return 900 + 60 * min(1.0, step / (0.05 * self.max_steps)) + self.gauss(3)
-
-    def stds(self, step):
-        target = 0.86 * (1 + self.gauss(0.03))
-        ratio = 0.9 - 0.85 * math.exp(-step / (0.02 * self.max_steps))
-        return ratio * target * (1 + self.gauss(0.05)), target
-
-    def grads(self, step):
-        norms = {p: 0.01 * math.exp(self.gauss(0.5)) for p in PARAMS}
-        return {"step": step, "time": float(step), "norms": norms, "update_ratios": {p: 1e-3 for p in PARAMS}}
-
-    def text(self, step):
-        i = self.rng.randrange(0, len(CORPUS) - 200)
-        return CORPUS[i : i + 200]
-
-    def sample(self, step):
-        return {"step": step, "time": float(step), "text": self.text(step)}
-
-    def after(self, step) -> bool:
-        return self.onset is not None and step >= self.onset
-
-    # --- healthy shapes ---------------------------------------------------------------------------
-    def setup_healthy_fast(self):
-        self.tau = self.rng.uniform(0.03, 0.06)
-
-    def setup_healthy_slow(self):
-        self.tau = self.rng.uniform(0.5, 1.0)
-
-    def setup_healthy_noisy(self):
-        self.noise = self.rng.uniform(0.05, 0.08)
-
-    def setup_healthy_long_warmup(self):
-        self.warmup = self._round(self.rng.uniform(0.15, 0.3) * self.max_steps)
-        cfg_lr = 1e-3
-        self.progress = lambda step: (
-            sum(min(1.0, (s + 1) / (self.warmup + 1)) for s in range(0, step, self.log_interval))
-            * self.log_interval
-            / self.max_steps
-            * (cfg_lr / cfg_lr)
-        )
-
-    def setup_healthy_curriculum(self):
-        # Report 002's fix: a linear ramp over 20,000 steps; the model follows it.
-        self.max_steps = self.rng.choice([30000, 40000])
-        self.log_interval = 50
-        self.warmup = 1000
-        self.overrides = {"curriculum": {"ramp": "linear", "preschool_steps": 20000, "start": 0.1}}
-        self.loss_clean = lambda step: 0.25 + 2.1 * self.difficulty(step) * (0.55 + 0.45 * math.exp(-step / 15000))
-
-    def setup_healthy_late_improvement(self):
-        self.tau = self.rng.uniform(0.15, 0.25)
-        base = self.loss_clean
-        self.loss_clean = lambda step: base(step) - 0.05 * step / self.max_steps
-
-    def setup_healthy_regression(self):
-        self.regression = True
-        self.l0, self.l_inf = 1.05, self.rng.uniform(0.25, 0.35)
-
-    # --- failures -----------------------------------------------------------------------------------
-    def setup_non_finite(self):
-        base = self.row
-        self.row = lambda step: (
-            {**base(step), "train/loss": None, "grad/norm": None} if self.after(step) else base(step)
-        )
-
-    def setup_loss_spike(self):
-        # Report 003: GPT-2 fine-tuning, 6.65 jumping to 9.58, then decaying back.
-        base = self.loss_clean
-
-        def spiked(step):
-            if not self.after(step):
-                return base(step)
-            rows = (step - self.onset) / self.log_interval
-            return base(step) * (1 + (9.58 / 6.65 - 1) * math.exp(-rows / 5))
-
-        self.loss_clean = spiked
-
-    def setup_loss_rising(self):
-        base = self.loss_clean
-        self.onset_fraction = self.rng.uniform(0.3, 0.5)
-        onset = self._round(self.onset_fraction * self.max_steps)
-        rise = self.rng.uniform(0.4, 0.8)  # fraction of the level by the end of the run
-        self.loss_clean = lambda step: base(step) * (1 + rise * max(0, step - onset) / (self.max_steps - onset))
-        self.onset = onset
-        # The evidence exists once the clean curve is 15% above its best.
-        self.evidence = self._first(lambda s: s >= onset and self.loss_clean(s) > 1.15 * base(onset))
-
-    def setup_curriculum_too_fast(self):
-        # Report 002: exponential ramp over 5,000 preschool steps, loss 0.26 -> 2.3.
-        self.max_steps = self.rng.choice([8000, 10000])
-        self.log_interval = self.rng.choice([10, 20])
-        self.warmup = 100
-        self.overrides = {"curriculum": {"ramp": "exponential", "preschool_steps": 5000, "start": 0.1}}
-        self.loss_clean = lambda step: 0.02 + 2.33 * self.difficulty(step) * (1 - 0.1 * step / self.max_steps)
-        self.onset = self.log_interval
-        self.evidence = lambda: self._first(
-            lambda s: self.loss_clean(s) > 1.15 * self.loss_clean(self.log_interval * 20)
-        )
-
-    def setup_loss_plateau(self):
-        # Report 001: 1.09 -> 0.98 after an initial drop, then flat for the rest of the run.
-        self.l0, self.l_inf = 1.09, 0.98
-        self.tau = self.rng.uniform(0.02, 0.04)
-        self.overrides = {"schedule": "constant"}
-        self.onset = self._round(3 * self.tau * self.max_steps)
-        self.evidence = self._round(
-            max(self.onset / 0.75, self.onset + 50 * self.log_interval, self.onset + 0.1 * self.max_steps)
-        )
-
-    def setup_variance_collapse(self):
-        # Report 001: pred_std 0.03 vs target_std 0.86 (1:29) and the loss of a mean predictor.
-        self.regression = True
-        self.l0, self.l_inf = 1.05, 0.3
-        base_stds, base_loss = self.stds, self.loss_clean
-        self.stds = lambda step: (0.03 * (1 + self.gauss(0.2)), 0.86) if self.after(step) else base_stds(step)
-        self.loss_clean = lambda step: 0.98 if self.after(step) else base_loss(step)
-
-    def setup_token_collapse(self):
-        # Report 000: punctuation-only samples.
-        base = self.text
-
-        def collapsed(step):
-            if not self.after(step):
-                return base(step)
-            return "".join(self.rng.choice(",,,:::, ") for _ in range(190)) + " him:,,,'::,"
-
-        self.text = collapsed
-
-    def setup_val_below_train(self):
-        # Report 001: val 0.27 against train 0.98.
-        base = self.val
-        self.val = lambda step: (
-            0.28 * self.loss_clean(step) * (1 + self.gauss(0.01)) if self.after(step) else base(step)
-        )
-
-    def setup_overfitting(self):
-        self.tau = self.rng.uniform(0.08, 0.15)
-        self.onset_fraction = self.rng.uniform(0.3, 0.6)
-        onset = self._round(self.onset_fraction * self.max_steps)
-        best = self.loss_clean(onset) * 1.03
-        rise = self.rng.uniform(0.1, 0.2)
-
-        def val_clean(step):
-            v = self.loss_clean(step) * 1.03
-            return v if step < onset else best * (1 + rise * (step - onset) / (self.max_steps - onset))
-
-        self.val = lambda step: val_clean(step) * (1 + self.gauss(0.003))
-        self.onset = onset
-        # The evidence exists once the rise clears 2% plus twice the eval noise (0.3%).
-        self.evidence = self._first(lambda s: s >= onset and val_clean(s) > (1.02 + 2 * 0.003) * best)
-
-    def setup_dead_parameters(self):
-        base = self.grads
-
-        def dead(step):
-            record = base(step)
-            if self.after(step):
-                record["norms"]["celestial_key_projection.weight"] = 0.0
-                record["norms"]["celestial_query_projection.weight"] = 0.0
-            return record
-
-        self.grads = dead
-
-    def setup_exploding_gradients(self):
-        base = self.grad_norm
-        self.grad_norm = lambda step: (
-            base(step) * (30.0 if self.onset <= step < self.onset + 3 * self.log_interval else 1.0)
-        )
-
-    def setup_vanishing_gradients(self):
-        base = self.grad_norm
-        span = 0.1 * self.max_steps
-
-        def vanishing(step):
-            if not self.after(step):
-                return base(step)
-            return base(step) * 10 ** (-3 * min(1.0, (step - self.onset) / span))
-
-        self.grad_norm = vanishing
-        self.onset_fraction = self.rng.uniform(0.3, 0.6)
-        self.onset = self._round(self.onset_fraction * self.max_steps)
-        self.evidence = self._round(self.onset + span * 2 / 3)  # 100x below the level
-
-    def setup_slowdown(self):
-        # Report 003: 1.0 steps/s falling to 0.6.
-        base = self.speed
-        self.speed = lambda step: base(step) * (0.6 if self.after(step) else 1.0)
-        self.onset = self._round(self.onset_fraction * self.max_steps)
-        self.evidence = self.onset + 10 * self.log_interval  # the 20-row median has crossed
-
-    def setup_memory_growth(self):
-        base = self.rss
-        self.onset = self._round(self.onset_fraction * self.max_steps)
-        rate = self.rng.uniform(0.3, 1.0)  # MB per step
-        self.rss = lambda step: base(step) + rate * max(0, step - self.onset)
-        level = base(self.onset)
-        self.evidence = self._first(lambda s: s > self.onset and rate * (s - self.onset) > max(0.2 * level, 100))
-
-    def setup_lr_zero(self):
-        base = self.lr
-        self.lr = lambda step: 0.0 if self.after(step) else base(step)
-
-    def setup_lr_off_schedule(self):
-        # A resume that lost the schedule: the LR jumps back to its peak and stays there.
-        self.onset_fraction = self.rng.uniform(0.4, 0.7)
-        base = self.lr
-        self.lr = lambda step: self.cfg.lr if self.after(step) else base(step)
-
-    def _first(self, predicate) -> int:
-        for step in range(self.log_interval, self.max_steps + 1, self.log_interval):
-            if predicate(step):
-                return step
-        return self.max_steps
 
 
 def evaluate(s: Scenario, alerts: list[dict]) -> dict:

@@ -22,6 +22,13 @@ def _describe(r):
     )
 
 
+def test_every_labelled_scenario_has_a_shape_and_every_shape_a_label():
+    assert set(ds.SHAPES) == set(ds.ALL) and len(ds.ALL) == len(set(ds.ALL))
+    assert set(ds.SUDDEN) <= set(ds.FAILURES)
+    with pytest.raises(KeyError, match="the scenarios are"):
+        ds.make("loss_wobble", 0)
+
+
 @pytest.mark.parametrize("name", ds.HEALTHY)
 def test_healthy_run_raises_no_warning(suite, name):
     for r in suite[name]:

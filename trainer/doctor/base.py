@@ -61,6 +61,9 @@ class Detector:
     Episode rule: `self.fire(...)` returns an alert only when no episode is open; `self.clear()`
     counts healthy observations and closes the episode after `rearm_rows` of them, so a condition
     that persists is reported once, and one that recovers and comes back is reported again.
+
+    Evidence rule: most codes need their condition on several observations in a row;
+    `self.confirmed(condition, rows)` counts them in `self.streak`.
     """
 
     code = ""
@@ -75,6 +78,7 @@ class Detector:
         self._clear_count = 0
         self.fired = 0
         self.observed = 0  # records that carried this detector's series (for the "checked" list)
+        self.streak = 0  # observations in a row on which the condition held (see confirmed)
 
     def observe(self, step: int, record: dict) -> dict | None:
         raise NotImplementedError
@@ -93,6 +97,20 @@ class Detector:
             if self._clear_count >= self.rearm_rows:
                 self.open = False
                 self._clear_count = 0
+
+    def note_healthy(self) -> None:
+        """A healthy observation: the streak starts over and the open episode moves towards its end."""
+        self.streak = 0
+        self.clear()
+
+    def confirmed(self, condition: bool, rows: int) -> bool:
+        """True once condition has held on `rows` observations in a row; one where it does not hold
+        is healthy (note_healthy), so a single noisy observation never makes an alert."""
+        if not condition:
+            self.note_healthy()
+            return False
+        self.streak += 1
+        return self.streak >= rows
 
     def checked(self) -> str | None:
         """One line saying why this code was found healthy (None when there was nothing to check)."""

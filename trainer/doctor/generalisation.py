@@ -33,10 +33,6 @@ class ValBelowTrain(Detector):
     rearm_rows = 2
     healthy_reason = "val/loss stayed above 0.6 x train/loss"
 
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        self.streak = 0
-
     def observe(self, step, row):
         val = row.get(rf.VAL_LOSS)
         if not finite(val):
@@ -46,12 +42,7 @@ class ValBelowTrain(Detector):
             return None
         self.observed += 1
         ratio = val / train
-        if ratio >= self.max_ratio:
-            self.streak = 0
-            self.clear()
-            return None
-        self.streak += 1
-        if self.streak < self.confirm_evals:
+        if not self.confirmed(ratio < self.max_ratio, self.confirm_evals):
             return None
         cfg = self.ctx.cfg
         dropout = cfg.dropout if cfg is not None else None
@@ -111,7 +102,6 @@ class Overfitting(Detector):
         self.best_step = None
         self.train_at_best = None
         self.evals: list[tuple[int, float]] = []
-        self.streak = 0
 
     def _noise(self) -> float:
         """Eval-to-eval noise from second differences (a trend cancels out) of the last 30 evals,
@@ -145,8 +135,7 @@ class Overfitting(Detector):
         level = median([v for _, v in self.evals[-3:]])
         if self.best is None or level < self.best:
             self.best, self.best_step, self.train_at_best = level, step, train
-            self.streak = 0
-            self.clear()
+            self.note_healthy()
             return None
         noise = self._noise()
         above = level > self.best * (1 + self.min_relative_rise) + self.noise_multiple * noise
@@ -155,12 +144,8 @@ class Overfitting(Detector):
             and self.train_at_best is not None
             and train <= self.train_at_best + max(0.01 * abs(self.train_at_best), track.noise())
         )
-        if not (above and train_not_rising) or self.ctx.ramping(step):
-            self.streak = 0
-            self.clear()
-            return None
-        self.streak += 1
-        if self.streak < self.confirm_evals:
+        rising = above and train_not_rising and not self.ctx.ramping(step)
+        if not self.confirmed(rising, self.confirm_evals):
             return None
         cfg = self.ctx.cfg
         patience = cfg.early_stopping.patience if cfg is not None and cfg.early_stopping.patience else 3

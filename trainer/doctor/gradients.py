@@ -150,7 +150,6 @@ class VanishingGradients(_GradLevel):
         super().__init__(ctx)
         self.recent: deque = deque(maxlen=self.recent_rows)
         self.level = None
-        self.streak = 0
 
     def observe(self, step, row):
         g = self._value(step, row)
@@ -164,12 +163,7 @@ class VanishingGradients(_GradLevel):
         if self.level is None or self.observed % self.recent_rows == 0:
             self.level = max(self.level or 0.0, median(self.logs))
         vanished = now < self.level / self.min_factor or now < self.absolute_floor
-        if not vanished:
-            self.streak = 0
-            self.clear()
-            return None
-        self.streak += 1
-        if self.streak < self.confirm_rows:
+        if not self.confirmed(vanished, self.confirm_rows):
             return None
         return self.fire(
             step,

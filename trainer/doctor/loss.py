@@ -148,7 +148,6 @@ class LossRising(Detector):
         super().__init__(ctx)
         self.best = None
         self.best_step = None
-        self.streak = 0
         self.info_sent = False
         self.max_pace = 0.0
         self.full_step = None  # first step at full difficulty
@@ -176,12 +175,7 @@ class LossRising(Detector):
             if lagging:
                 return lagging
         threshold = max(self.min_relative_rise * abs(self.best), self.noise_multiple * track.noise())
-        if level - self.best <= threshold:
-            self.streak = 0
-            self.clear()
-            return None
-        self.streak += 1
-        if self.streak < self.confirm_rows:
+        if not self.confirmed(level - self.best > threshold, self.confirm_rows):
             return None
         return self._rising(step, level)
 
@@ -295,6 +289,9 @@ class LossPlateau(Detector):
     P = max(min_rows rows, window_fraction * step, run_fraction * max_steps)
     fires when improvement + noise_multiple * its sd < min_drop_share * (initial - best)
     and < rate_share x the improvement over the window before (the descent has slowed to a stop),
+    and the loss held its level across the whole window (the means of its four quarters within the
+    same threshold + hold_noise_multiple x sd of each other: a spike or a rise inside the window is a
+    change of level, not a plateau, and the span the message states must be true),
     the loss dropped at least once (initial drop), best > stuck_fraction * initial level,
     lr >= min_lr_fraction * peak lr, for confirm_rows rows. The episode ends only when the level
     improves again by more than twice the threshold plus twice its sd, so noise does not re-fire it.
@@ -307,6 +304,7 @@ class LossPlateau(Detector):
     min_drop_share = 0.1
     rate_share = 0.25
     noise_multiple = 1.0
+    hold_noise_multiple = 2.0  # looser than noise_multiple: 6 pairs of quarters, and a move must be shown
     stuck_fraction = 0.5
     min_lr_fraction = 0.2
     confirm_rows = 5
@@ -315,7 +313,6 @@ class LossPlateau(Detector):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.streak = 0
         self.peak_lr = 0.0
         self.lr = None
 
@@ -366,8 +363,10 @@ class LossPlateau(Detector):
         flat = improvement + self.noise_multiple * spread < threshold and slowed
         if self.open and improvement - 2 * spread > 2 * threshold:
             self.open = False  # real progress: a later plateau is a new episode
+        if flat:  # first quarter against last is not enough: the level must have held all along
+            flat = self._held(step, window, (early, late), threshold + self.hold_noise_multiple * spread)
         if not (flat and dropped and stuck and lr_ok):
-            self.streak = 0
+            self.streak = 0  # not note_healthy(): only real progress (above) ends a plateau episode
             return None
         self.streak += 1
         if self.streak < self.confirm_rows:
@@ -376,6 +375,18 @@ class LossPlateau(Detector):
             return None
         i = bisect_left(track.steps, step - window)
         since = track.steps[min(i, len(track.steps) - 1)]
+        return self._alert(step, since, improvement, noise)
+
+    def _held(self, step, window, ends, tolerance) -> bool:
+        """The loss stayed at one level over the whole window: no two quarter means further apart than
+        tolerance. First against last alone misses a loss that jumped (a spike, a resume at a higher
+        LR) and then held: its window would reach back before the jump and count that time as flat."""
+        middle = [self.ctx.train.mean_between(step - (k + 1) * window / 4, step - k * window / 4)[0] for k in (1, 2)]
+        means = [*ends, *(m for m in middle if m is not None)]
+        return max(means) - min(means) <= tolerance
+
+    def _alert(self, step, since, improvement, noise):
+        ctx, track = self.ctx, self.ctx.train
         return self.fire(
             step,
             f"train/loss has stayed at {fmt(track.level)} for {int(step - since)} steps (improved {fmt(improvement)} "

@@ -53,7 +53,6 @@ class VarianceCollapse(Detector):
         super().__init__(ctx)
         self.ratios: deque = deque(maxlen=self.window)
         self.medians: deque = deque(maxlen=self.window + 1)
-        self.streak = 0
         self.last = (None, None)
 
     def observe(self, step, record):
@@ -71,12 +70,7 @@ class VarianceCollapse(Detector):
         if self.observed < self.min_rows or self.ctx.in_warmup(step):
             return None
         recovering = earlier is not None and now > self.recovery_factor * earlier
-        if now >= self.max_std_ratio or recovering:
-            self.streak = 0
-            self.clear()
-            return None
-        self.streak += 1
-        if self.streak < self.confirm_rows:
+        if not self.confirmed(now < self.max_std_ratio and not recovering, self.confirm_rows):
             return None
         pred, target = self.last
         one_to = f"1:{1 / now:.0f}" if now > 0 else "1:inf"
@@ -155,10 +149,6 @@ class TokenCollapse(Detector):
     rearm_rows = 2
     healthy_reason = "samples kept English-like character entropy and little punctuation"
 
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        self.streak = 0
-
     def observe(self, step, record):
         text = record.get("text")
         if isinstance(text, list):
@@ -175,12 +165,7 @@ class TokenCollapse(Detector):
             reasons.append(f"{stats['punctuation_share'] * 100:.0f}% punctuation")
         if stats["length"] >= 50 and stats["distinct_4grams"] < self.min_distinct_4grams:
             reasons.append(f"only {stats['distinct_4grams'] * 100:.0f}% distinct 4-grams")
-        if not reasons or self.ctx.in_warmup(step):
-            self.streak = 0
-            self.clear()
-            return None
-        self.streak += 1
-        if self.streak < self.confirm_samples:
+        if not self.confirmed(bool(reasons) and not self.ctx.in_warmup(step), self.confirm_samples):
             return None
         excerpt = text[:40].replace("\n", "\\n")
         return self.fire(

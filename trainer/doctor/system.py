@@ -33,7 +33,6 @@ class Slowdown(Detector):
         self.speeds: deque = deque(maxlen=self.window)
         self.baseline = None
         self.baseline_step = None
-        self.streak = 0
         self.key = None
 
     def observe(self, step, row):
@@ -178,12 +177,9 @@ class LrAnomaly(Detector):
     code = "lr_anomaly"
     max_relative_error = 0.05
     confirm_rows = 3
+    zero_rows = 2  # a zero LR is conclusive sooner than a drift from the schedule
     rearm_rows = 3
     healthy_reason = "lr was positive and followed the declared schedule"
-
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        self.streak = 0
 
     def observe(self, step, row):
         if rf.LR not in row:
@@ -192,8 +188,7 @@ class LrAnomaly(Detector):
         self.observed += 1
         ctx = self.ctx
         if finite(lr) and lr == 0 and step > 0:
-            self.streak += 1
-            if self.streak < 2:
+            if not self.confirmed(True, self.zero_rows):
                 return None
             return self.fire(
                 step,
@@ -202,22 +197,15 @@ class LrAnomaly(Detector):
                 R.ranked(R.declared_lr(ctx, "a positive LR; check the schedule's min_lr and warm-up")),
                 severity="critical",
             )
-        if step < ctx.change_step or not finite(lr):
-            self.streak = 0
-            self.clear()
+        if step < ctx.change_step or not finite(lr):  # before the last restart's schedule, or no value
+            self.note_healthy()
             return None
         expected = [ctx.expected_lr(step), ctx.expected_lr(step - 1)]
-        if expected[0] is None:
-            self.streak = 0
-            self.clear()
+        if expected[0] is None:  # no config: only zero is checked
+            self.note_healthy()
             return None
         error = min(abs(lr - e) / max(abs(e), 1e-12) for e in expected)
-        if error <= self.max_relative_error:
-            self.streak = 0
-            self.clear()
-            return None
-        self.streak += 1
-        if self.streak < self.confirm_rows:
+        if not self.confirmed(error > self.max_relative_error, self.confirm_rows):
             return None
         schedule = ctx.cfg.schedule
         return self.fire(
