@@ -78,8 +78,8 @@ def series_table(
 ) -> pa.Table:
     """One long Arrow table (run, series, line, x, value, smoothed) for several runs and series.
 
-    The EMA runs over the full series, then min/max downsampling picks which points go to the
-    browser, so at most about max_points rows per (run, series). positive_only drops values <= 0
+    The EMA runs over the full series (those `smoothed` allows), then min/max downsampling picks
+    which points go to the browser, so at most about max_points rows per (run, series). positive_only drops values <= 0
     (a log axis cannot show them). Arrow, not pandas: st.vega_lite_chart sends an Arrow table as
     it is, while a DataFrame costs a pandas-to-Arrow conversion (with thread start-ups) per chart.
     """
@@ -93,7 +93,8 @@ def series_table(
             if column not in frame.columns:
                 continue
             key = (run_id, column, x)
-            xs, values, smooth = _chart_points(key, xs_all, _numbers(frame[column]), smoothing, positive_only, max_points)
+            weight = smoothing if smoothed(column) else 0.0
+            xs, values, smooth = _chart_points(key, xs_all, _numbers(frame[column]), weight, positive_only, max_points)
             if not len(xs):
                 continue
             names.append((run_id, column, f"{run_id} · {column}" if several_runs else column, len(xs)))
@@ -248,3 +249,10 @@ CHART_GROUPS = (
 )
 # Series that are not smoothed (smoothing a schedule or a memory reading only blurs it).
 UNSMOOTHED = ("lr", "sys/rss_mb", "sys/cuda_mem_mb", "sys/cuda_mem_peak_mb", "sys/cpu_percent")
+
+
+def smoothed(column: str) -> bool:
+    """Whether the smoothing slider applies to a series. Not to eval series (val/...): each point is
+    already a mean over eval_steps batches, and an EMA by point over one point per eval_interval
+    would lag it by several evals (at 0.6, the val line sat ~0.1 above the real val/loss)."""
+    return column not in UNSMOOTHED and not column.startswith("val/")

@@ -96,7 +96,7 @@ def chart_grid(views: list[state.RunView], x: str, log_y: bool, smoothing: float
     drawn = 0
     cols = st.columns(2)
     for title, series, y_title, band, log_applies in charts.CHART_GROUPS:
-        weight = 0.0 if series[0] in charts.UNSMOOTHED else smoothing
+        weight = smoothing if charts.smoothed(series[0]) else 0.0
         long = charts.series_table(frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies)
         if not long.num_rows:
             continue

@@ -41,7 +41,7 @@ def _build() -> None:
 
     # The Live page's default view: step axis, linear scale, default smoothing, few or many points.
     for _, series, y_title, band, _ in charts.CHART_GROUPS:
-        smoothed = series[0] not in charts.UNSMOOTHED
+        smoothed = charts.smoothed(series[0])
         for show_points in (False, True):
             charts.line_spec(charts.X_STEP, y_title, False, smoothed, band, show_points=show_points)
     ema(np.linspace(1.0, 2.0, 1000), 0.6)  # pandas' first ewm call pays a one-off set-up

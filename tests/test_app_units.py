@@ -88,6 +88,16 @@ def test_series_table_caps_points_per_series_and_smooths_before_downsampling():
     assert spec["layer"][0]["mark"]["opacity"] == 0.25  # raw faint behind the smoothed line
 
 
+def test_eval_series_are_not_smoothed_by_point_so_the_val_line_shows_the_real_val_loss():
+    # One val/loss point per 250 steps: an EMA by point would drag the newest val far behind it.
+    frame = pd.DataFrame({"step": np.arange(0, 1000, 10), "train/loss": np.linspace(4, 2, 100)})
+    frame["val/loss"] = np.where(frame["step"] % 250 == 0, np.linspace(4.2, 2.2, 100), np.nan)
+    long = charts.series_table({"a": frame}, ["train/loss", "val/loss"], smoothing=0.9).to_pandas()
+    val, train = long[long["series"] == "val/loss"], long[long["series"] == "train/loss"]
+    assert len(val) == 4 and (val["smoothed"] == val["value"]).all()
+    assert (train["smoothed"] > train["value"]).iloc[1:].all()  # a falling loss: the EMA lags above it
+
+
 def test_variance_ratio_chart_shades_the_collapse_band():
     frame = pd.DataFrame({"step": [1, 2], "out/variance_ratio": [0.9, 0.1]})
     long = charts.series_table({"a": frame}, ["out/variance_ratio"]).to_pandas()
