@@ -27,10 +27,13 @@ BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
 
 
 def format_number(value: float) -> str:
+    """Short enough for a metric tile in a six-column row (a learning rate of 0.0008123 was cut off)."""
     if value == 0:
         return "0"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
+    if abs(value) < 0.01:
+        return f"{value:.2e}"
     return f"{value:.4g}"
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from app import charts, compare, live_data, run_forms, sample_stats
 from app.downsample import bucket_size, downsample, minmax_indices
+from app.live_panel import format_number
 from app.markdown import escape
 from app.smoothing import IncrementalEma, ema
 from trainer import process
@@ -103,6 +104,16 @@ def test_variance_ratio_chart_shades_the_collapse_band():
     long = charts.series_table({"a": frame}, ["out/variance_ratio"]).to_pandas()
     _, spec = charts.line_chart(long, band=(0.0, charts.COLLAPSE_BELOW))
     assert spec["layer"][0]["mark"]["type"] == "rect"
+
+
+def test_tile_numbers_stay_short():
+    assert [format_number(v) for v in (0.0, 0.0008123, -5.424e-06, 2.0994, 24298.7)] == [
+        "0",
+        "8.12e-04",
+        "-5.42e-06",
+        "2.099",
+        "24,299",
+    ]
 
 
 def test_tiles_show_newest_value_and_change():
