@@ -17,6 +17,12 @@ class Slowdown(Detector):
     statistic: median of the last `window` speeds against the best such median seen so far
     (counted from skip_rows on, so start-up is not the baseline)
     fires when the median < (1 - min_drop) x baseline for confirm_rows rows.
+    cause: when the process's own CPU use (sys/cpu_percent, median over the same window) fell by
+    starved_cpu_drop or more as well, the trainer is being starved (another job on the cores,
+    throttling, I/O or swap waits) rather than doing more work per step: the alert says so and
+    proposes no config change, since none would help. (CPU use falls less than speed: torch's
+    threads spin at their barriers while one of them waits for a core; measured 2 cores shared
+    with a second run: -51% steps/s, -26% CPU.)
     """
 
     code = "slowdown"
@@ -25,14 +31,17 @@ class Slowdown(Detector):
     min_drop = 1 / 3
     confirm_rows = 3
     recover_fraction = 0.8
+    starved_cpu_drop = 0.2
     rearm_rows = 5
     healthy_reason = "steps/s stayed within a third of the run's own best level"
 
     def __init__(self, ctx):
         super().__init__(ctx)
         self.speeds: deque = deque(maxlen=self.window)
+        self.cpu: deque = deque(maxlen=self.window)
         self.baseline = None
         self.baseline_step = None
+        self.baseline_cpu = None  # median CPU use when the speed baseline was set
         self.key = None
 
     def observe(self, step, row):
@@ -45,11 +54,15 @@ class Slowdown(Detector):
         if self.observed <= self.skip_rows:
             return None
         self.speeds.append(speed)
+        cpu = row.get(rf.CPU_PERCENT)
+        if finite(cpu):
+            self.cpu.append(cpu)
         if len(self.speeds) < self.window:
             return None
         now = median(self.speeds)
         if self.baseline is None or now > self.baseline:
             self.baseline, self.baseline_step = now, step
+            self.baseline_cpu = median(self.cpu) if len(self.cpu) == self.window else None
         if now >= (1 - self.min_drop) * self.baseline:
             self.streak = 0
             if now >= self.recover_fraction * self.baseline:
@@ -60,16 +73,27 @@ class Slowdown(Detector):
             return None
         unit = "steps/s" if self.key == rf.STEPS_PER_S else "tokens/s"
         drop = 1 - now / self.baseline
+        message = f"training slowed from {fmt(self.baseline)} to {fmt(now)} {unit} (-{drop * 100:.0f}%) by step {step}"
+        evidence = {
+            "baseline": self.baseline,
+            "baseline_step": self.baseline_step,
+            "now": now,
+            "drop": round(drop, 3),
+            "series": self.key,
+        }
+        cpu_now = median(self.cpu) if len(self.cpu) == self.window else None
+        if self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
+            evidence.update(cpu_percent_baseline=self.baseline_cpu, cpu_percent_now=cpu_now)
+            message += (
+                f"; its CPU use fell with it ({fmt(self.baseline_cpu)}% -> {fmt(cpu_now)}%): the trainer is being "
+                "starved (another job on these cores, throttling, I/O or swap), so no config change is proposed; "
+                "free the cores and the speed comes back"
+            )
+            return self.fire(step, message, evidence, [])
         return self.fire(
             step,
-            f"training slowed from {fmt(self.baseline)} to {fmt(now)} {unit} (-{drop * 100:.0f}%) by step {step}",
-            {
-                "baseline": self.baseline,
-                "baseline_step": self.baseline_step,
-                "now": now,
-                "drop": round(drop, 3),
-                "series": self.key,
-            },
+            message,
+            evidence,
             R.ranked(
                 R.smaller_micro_batch(
                     self.ctx,
