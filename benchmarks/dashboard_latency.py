@@ -1,7 +1,7 @@
 """Dashboard figures in a real browser (headless Debian chromium through playwright).
 
     python benchmarks/dashboard_latency.py [--appends 30] [--rows 1000000] [--writers 10]
-                                           [--parts append,big,many] [--steady-s 20]
+                                           [--parts append,big,many,cost] [--steady-s 20]
 
 1. append-to-visible: a metrics row is logged and flushed; time until the Live page's loss caption
    shows its step (median, p95 over N appends; target p95 <= 1.5 s).
@@ -15,6 +15,11 @@
 3. WRITERS runs training at once (writer processes appending 10 rows/s each) with the Runs and Live
    pages open in two tabs: append-to-visible latency and server refresh time again, for the Live
    page's fragment ("live") and the Runs page's table fragment ("runs").
+
+4. cost: what watching takes from training. One run logging 10 rows/s with the Live page open:
+   CPU cores used by the Streamlit server process and by Chromium (all its processes) over
+   2 x steady-s seconds, with our .streamlit/config.toml and with Streamlit's default forced
+   gc.collect after every script run (STREAMLIT_RUNNER_POST_SCRIPT_GC=true) for comparison.
 
 Server times come from the dashboard itself (DASHBOARD_TIMING_LOG, app/timing.py): wall time of
 each fragment run, from its first read to its last element, and the script thread's CPU time
@@ -34,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -293,7 +300,53 @@ def bench_many(tmp, args):
         writer.finish(rf.STOPPED)
 
 
-PARTS = {"append": ("append_to_visible", bench_append), "big": ("big_run", bench_big), "many": ("many_runs", bench_many)}
+def _cpu_seconds(select) -> float:
+    """User + system CPU seconds so far of the processes whose command line select() accepts."""
+    total = 0.0
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if select(" ".join(proc.info["cmdline"] or [])):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def bench_cost(tmp, args):
+    """4. CPU used by the dashboard while the Live page follows one training run."""
+    out = {}
+    for label, env in (("ours", {}), ("streamlit_default_post_script_gc", {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "true"})):
+        runs_dir = tmp / f"runs4-{label}"
+        runs_dir.mkdir()
+        script = WRITER_SCRIPT.format(root=str(ROOT), runs=str(runs_dir), run_id="w0")
+        writer = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            with dashboard(runs_dir, env) as url, chromium() as page:
+                port = url.rsplit(":", 1)[1]
+                groups = {
+                    "server_cores": lambda c, port=port: "streamlit" in c and f"--server.port {port}" in c,
+                    "chromium_cores": lambda c: "chromium" in c,
+                }
+                open_live(page, url, "w0")
+                page.wait_for_timeout(8000)  # past the first chart loads
+                before = {k: _cpu_seconds(f) for k, f in groups.items()}
+                t0 = time.perf_counter()
+                page.wait_for_timeout(2 * args.steady_s * 1000)
+                elapsed = time.perf_counter() - t0
+                out[label] = {k: round((_cpu_seconds(f) - before[k]) / elapsed, 3) for k, f in groups.items()}
+        finally:
+            writer.kill()
+            writer.wait()
+    return out
+
+
+PARTS = {
+    "append": ("append_to_visible", bench_append),
+    "big": ("big_run", bench_big),
+    "many": ("many_runs", bench_many),
+    "cost": ("watching_cost", bench_cost),
+}
 
 
 def main() -> None:
@@ -302,7 +355,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--writers", type=int, default=10)
     parser.add_argument("--steady-s", type=int, default=20, help="extra seconds of refreshes in part 3")
-    parser.add_argument("--parts", default="append,big,many", help="which figures, comma-separated: " + ",".join(PARTS))
+    parser.add_argument("--parts", default="append,big,many,cost", help="which figures, comma-separated: " + ",".join(PARTS))
     args = parser.parse_args()
     results = {}
     tmp = Path(tempfile.mkdtemp(prefix="dash-bench-"))
