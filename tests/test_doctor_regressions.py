@@ -11,6 +11,11 @@ case that once alarmed or stayed silent wrongly.
 - loss_plateau after a spike (configs/shakespeare_char_spike.yaml, resumed with LEARNING_RATE=0.03):
   its window reached back before the jump, so it said "stayed at 3.273 for 250 steps" of a loss
   that had jumped from 2.51 to 3.55 only 40 steps earlier.
+- loss_plateau on a fast healthy run (healthy_fast, seed 108, of --seeds 140 --first-seed 20): the
+  initial level, a plain median of the first 3 rows, read the loss at row 2 of a fast drop (3.21,
+  not ~3.7), so the converged 1.62 looked stuck above half of it.
+- overfitting reported twice for one rise: 3 evals under the threshold re-armed it although val
+  never made a new best.
 """
 
 import math
@@ -21,6 +26,7 @@ from trainer.config import Config, apply_overrides, from_dict
 from trainer.doctor import OnlineDoctor, diagnose
 from trainer.doctor import remedies as R
 from trainer.doctor.base import RunContext
+from trainer.doctor.tracks import LossTrack
 from trainer.tasks.options import curriculum_difficulty
 
 RAMP = {"curriculum": {"ramp": "linear", "preschool_steps": 100, "start": 0.1}}
@@ -119,3 +125,66 @@ def test_a_level_held_long_after_a_spike_is_still_a_plateau():
     assert len(plateaus) == 1, alerts
     since, step = plateaus[0]["evidence"]["since_step"], plateaus[0]["step"]
     assert since > SPIKE_RESUME + 10 and f"for {step - since} steps" in plateaus[0]["message"]
+
+
+def _serious(scenario, tmp_path) -> list[dict]:
+    alerts = diagnose(ds.write_run(scenario, tmp_path))["alerts"]
+    return [a for a in alerts if a["severity"] != "info"]
+
+
+def _initial(values) -> float:
+    track = LossTrack()
+    for i, v in enumerate(values):
+        track.add(10 * (i + 1), v)
+    return track.initial
+
+
+def test_initial_level_extrapolates_a_fast_drop_back_to_the_first_row():
+    # healthy_fast seed 108's first rows: the plain median of 3 said 3.21
+    assert 3.5 < _initial([3.711, 3.21, 3.005, 2.76]) <= 3.711
+
+
+def test_initial_level_still_ignores_a_lone_outlier_in_the_first_row():
+    assert 3.18 < _initial([9.0, 3.2, 3.21, 3.19]) < 3.3  # the trend of rows 2-4, not the 9.0
+
+
+def test_converged_fast_run_logged_coarsely_is_not_a_plateau(tmp_path):
+    assert not _serious(ds.make("healthy_fast", 108), tmp_path)
+
+
+def test_plateau_after_a_fast_early_drop_is_still_found(tmp_path):
+    # Missed with the old initial level (its drop, 1.08 -> 0.98, hid under 3 x noise); found on time now.
+    scenario = ds.make("loss_plateau", 52)
+    result = diagnose(ds.write_run(scenario, tmp_path))
+    assert ds.evaluate(scenario, result["alerts"])["on_time"], result["alerts"]
+
+
+def _overfitting_alerts(val_at) -> list[dict]:
+    """Overfitting alerts of a run with a flat train/loss of 1.5 and val/loss val_at(step), evals every 50."""
+    doctor = OnlineDoctor(None)
+    for step in range(10, 1501, 10):
+        doctor.observe("metrics", {"step": step, "train/loss": 1.5 * (1 + 0.01 * ((step * 7919) % 11 - 5) / 5)})
+        if step % 50 == 0:
+            doctor.observe("metrics", {"step": step, "val/loss": val_at(step)})
+    return [a for a in doctor.alerts if a["code"] == "overfitting"]
+
+
+def test_a_steady_val_rise_is_one_overfitting_alert():
+    alerts = _overfitting_alerts(lambda step: 1.55 * (1 + 0.1 * max(0, step - 400) / 1100))
+    assert len(alerts) == 1 and 400 < alerts[0]["step"] < 1000, alerts
+
+
+def test_a_val_rise_that_dips_and_comes_back_without_a_new_best_is_one_episode():
+    # +8%, back to +1% (above the best, under the threshold) for 6 evals, then +8% again: before,
+    # 3 evals under the threshold re-armed the detector and the same rise was reported twice.
+    def val_at(step):
+        return 1.55 * (1.08 if 600 <= step < 800 or step >= 1100 else 1.01 if step >= 800 else 1.0)
+
+    assert len(_overfitting_alerts(val_at)) == 1
+
+
+def test_a_new_best_val_ends_the_episode():
+    def val_at(step):  # +8%, a new best 2% below the first, then +8% above that
+        return 1.55 * (1.08 if 600 <= step < 800 else 0.98 if 800 <= step < 1100 else 0.98 * 1.08 if step >= 1100 else 1.0)
+
+    assert len(_overfitting_alerts(val_at)) == 2

@@ -85,6 +85,7 @@ class Overfitting(Detector):
     fires when the val level > best * (1 + min_relative_rise) + noise_multiple * eval-to-eval noise
     for confirm_evals evals while the train level (median of 11 rows) has not risen above
     its level at the best eval (by more than 1% or its per-row noise).
+    One alert per episode: the episode ends only when val makes a new best.
     Says where early stopping would have stopped.
     """
 
@@ -93,7 +94,6 @@ class Overfitting(Detector):
     noise_multiple = 2.0
     confirm_evals = 1  # the median of 3 evals already needs two of them high
     mean_abs_floor = 0.8  # the noise read is at least 0.8 x the mean-absolute-deviation estimate
-    rearm_rows = 3
     healthy_reason = "val/loss never rose 2% above its best while train/loss fell"
 
     def __init__(self, ctx):
@@ -135,7 +135,7 @@ class Overfitting(Detector):
         level = median([v for _, v in self.evals[-3:]])
         if self.best is None or level < self.best:
             self.best, self.best_step, self.train_at_best = level, step, train
-            self.note_healthy()
+            self.streak, self.open = 0, False  # a new best val ends an overfitting episode
             return None
         noise = self._noise()
         above = level > self.best * (1 + self.min_relative_rise) + self.noise_multiple * noise
@@ -145,7 +145,14 @@ class Overfitting(Detector):
             and train <= self.train_at_best + max(0.01 * abs(self.train_at_best), track.noise())
         )
         rising = above and train_not_rising and not self.ctx.ramping(step)
-        if not self.confirmed(rising, self.confirm_evals):
+        if not rising:
+            # Not note_healthy(): an episode is the stretch since the best val, so it ends only at a
+            # new best. A val level that dips under the threshold for a few evals without a new best
+            # would otherwise re-arm it and report the same rise twice.
+            self.streak = 0
+            return None
+        self.streak += 1
+        if self.streak < self.confirm_evals:
             return None
         cfg = self.ctx.cfg
         patience = cfg.early_stopping.patience if cfg is not None and cfg.early_stopping.patience else 3

@@ -1,7 +1,7 @@
-"""Detectors on the training loss: non_finite, loss_spike, loss_rising, loss_plateau.
+"""Detectors on the level of the training loss: loss_spike, loss_rising, loss_plateau.
 
-They read train/loss (and grad/norm, val/loss for non_finite) from metrics rows; the shared
-smoothed view of train/loss is ctx.train (trainer/doctor/tracks.py), updated before they run.
+They read train/loss from metrics rows; the shared smoothed view of train/loss is ctx.train
+(trainer/doctor/tracks.py), updated before they run. non_finite is in trainer/doctor/nonfinite.py.
 """
 
 from __future__ import annotations
@@ -13,42 +13,6 @@ from collections import deque
 from trainer import run_format as rf
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt, mad_sigma, make_alert, median
-
-WATCHED_FINITE = (rf.TRAIN_LOSS, rf.GRAD_NORM, rf.VAL_LOSS)
-
-
-class NonFinite(Detector):
-    """A loss or gradient norm that is NaN or Inf (logged as null). One row is conclusive."""
-
-    code = "non_finite"
-    severity = "critical"
-    rearm_rows = 3
-    healthy_reason = "every train/loss, val/loss and grad/norm value is finite"
-
-    def observe(self, step, row):
-        bad = [k for k in WATCHED_FINITE if k in row and not finite(row[k])]
-        if not any(k in row for k in WATCHED_FINITE):
-            return None
-        self.observed += 1
-        if not bad:
-            self.clear()
-            return None
-        last = self.ctx.train.last
-        message = f"{' and '.join(bad)} became non-finite (NaN/Inf) at step {step}" + (
-            f"; the last finite train/loss was {fmt(last)}" if last is not None else ""
-        )
-        return self.fire(
-            step,
-            message,
-            {"series": bad, "last_finite_train_loss": last},
-            R.ranked(
-                R.lower_lr(self.ctx, "a smaller step size keeps the update from overflowing"),
-                R.tighter_clipping(self.ctx, "clipping bounds the update when a gradient blows up"),
-                {"set": {"amp": "off"}, "why": "fp16 overflows where fp32 does not"}
-                if self.ctx.cfg is not None and self.ctx.cfg.amp == "fp16"
-                else None,
-            ),
-        )
 
 
 class LossSpike(Detector):

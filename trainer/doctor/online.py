@@ -14,7 +14,8 @@ from trainer import run_format as rf
 from trainer.doctor.base import RunContext, finite
 from trainer.doctor.generalisation import Overfitting, ValBelowTrain
 from trainer.doctor.gradients import DeadParameters, ExplodingGradients, VanishingGradients
-from trainer.doctor.loss import LossPlateau, LossRising, LossSpike, NonFinite
+from trainer.doctor.loss import LossPlateau, LossRising, LossSpike
+from trainer.doctor.nonfinite import NonFinite
 from trainer.doctor.outputs import TokenCollapse, VarianceCollapse
 from trainer.doctor.system import LrAnomaly, MemoryGrowth, Slowdown
 from trainer.doctor.tracks import LossTrack
