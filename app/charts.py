@@ -79,8 +79,8 @@ def series_table(
     """One long Arrow table (run, series, line, x, value, smoothed) for several runs and series.
 
     The EMA runs over the full series (those `smoothed` allows), then min/max downsampling picks
-    which points go to the browser, so at most about max_points rows per (run, series). positive_only drops values <= 0
-    (a log axis cannot show them). Arrow, not pandas: st.vega_lite_chart sends an Arrow table as
+    which points go to the browser, so at most about max_points rows per (run, series).
+    positive_only drops values <= 0 (a log axis cannot show them). Arrow, not pandas: st.vega_lite_chart sends an Arrow table as
     it is, while a DataFrame costs a pandas-to-Arrow conversion (with thread start-ups) per chart.
     """
     names, xs_parts, value_parts, smooth_parts = [], [], [], []

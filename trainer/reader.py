@@ -30,6 +30,7 @@ import yaml
 
 from trainer import run_format as rf
 from trainer.jsonl_frame import GrowingFrame, parse_numeric_lines, records_to_columns
+from trainer.runs.state import read_status
 
 
 class JsonlTail:
@@ -305,15 +306,6 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
 def read_jsonl(path: str | Path) -> list[dict]:
     """All complete records of a jsonl file; malformed lines skipped, a missing file is empty."""
     return JsonlTail(path).poll()
-
-
-def read_status(run_dir: str | Path) -> dict | None:
-    """status.json as a dict, or None if missing or unreadable."""
-    try:
-        status = json.loads((Path(run_dir) / rf.STATUS_FILE).read_bytes())
-    except (OSError, ValueError):
-        return None
-    return status if isinstance(status, dict) else None
 
 
 def read_config(run_dir: str | Path) -> dict | None:

@@ -6,13 +6,12 @@ Kept apart from the loop itself: this runs once, before the first step.
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from trainer import run_format as rf
 from trainer.checkpoint import load_weights, restore_rng
 from trainer.config import Config
+from trainer.runs.state import read_status
 from trainer.stopping import EarlyStopping
 from trainer.writer import open_run
 
@@ -20,11 +19,7 @@ from trainer.writer import open_run
 def open_writer(cfg: Config, runs_dir, run_id: str, mode: str, parent: str | None, state: dict | None):
     """The run's writer: a new directory, or for a resume the old one cut back to the checkpoint."""
     if mode == "resume":
-        status_path = rf.run_path(runs_dir, run_id) / rf.STATUS_FILE
-        try:
-            parent = json.loads(status_path.read_text()).get("parent")
-        except (OSError, ValueError):
-            parent = None
+        parent = (read_status(rf.run_path(runs_dir, run_id)) or {}).get("parent")
         return open_run(runs_dir, run_id, cfg.to_dict(), parent=parent, resume_step=int(state["step"]))
     return open_run(runs_dir, run_id, cfg.to_dict(), parent=parent if mode == "fork" else None)
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -14,7 +15,17 @@ from trainer import config as C
 from trainer import process
 from trainer import run_format as rf
 from trainer.errors import ConfigError
-from trainer.reader import read_status
+
+
+def read_status(run_dir: str | Path) -> dict | None:
+    """status.json as a dict, or None if it is missing or unreadable (it is replaced atomically,
+    so a partial file means something else wrote it). Here, not in trainer.reader, so that the CLI
+    and the trainer do not import pandas and polars to read one small file."""
+    try:
+        data = json.loads((Path(run_dir) / rf.STATUS_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def read_config(run_dir: str | Path) -> dict | None:
