@@ -3,8 +3,9 @@
 trainer.runs.list_runs reads every status.json (and stats every events.jsonl) on each call; the
 runs table and the run pickers call it every second in every tab. RunList keeps each run's
 RunInfo and rebuilds it only when the watcher says one of the files it comes from changed, or when
-time alone can change it: a live run's state turns "crashed" once its heartbeat is older than
-STALE_AFTER_SECONDS and its process is gone, so from then on it is checked on every call.
+something outside the files changes it: a live run's state turns "crashed" when its process dies
+(checked on every call: one process-table look-up), or, for a run written on another host, once its
+heartbeat is older than STALE_AFTER_SECONDS.
 
     run_list = RunList(runs_dir)
     infos = run_list.infos(watcher_for(runs_dir))
@@ -13,6 +14,7 @@ STALE_AFTER_SECONDS and its process is gone, so from then on it is checked on ev
 from __future__ import annotations
 
 import math
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +30,12 @@ class _Entry:
     token: tuple
     info: runs.RunInfo | None  # None: a folder that is not a run (yet)
     valid_until: float  # wall time after which the state must be derived again
+    process: dict | None = None  # a live run's pid and create time on this host: gone means crashed
+
+    def current(self, token: tuple, now: float) -> bool:
+        if self.token != token or now >= self.valid_until:
+            return False
+        return self.process is None or process.same_process(self.process) is not None
 
 
 def _valid_until(info: runs.RunInfo | None) -> float:
@@ -36,6 +44,16 @@ def _valid_until(info: runs.RunInfo | None) -> float:
     if isinstance(info.updated, (int, float)):
         return info.updated + rf.STALE_AFTER_SECONDS
     return 0.0  # starting, judged by train.log's age: derive it every time
+
+
+def _local_process(run_dir: Path, info: runs.RunInfo | None) -> dict | None:
+    """The process to watch for a live run written on this host (see trainer.runs.state)."""
+    if info is None or info.state not in rf.LIVE_STATES:
+        return None
+    status = runs.read_status(run_dir) or {}
+    if status.get("host") not in (None, socket.gethostname()) or not isinstance(status.get("pid"), int):
+        return None
+    return {"pid": status["pid"], "pid_create_time": status.get("pid_create_time")}
 
 
 class RunList:
@@ -70,11 +88,11 @@ class RunList:
     def _info(self, watcher: RunsWatcher, name: str, now: float) -> runs.RunInfo | None:
         token = watcher.token(name, TABLE_FILES)
         entry = self._entries.get(name)
-        if entry is not None and entry.token == token and now < entry.valid_until:
+        if entry is not None and entry.current(token, now):
             return entry.info
         path = self.runs_dir / name
         # trainer.runs decides what counts as a run (status, config or log present).
         info = runs.run_info(path, now) if runs.is_run_dir(path) else None
         self.rebuilt += 1
-        self._entries[name] = _Entry(token, info, _valid_until(info))
+        self._entries[name] = _Entry(token, info, _valid_until(info), _local_process(path, info))
         return info

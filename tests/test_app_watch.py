@@ -2,11 +2,13 @@
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from app_fixtures import make_run
 from streamlit.testing.v1 import AppTest
@@ -168,11 +170,33 @@ def test_runs_table_rereads_only_the_runs_whose_files_changed(watcher, runs_dir)
     assert run_list.rebuilt == rebuilt + 1 and infos["alpha"].step == 99
 
 
-def test_a_live_run_turns_crashed_when_its_heartbeat_goes_stale_without_any_file_change(watcher, runs_dir):
+def test_a_live_run_turns_crashed_when_its_process_dies_without_any_file_change(watcher, runs_dir):
     writer = make_run(runs_dir, "alpha", steps=5, state=None)
     status_file = runs_dir / "alpha" / rf.STATUS_FILE
-    # Its process is gone: a pid create time that no live process has.
-    status_file.write_text(json.dumps({**json.loads(status_file.read_text()), "pid_create_time": 1.0}))
+    run_list = RunList(runs_dir)
+    try:
+        assert run_list.infos(watcher)[0].state == rf.RUNNING  # its process: this test
+        rebuilt = run_list.rebuilt
+        assert run_list.infos(watcher)[0].state == rf.RUNNING and run_list.rebuilt == rebuilt  # cached
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        status = {**json.loads(status_file.read_text()), "pid": child.pid}
+        status["pid_create_time"] = psutil.Process(child.pid).create_time()
+        before = watcher.token("alpha")
+        status_file.write_text(json.dumps(status))
+        wait_for_change(watcher, "alpha", before)
+        assert run_list.infos(watcher)[0].state == rf.RUNNING
+        child.kill()  # kill -9: no file changes
+        child.wait()
+        assert run_list.infos(watcher)[0].state == rf.CRASHED  # at once, not after the heartbeat goes stale
+    finally:
+        writer.finish(rf.STOPPED)
+
+
+def test_a_remote_live_run_turns_crashed_when_its_heartbeat_goes_stale_without_any_file_change(watcher, runs_dir):
+    writer = make_run(runs_dir, "alpha", steps=5, state=None)
+    status_file = runs_dir / "alpha" / rf.STATUS_FILE
+    # Written on another host: its pid cannot be checked here, only its heartbeat.
+    status_file.write_text(json.dumps({**json.loads(status_file.read_text()), "host": "gpu-box-7"}))
     try:
         run_list = RunList(runs_dir)
         now = time.time()

@@ -1,11 +1,12 @@
 """End to end through the CLI: a real background trainer is started, listed, stopped, resumed and forked."""
 
 import json
+import threading
 import time
 
 import pytest
 
-from trainer import cli, process, runs
+from trainer import cli, process, runs, stop_request
 from trainer import run_format as rf
 
 TINY = [
@@ -100,3 +101,56 @@ def test_data_dependent_config_errors_come_before_anything_is_written(runs_dir, 
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: block_size 200000 exceeds"), err
         assert list(runs_dir.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_resume_survives_the_dashboards_refresh_and_a_stop_while_starting_stops_it(runs_dir, launched, capsys):
+    """Issue 16: with the Runs page open (it calls enforce_stop at every refresh), a resume long after
+    a stop must train, and a Stop pressed while the resume is still starting must stop it cleanly."""
+    common = ["--runs-dir", str(runs_dir)]
+    run_dir = runs_dir / "rs"
+    assert cli.main(["run", "--run-id", "rs", "--background", "--set", *TINY, "max_steps=100000", *common]) == 0
+    wait_for(lambda: (runs.read_status(run_dir) or {}).get("step", 0) >= 2, 120, "running")
+    assert cli.main(["stop", "rs", "--wait", "--grace", "60", *common]) == 0
+    assert stop_request.read(run_dir) is None, "the honoured request must be consumed"
+    old = runs.read_status(run_dir)
+    stopped_at = old["step"]
+    # What an older trainer (or a kill -9 before it could consume it) leaves: a request for the
+    # stopped process, far older than the page's grace period.
+    stop_request.write(run_dir, old)
+    request = json.loads((run_dir / rf.CONTROL_DIR / rf.STOP_FILE).read_text())
+    request["requested"] -= 60
+    (run_dir / rf.CONTROL_DIR / rf.STOP_FILE).write_text(json.dumps(request))
+
+    signalled, page_open = [], threading.Event()
+
+    def runs_page():
+        while not page_open.wait(0.2):
+            signalled.append(runs.enforce_stop(runs_dir, "rs", grace_s=10))
+
+    page = threading.Thread(target=runs_page, daemon=True)
+    page.start()
+    try:
+        assert cli.main(["resume", "rs", "--background", *common]) == 0
+        wait_for(
+            lambda: runs.run_state(run_dir) == rf.RUNNING and runs.read_status(run_dir)["step"] > stopped_at + 2,
+            120,
+            "the resumed run to train past its checkpoint",
+        )
+        assert not any(signalled), "the page signalled the resumed trainer"
+
+        # Stop while a resume is starting: the request names the new process, which honours it at its first step.
+        assert cli.main(["stop", "rs", "--wait", "--grace", "60", *common]) == 0
+        second_stop = runs.read_status(run_dir)["step"]
+        assert cli.main(["resume", "rs", "--background", *common]) == 0
+        assert runs.run_state(run_dir) == rf.STARTING
+        assert cli.main(["stop", "rs", *common]) == 0
+        wait_for(lambda: runs.run_state(run_dir) == rf.STOPPED, 120, "the starting resume to stop")
+        status = runs.read_status(run_dir)
+        assert "control/stop file" in status["message"] and status["step"] <= second_stop + 1
+        assert stop_request.read(run_dir) is None
+        assert not any(signalled)
+    finally:
+        page_open.set()
+        page.join(5)
+    capsys.readouterr()

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from trainer import config as C
 from trainer import process, runs
 from trainer import run_format as rf
-from trainer.errors import ConfigError, RunExists, RunNotFound
+from trainer.errors import ConfigError, RunExists, RunNotFound, RunStateError
 
 # A stand-in trainer (no torch, starts in ~50 ms): writes status.json like the writer, stops with
 # state "stopped" on SIGTERM, and on control/stop only if told to honour it.
@@ -43,28 +41,27 @@ while time.time() < deadline:
 """
 
 
-@pytest.fixture
-def fake_trainer(tmp_path, runs_dir):
-    script = tmp_path / "fake_trainer.py"
-    script.write_text(FAKE_TRAINER)
-    children = []
+def age_request(run_dir, seconds):
+    """Make the stop request in run_dir look as if it was made `seconds` ago."""
+    path = run_dir / rf.CONTROL_DIR / rf.STOP_FILE
+    request = json.loads(path.read_text())
+    request["requested"] -= seconds
+    path.write_text(json.dumps(request))
 
+
+@pytest.fixture
+def fake_trainer(runs_dir, spawn):
     def start(run_id, honour_stop=True):
         run_dir = runs_dir / run_id
         run_dir.mkdir()
-        child = subprocess.Popen([sys.executable, str(script), str(run_dir), "honour" if honour_stop else "ignore"])
-        children.append(child)
+        child = spawn(FAKE_TRAINER, run_dir, "honour" if honour_stop else "ignore")
         deadline = time.time() + 20
         while runs.read_status(run_dir) is None:
             assert time.time() < deadline and child.poll() is None, "fake trainer did not start"
             time.sleep(0.02)
         return child, run_dir
 
-    yield start
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
+    return start
 
 
 def test_stop_file_alone_stops_a_cooperative_trainer(runs_dir, fake_trainer):
@@ -90,7 +87,9 @@ def test_stop_never_signals_a_process_whose_create_time_differs(runs_dir, fake_t
     (run_dir / rf.STATUS_FILE).write_text(json.dumps(status))
     assert not process.is_trainer_process(status)
     assert not process.safe_terminate(status)
-    assert runs.stop(runs_dir, "reused", grace_s=0.3) == rf.RUNNING  # heartbeat still fresh
+    with pytest.raises(RunStateError, match="crashed"):  # its process is gone; the pid is another's
+        runs.stop(runs_dir, "reused", grace_s=0.3)
+    assert not runs.enforce_stop(runs_dir, "reused", grace_s=0)
     time.sleep(0.2)
     assert child.poll() is None, "a process with another create time was signalled"
 
@@ -111,8 +110,7 @@ def test_enforce_stop_waits_for_the_grace_period_then_terminates(runs_dir, fake_
     assert not runs.enforce_stop(runs_dir, "ui", grace_s=0.2)  # no stop requested yet
     runs.request_stop(runs_dir, "ui")
     assert not runs.enforce_stop(runs_dir, "ui", grace_s=30)
-    stop_file = run_dir / rf.CONTROL_DIR / rf.STOP_FILE
-    os.utime(stop_file, (time.time() - 60, time.time() - 60))
+    age_request(run_dir, 60)
     assert runs.enforce_stop(runs_dir, "ui", grace_s=30)
     assert child.wait(timeout=10) == 0
     assert runs.read_status(run_dir)["state"] == rf.STOPPED

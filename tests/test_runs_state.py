@@ -12,7 +12,7 @@ import yaml
 
 from trainer import config as C
 from trainer import run_format as rf
-from trainer import runs
+from trainer import runs, stop_request
 from trainer.errors import ConfigError, RunStateError
 from trainer.runs import new_run
 
@@ -103,9 +103,16 @@ def test_stale_heartbeat_with_live_process_is_still_running(runs_dir):
     assert runs.run_state(run_dir) == rf.RUNNING
 
 
-def test_fresh_heartbeat_is_running_even_before_the_pid_is_checked(runs_dir):
-    run_dir = make_run(runs_dir, "fresh", pid=dead_pid())
-    assert runs.run_state(run_dir) == rf.RUNNING
+def test_a_dead_pid_on_this_host_is_crashed_at_once_whatever_the_heartbeat(runs_dir):
+    run_dir = make_run(runs_dir, "killed", pid=dead_pid())  # kill -9 a moment ago: heartbeat still fresh
+    assert runs.run_state(run_dir) == rf.CRASHED
+
+
+def test_a_run_on_another_host_is_judged_by_its_heartbeat_alone(runs_dir):
+    fresh = make_run(runs_dir, "remote", pid=dead_pid(), host="gpu-box-7")
+    assert runs.run_state(fresh) == rf.RUNNING  # its pid means nothing here
+    stale = make_run(runs_dir, "remote-gone", pid=dead_pid(), host="gpu-box-7", updated=STALE)
+    assert runs.run_state(stale) == rf.CRASHED
 
 
 def test_reused_pid_is_crashed(runs_dir):
@@ -183,10 +190,13 @@ def test_list_runs_of_missing_directory_is_empty(tmp_path):
     assert runs.list_runs(tmp_path / "nothing") == []
 
 
-def test_request_stop_writes_the_stop_file_for_a_live_run(runs_dir):
+def test_request_stop_writes_a_request_addressed_to_the_runs_process(runs_dir):
     run_dir = make_run(runs_dir, "live")
-    path = runs.request_stop(runs_dir, "live")
-    assert path == run_dir / rf.CONTROL_DIR / rf.STOP_FILE and path.is_file()
+    request = runs.request_stop(runs_dir, "live")
+    status = runs.read_status(run_dir)
+    assert (run_dir / rf.CONTROL_DIR / rf.STOP_FILE).is_file()
+    assert (request.pid, request.pid_create_time) == (status["pid"], status["pid_create_time"])
+    assert stop_request.read(run_dir) == request
 
 
 @pytest.mark.parametrize(

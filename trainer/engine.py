@@ -38,7 +38,7 @@ from trainer.errors import CheckpointError
 from trainer.probes import IntervalMeter, SystemProbe, grad_norms, snapshot, update_ratios
 from trainer.restore import announce, open_writer, restore
 from trainer.schedule import lr_at
-from trainer.stopping import EarlyStopping, StopFile, StopSignals
+from trainer.stopping import EarlyStopping, StopSignals
 from trainer.tasks import Task, get_task_class
 
 MODES = ("new", "resume", "fork")
@@ -130,7 +130,6 @@ class TrainLoop:
         self.early = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta)
         self.run_dir = run_dir
         self.ckpts: CheckpointWriter | None = None  # with the writer (rank 0 only), see attach
-        self.stop_file = StopFile(run_dir / rf.CONTROL_DIR / rf.STOP_FILE)
         self.doctor: DoctorHook | None = None  # made after the start event, so that event comes first
         self.system = SystemProbe(device)
         self.step = 0
@@ -250,7 +249,7 @@ class TrainLoop:
         code = 0
         if self.signals.requested:
             code = 2
-        elif self.ctx.is_main and self.stop_file.present():
+        elif self.writer is not None and self.writer.stop_requested():
             code = 1
         if self.doctor is not None and self.doctor.stop_requested:
             code = 3

@@ -25,12 +25,9 @@ import psutil
 
 from trainer import PROJECT_ROOT as ROOT
 from trainer import run_format as rf
+from trainer import stop_request
 from trainer.errors import RunExists
 from trainer.writer import atomic_write_text
-
-# psutil reports create_time as float seconds; the same process read twice agrees to well under
-# this, while a reused pid is created at least a scheduler tick (10 ms) later.
-CREATE_TIME_TOLERANCE_S = 0.01
 
 # Commands that create a run directory, so launch() refuses one that already exists.
 _CREATING_COMMANDS = ("run", "fork")
@@ -71,6 +68,10 @@ def launch(argv: list[str], runs_dir: str | Path, run_id: str) -> int:
             raise RunExists(f"run {run_id!r} already exists in {runs_dir}; pick another run id") from None
     else:
         rf.existing_run_path(runs_dir, run_id)
+    if argv and argv[0] == "resume":
+        # The previous process has ended (the resume checks refuse a live run), so a request left
+        # for it is spent; kept, it would look like a request to stop the process started here.
+        stop_request.discard(run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # train.log should show progress as it happens
     with open(run_dir / rf.LOG_FILE, "ab") as log:
         popen = subprocess.Popen(
@@ -137,7 +138,7 @@ def same_process(status: dict) -> psutil.Process | None:
     if proc is None or not isinstance(expected, (int, float)):
         return None
     try:
-        if abs(proc.create_time() - float(expected)) > CREATE_TIME_TOLERANCE_S:
+        if abs(proc.create_time() - float(expected)) > rf.CREATE_TIME_TOLERANCE_S:
             return None  # the pid now belongs to another process
     except psutil.Error:
         return None

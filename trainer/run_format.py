@@ -42,6 +42,9 @@ LIVE_STATES = (STARTING, RUNNING, STOPPING)
 CRASHED = "crashed"
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
+# status.json's pid_create_time is psutil's: the same process read twice agrees to well under
+# this, while a reused pid is created at least a scheduler tick (10 ms) later.
+CREATE_TIME_TOLERANCE_S = 0.01
 
 # events.jsonl "kind"
 EVENT_KINDS = (
@@ -109,6 +112,19 @@ def validate_run_id(run_id: str) -> str:
 def run_path(runs_dir: str | Path, run_id: str) -> Path:
     """The directory of run_id under runs_dir; the id is validated so no path can escape."""
     return Path(runs_dir) / validate_run_id(run_id)
+
+
+def holds_only_launch_files(run_dir: str | Path) -> bool:
+    """Is this directory what a background launcher leaves before its trainer writes anything?
+    train.log, and control/stop if Stop was pressed while the run was starting. Such a directory
+    is free for a new run; anything else in it means the run exists."""
+    for entry in Path(run_dir).iterdir():
+        if entry.name == LOG_FILE:
+            continue
+        if entry.name == CONTROL_DIR and entry.is_dir() and all(p.name == STOP_FILE for p in entry.iterdir()):
+            continue
+        return False
+    return True
 
 
 def existing_run_path(runs_dir: str | Path, run_id: str) -> Path:

@@ -1,4 +1,4 @@
-"""Why a run stops early: SIGTERM / Ctrl-C, the control/stop file, early stopping on val/loss.
+"""Why a run stops early: SIGTERM / Ctrl-C, early stopping on val/loss (control/stop: trainer.stop_request).
 
 Signals only set a flag: the step in progress finishes, a checkpoint is written and the run
 ends in state "stopped" with exit code 0. A second Ctrl-C interrupts at once.
@@ -7,7 +7,6 @@ ends in state "stopped" with exit code 0. A second Ctrl-C interrupts at once.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 
@@ -34,16 +33,6 @@ class StopSignals:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
         self._old.clear()
-
-
-class StopFile:
-    """control/stop: one os.path.exists per step (a stat call, microseconds)."""
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-
-    def present(self) -> bool:
-        return os.path.exists(self.path)
 
 
 class EarlyStopping:

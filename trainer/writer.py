@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - the stdlib encoder below writes equiva
     orjson = None
 
 from trainer import run_format as rf
+from trainer import stop_request
 from trainer.errors import RunExists
 
 FLUSH_SECONDS = 1.0
@@ -168,6 +169,10 @@ class RunWriter:
             "parent": parent,
             "message": "",
         }
+        self._stop_watch = stop_request.Watch(self.run_dir, proc.pid, self._status["pid_create_time"], trainer.PROCESS_STARTED)
+        # A request left for a process that has ended is nobody's now; one made while this process
+        # was starting (Stop pressed during a resume's start-up) is ours and stays.
+        self._stop_watch.discard_stale()
         self._write_status()
         self._thread = threading.Thread(target=self._background, name="run-writer", daemon=True)
         self._thread.start()
@@ -230,6 +235,11 @@ class RunWriter:
             self._status.update(extra)
         self._write_status()
 
+    def stop_requested(self) -> bool:
+        """True once someone asked this run to stop (the dashboard's Stop, `python -m trainer stop`):
+        finish the step, save, and call finish(STOPPED). One stat call."""
+        return self._stop_watch.requested()
+
     @property
     def status(self) -> dict:
         with self._lock:
@@ -254,6 +264,7 @@ class RunWriter:
         self._thread.join(timeout=5)
         self.flush()
         self.set_status(state=state, message=message)
+        self._stop_watch.consume()  # honoured (or moot: the run ended anyway), so nobody acts on it again
         with self._lock:
             for f in self._files.values():
                 f.close()
@@ -311,7 +322,7 @@ def open_run(
     run_dir = rf.run_path(runs_dir, run_id)
     if resume_step is None:
         # A launcher may have created the directory with only the process log in it.
-        if run_dir.exists() and any(p.name != rf.LOG_FILE for p in run_dir.iterdir()):
+        if run_dir.exists() and not rf.holds_only_launch_files(run_dir):
             raise RunExists(f"run {run_id!r} already exists in {runs_dir}; pick another --run-id or resume it")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / rf.CHECKPOINT_DIR).mkdir(exist_ok=True)
@@ -322,14 +333,6 @@ def open_run(
         for name in (rf.METRICS_FILE, rf.GRADS_FILE, rf.SAMPLES_FILE):
             truncate_after_step(run_dir / name, resume_step)
         (run_dir / rf.CONTROL_DIR).mkdir(exist_ok=True)
-        stop = run_dir / rf.CONTROL_DIR / rf.STOP_FILE
-        # A stop request older than this process was honoured by the previous one; one written
-        # after we started (Stop pressed while a resume was starting) must still stop us.
-        try:
-            if stop.stat().st_mtime < trainer.PROCESS_STARTED:
-                stop.unlink(missing_ok=True)
-        except FileNotFoundError:
-            pass
         if config is not None:
             atomic_write_text(run_dir / rf.CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     return RunWriter(run_dir, parent=parent, step=resume_step or 0)

@@ -1,4 +1,4 @@
-"""Stopping a live run from outside: the control/stop file first, SIGTERM to the right process after.
+"""Stopping a live run from outside: a stop request first, SIGTERM to the process it named after.
 
     from trainer.runs.control import request_stop, stop
     request_stop("runs", "fc1")      # returns at once; the run stops after its current step
@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-from trainer import process
+from trainer import process, stop_request
 from trainer import run_format as rf
 from trainer.errors import RunStateError
-from trainer.runs.state import read_status, run_state
+from trainer.runs.state import read_status, run_state, state_from_status
 
 
 def _refuse_unless_live(run_id: str, state: str, action: str) -> None:
@@ -28,32 +27,43 @@ def _refuse_unless_live(run_id: str, state: str, action: str) -> None:
     raise RunStateError(f"run {run_id!r} is {state}, so there is nothing to {action}")
 
 
-def request_stop(runs_dir: str | Path, run_id: str) -> Path:
-    """Ask a live run to stop: it finishes the step, checkpoints, and exits with state stopped."""
+def request_stop(runs_dir: str | Path, run_id: str) -> stop_request.StopRequest:
+    """Ask a live run to stop: it finishes the step, checkpoints, and exits with state stopped.
+
+    The request names the process status.json names, so it can never stop a later one (a resume).
+    A run launched but not yet past its imports has no status: the request is then unaddressed,
+    and the trainer that starts there honours it at its first step.
+    """
     run_dir = rf.existing_run_path(runs_dir, run_id)
-    if read_status(run_dir) is None:
-        # A stop file in a directory holding only train.log would make the writer refuse it.
-        raise RunStateError(f"run {run_id!r} has not written its status yet; try again in a few seconds")
-    _refuse_unless_live(run_id, run_state(run_dir), "stop")
-    control = run_dir / rf.CONTROL_DIR
-    control.mkdir(exist_ok=True)
-    stop_file = control / rf.STOP_FILE
-    stop_file.write_text(f"requested at {time.time():.3f} by pid {os.getpid()}\n", encoding="utf-8")
-    return stop_file
+    status = read_status(run_dir)
+    state = run_state(run_dir)
+    if status is None and state != rf.STARTING:
+        raise RunStateError(f"run {run_id!r} has no status.json, so there is no process to stop")
+    _refuse_unless_live(run_id, state, "stop")
+    return stop_request.write(run_dir, status)
+
+
+def _escalate(run_dir: Path, request: stop_request.StopRequest) -> bool:
+    """SIGTERM the process the request was for, if it is still the run's live trainer."""
+    status = read_status(run_dir)
+    if not request.is_for_status(status):
+        return False  # the request was for a process that has ended (the run was resumed since)
+    if state_from_status(run_dir, status, time.time()) not in rf.LIVE_STATES:
+        return False
+    return process.safe_terminate(status)
 
 
 def enforce_stop(runs_dir: str | Path, run_id: str, grace_s: float = 10.0) -> bool:
     """Non-blocking escalation for a UI refresh loop: SIGTERM the trainer if a stop was requested
-    more than grace_s ago and the run is still live. True if a signal was sent."""
+    for it more than grace_s ago and it is still live. True if a signal was sent.
+
+    Only the process the request names is signalled, and only after that request's own grace: a
+    request left from an earlier process is never a reason to signal the current one."""
     run_dir = rf.existing_run_path(runs_dir, run_id)
-    stop_file = run_dir / rf.CONTROL_DIR / rf.STOP_FILE
-    try:
-        age = time.time() - stop_file.stat().st_mtime
-    except OSError:
+    request = stop_request.read(run_dir)
+    if request is None or request.age() < grace_s:
         return False
-    if age < grace_s or run_state(run_dir) not in rf.LIVE_STATES:
-        return False
-    return process.safe_terminate(read_status(run_dir))
+    return _escalate(run_dir, request)
 
 
 def _wait_not_live(run_dir: Path, timeout_s: float, poll_s: float = 0.1) -> str:
@@ -66,17 +76,19 @@ def _wait_not_live(run_dir: Path, timeout_s: float, poll_s: float = 0.1) -> str:
 
 
 def stop(runs_dir: str | Path, run_id: str, grace_s: float = 10.0) -> str:
-    """Stop a live run and wait for it: the stop file first; if the run is still live after
-    grace_s, SIGTERM, but only to a process whose pid, create time and command line match
-    status.json. Returns the state afterwards (stopped, or still live if nothing more could be
-    done safely)."""
+    """Stop a live run and wait for it: the stop request first; if the run is still live after
+    grace_s, SIGTERM, but only to the process the request was for, and only when its pid, create
+    time and command line match status.json. Returns the state afterwards (stopped, or still live
+    if nothing more could be done safely)."""
     run_dir = rf.existing_run_path(runs_dir, run_id)
-    request_stop(runs_dir, run_id)
+    request = request_stop(runs_dir, run_id)
     state = _wait_not_live(run_dir, grace_s)
     if state not in rf.LIVE_STATES:
         return state
-    status = read_status(run_dir)
-    if process.safe_terminate(status):
-        process.wait_exit(status["pid"], grace_s)
+    if request.pid is None:
+        # Asked while the run was starting: address the process that has written its status since.
+        request = stop_request.write(run_dir, read_status(run_dir))
+    if _escalate(run_dir, request):
+        process.wait_exit(read_status(run_dir)["pid"], grace_s)
         state = _wait_not_live(run_dir, 1.0)
     return state

@@ -59,7 +59,7 @@ def ensure_new_run(runs_dir: str | Path, run_id: str) -> Path:
     A directory holding only train.log is free: it is what the background launcher creates.
     """
     path = rf.run_path(runs_dir, run_id)
-    if path.exists() and any(p.name != rf.LOG_FILE for p in path.iterdir()):
+    if path.exists() and not rf.holds_only_launch_files(path):
         raise RunExists(f"run {run_id!r} already exists in {Path(runs_dir)}; pick another --run-id")
     return path
 

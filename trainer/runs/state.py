@@ -50,19 +50,18 @@ def state_from_status(run_dir: Path, status: dict | None, now: float) -> str:
     state = status.get("state")
     if state not in rf.LIVE_STATES:
         return state if state in rf.STATES else rf.CRASHED
+    # On this host the process table decides at once: a live state whose process (same pid and
+    # create time) is gone, a zombie or a reused pid is a crash, however fresh its heartbeat.
+    if status.get("host") in (None, socket.gethostname()) and isinstance(status.get("pid"), int):
+        return state if process.same_process(status) is not None else rf.CRASHED
+    # Written on another host (or with no pid to check): only the heartbeat can tell.
     updated = status.get("updated")
     fresh = isinstance(updated, (int, float)) and now - updated <= rf.STALE_AFTER_SECONDS
-    if fresh:
-        return state
-    # Stale heartbeat: alive only if the recorded process (same pid and create time) still runs.
-    # A run written on another host cannot be checked, so staleness alone decides there.
-    if status.get("host") not in (None, socket.gethostname()):
-        return rf.CRASHED
-    return state if process.same_process(status) is not None else rf.CRASHED
+    return state if fresh else rf.CRASHED
 
 
 def run_state(run_dir: str | Path, now: float | None = None) -> str:
-    """The run's state, with "crashed" derived: a live state whose heartbeat is stale and whose
-    process is gone, a zombie, or a reused pid."""
+    """The run's state, with "crashed" derived: a live state whose process is gone, a zombie, or a
+    reused pid (on this host), or whose heartbeat is stale (a run written on another host)."""
     run_dir = Path(run_dir)
     return state_from_status(run_dir, read_status(run_dir), time.time() if now is None else now)
