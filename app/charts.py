@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from typing import NamedTuple
 
 import altair as alt
 import numpy as np
@@ -20,17 +21,14 @@ import pyarrow as pa
 
 from app.downsample import MAX_POINTS
 from app.series_cache import IncrementalSeries
+from trainer.doctor.outputs import VarianceCollapse
+from trainer.rundir import run_format as rf
 
 X_STEP, X_TIME = "step", "time"
 # out/variance_ratio is pred_std / target_std (docs/run-format.md). The doctor's variance_collapse
 # fires when it stays below VarianceCollapse.max_std_ratio; the chart shades the same zone so a
 # user sees the line enter it.
-try:
-    from trainer.doctor.outputs import VarianceCollapse
-
-    COLLAPSE_BELOW = VarianceCollapse.max_std_ratio
-except ImportError:  # the doctor is optional for the dashboard
-    COLLAPSE_BELOW = 0.1
+COLLAPSE_BELOW = VarianceCollapse.max_std_ratio
 LONG_SCHEMA = (
     ("run", pa.string()),
     ("series", pa.string()),
@@ -230,29 +228,38 @@ def pred_target_chart(pred, target, height: int = 240) -> alt.Chart:
     )
 
 
-# The live page's charts: (title, series, y axis title, shaded band, log toggle applies).
-CHART_GROUPS = (
-    ("Loss", ("train/loss", "val/loss"), "loss", None, True),
-    ("Learning rate", ("lr",), "lr", None, False),
-    (
-        "Variance ratio (pred var / target var; shaded: collapse)",
-        ("out/variance_ratio",),
+class Chart(NamedTuple):
+    """One chart of the Live page. Adding a chart is adding one entry to CHARTS."""
+
+    title: str
+    series: tuple[str, ...]  # run_format names; a chart with none of them logged is not drawn
+    y_title: str
+    band: tuple[float, float] | None = None  # a shaded zone (the doctor's threshold)
+    log_applies: bool = False  # the page's log-scale toggle applies
+    smooth: bool = True  # the smoothing slider applies (never to val/... series, see smoothed())
+
+
+CHARTS = (
+    Chart("Loss", (rf.TRAIN_LOSS, rf.VAL_LOSS), "loss", log_applies=True),
+    Chart("Learning rate", (rf.LR,), "lr", smooth=False),  # smoothing a schedule only blurs it
+    Chart(
+        "Variance ratio (pred std / target std; shaded: collapse)",
+        (rf.VARIANCE_RATIO,),
         "ratio",
-        (0.0, COLLAPSE_BELOW),
-        False,
+        band=(0.0, COLLAPSE_BELOW),
     ),
-    ("Gradient norm", ("grad/norm",), "norm", None, True),
-    ("Steps per second", ("speed/steps_per_s",), "steps/s", None, False),
-    ("Tokens per second", ("speed/tokens_per_s",), "tokens/s", None, False),
-    ("Memory (MB)", ("sys/rss_mb", "sys/cuda_mem_mb", "sys/cuda_mem_peak_mb"), "MB", None, False),
-    ("CPU (%)", ("sys/cpu_percent",), "%", None, False),
+    Chart("Gradient norm", (rf.GRAD_NORM,), "norm", log_applies=True),
+    Chart("Steps per second", (rf.STEPS_PER_S,), "steps/s"),
+    Chart("Tokens per second", (rf.TOKENS_PER_S,), "tokens/s"),
+    Chart("Samples per second", (rf.SAMPLES_PER_S,), "samples/s"),
+    Chart("Memory (MB)", (rf.RSS_MB, rf.CUDA_MEM_MB, rf.CUDA_MEM_PEAK_MB), "MB", smooth=False),
+    Chart("CPU (%)", (rf.CPU_PERCENT,), "%", smooth=False),
 )
-# Series that are not smoothed (smoothing a schedule or a memory reading only blurs it).
-UNSMOOTHED = ("lr", "sys/rss_mb", "sys/cuda_mem_mb", "sys/cuda_mem_peak_mb", "sys/cpu_percent")
+_UNSMOOTHED = {s for chart in CHARTS if not chart.smooth for s in chart.series}
 
 
 def smoothed(column: str) -> bool:
     """Whether the smoothing slider applies to a series. Not to eval series (val/...): each point is
     already a mean over eval_steps batches, and an EMA by point over one point per eval_interval
     would lag it by several evals (at 0.6, the val line sat ~0.1 above the real val/loss)."""
-    return column not in UNSMOOTHED and not column.startswith("val/")
+    return column not in _UNSMOOTHED and not column.startswith("val/")

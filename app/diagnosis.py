@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from trainer import run_format as rf
+from trainer.rundir import run_format as rf
 
 
 def files_signature(run_dir: Path) -> tuple:

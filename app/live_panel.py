@@ -13,15 +13,18 @@ import streamlit as st
 
 from app import charts, layout, live_data, state, timing
 from app.markdown import escape
+from trainer.rundir import run_format as rf
 
+# The metric tiles: (series, label, delta colour); only the series a run has logged are shown.
 TILE_SERIES = (
-    ("train/loss", "train loss", "inverse"),
-    ("val/loss", "val loss", "inverse"),
-    ("lr", "learning rate", "off"),
-    ("grad/norm", "grad norm", "off"),
-    ("out/variance_ratio", "variance ratio", "normal"),
-    ("speed/steps_per_s", "steps/s", "normal"),
-    ("speed/tokens_per_s", "tokens/s", "normal"),
+    (rf.TRAIN_LOSS, "train loss", "inverse"),
+    (rf.VAL_LOSS, "val loss", "inverse"),
+    (rf.LR, "learning rate", "off"),
+    (rf.GRAD_NORM, "grad norm", "off"),
+    (rf.VARIANCE_RATIO, "variance ratio", "normal"),
+    (rf.STEPS_PER_S, "steps/s", "normal"),
+    (rf.TOKENS_PER_S, "tokens/s", "normal"),
+    (rf.SAMPLES_PER_S, "samples/s", "normal"),
 )
 BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
 
@@ -98,8 +101,9 @@ def chart_grid(views: list[state.RunView], x: str, log_y: bool, smoothing: float
         return
     drawn = 0
     cols = st.columns(2)
-    for title, series, y_title, band, log_applies in charts.CHART_GROUPS:
-        weight = smoothing if charts.smoothed(series[0]) else 0.0
+    for chart in charts.CHARTS:
+        title, series, y_title, band, log_applies = chart.title, chart.series, chart.y_title, chart.band, chart.log_applies
+        weight = smoothing if chart.smooth else 0.0
         long = charts.series_table(frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies)
         if not long.num_rows:
             continue

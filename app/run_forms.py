@@ -2,7 +2,7 @@
 
 Form fields are strings the user edits; only fields that differ from the preset become
 `--set key=value` pairs, exactly what the CLI would receive. Starting goes through
-trainer.process (the same validation as `python -m trainer run --background`), and a refused
+trainer.runs.process (the same validation as `python -m trainer run --background`), and a refused
 config is mapped back to the field it names so the page can show the error next to it.
 
     result = start_new_run(preset, {"lr": "3e-4"}, {"lr": "1e-3"}, runs_dir)
@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from trainer import config as C
-from trainer import process
-from trainer import run_format as rf
 from trainer.errors import CheckpointError, ConfigError, RunExists, RunIdError, TrainerError
+from trainer.rundir import run_format as rf
+from trainer.runs import process
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET_DIR = ROOT / "configs"

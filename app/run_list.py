@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.run_watch import TABLE_FILES, RunsWatcher
-from trainer import process, runs
-from trainer import run_format as rf
+from trainer import runs
+from trainer.rundir import owner
+from trainer.rundir import run_format as rf
+from trainer.runs import process
 
 
 @dataclass
@@ -35,7 +37,7 @@ class _Entry:
     def current(self, token: tuple, now: float) -> bool:
         if self.token != token or now >= self.valid_until:
             return False
-        return self.process is None or process.same_process(self.process) is not None
+        return self.process is None or owner.same_process(self.process) is not None
 
 
 def _valid_until(info: runs.RunInfo | None) -> float:
@@ -47,7 +49,7 @@ def _valid_until(info: runs.RunInfo | None) -> float:
 
 
 def _local_process(run_dir: Path, info: runs.RunInfo | None) -> dict | None:
-    """The process to watch for a live run written on this host (see trainer.runs.state)."""
+    """The process to watch for a live run written on this host (see trainer.rundir.status)."""
     if info is None or info.state not in rf.LIVE_STATES:
         return None
     status = runs.read_status(run_dir) or {}

@@ -28,8 +28,8 @@ import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from trainer import run_format as rf
-from trainer.reader import file_key
+from trainer.rundir import run_format as rf
+from trainer.rundir.files import file_key
 
 log = logging.getLogger(__name__)
 # watchdog warns when a new directory's watch is added twice (its create event and the walk of its

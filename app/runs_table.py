@@ -1,6 +1,6 @@
 """The runs table of the Runs page: rows with state and alert counts, controls, new-run form.
 
-Process control goes through trainer.runs / trainer.process, the same code as the CLI. The
+Process control goes through trainer.runs / trainer.runs.process, the same code as the CLI. The
 table reads only status.json and events.jsonl sizes (trainer.runs.list_runs), so it is cheap
 enough to refresh every second.
 """
@@ -13,9 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from app import layout, run_forms, state
-from trainer import process, runs
-from trainer import run_format as rf
+from trainer import runs
 from trainer.errors import TrainerError
+from trainer.rundir import run_format as rf
+from trainer.runs import process
 
 STATE_COLOURS = {
     rf.STARTING: "blue",

@@ -26,9 +26,9 @@ import streamlit as st
 
 from app import run_watch, timing
 from app.run_list import RunList
-from trainer import run_format as rf
 from trainer import runs
 from trainer.errors import RunIdError
+from trainer.rundir import run_format as rf
 
 MIN_REFRESH_S = 0.25
 
@@ -59,7 +59,7 @@ class SharedReader:
     MIN_REFRESH_S, and otherwise hands back the last view without touching the disk."""
 
     def __init__(self, run_dir: Path):
-        from trainer.reader import RunReader
+        from trainer.rundir.reader import RunReader
 
         self.run_dir = run_dir
         self._lock = threading.Lock()

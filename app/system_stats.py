@@ -12,14 +12,14 @@ import threading
 
 import psutil
 
-from trainer import process
+from trainer.rundir import owner
 
 _procs: dict[tuple[int, float], psutil.Process] = {}
 _lock = threading.Lock()
 
 
 def _tracked(status: dict) -> psutil.Process | None:
-    proc = process.same_process(status)
+    proc = owner.same_process(status)
     if proc is None:
         return None
     key = (proc.pid, float(status.get("pid_create_time") or 0.0))

@@ -40,8 +40,7 @@ def _build() -> None:
     from app.smoothing import ema
 
     # The Live page's default view: step axis, linear scale, default smoothing, few or many points.
-    for _, series, y_title, band, _ in charts.CHART_GROUPS:
-        smoothed = charts.smoothed(series[0])
+    for chart in charts.CHARTS:
         for show_points in (False, True):
-            charts.line_spec(charts.X_STEP, y_title, False, smoothed, band, show_points=show_points)
+            charts.line_spec(charts.X_STEP, chart.y_title, False, chart.smooth, chart.band, show_points=show_points)
     ema(np.linspace(1.0, 2.0, 1000), 0.6)  # pandas' first ewm call pays a one-off set-up

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from trainer.config import resolve  # noqa: E402
-from trainer.engine import train  # noqa: E402
-from trainer.reader import read_metrics  # noqa: E402
+from trainer.rundir.reader import read_metrics  # noqa: E402
+from trainer.training.engine import train  # noqa: E402
 
 PRESET = ROOT / "configs" / "shakespeare_char.yaml"
 

@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from browser_helpers import chromium, dashboard  # noqa: E402
 
 from app.timing import TIMING_LOG_ENV, read_log  # noqa: E402
-from trainer import run_format as rf  # noqa: E402
-from trainer.writer import open_run  # noqa: E402
+from trainer.rundir import run_format as rf  # noqa: E402
+from trainer.rundir.writer import open_run  # noqa: E402
 
 CAPTION_STEP_JS = """(step) => { const m = document.body.innerText.match(/Loss · \\d+ points · step (\\d+)/);
     return m !== null && +m[1] >= step; }"""
@@ -58,7 +58,7 @@ CAPTION_STEP_JS = """(step) => { const m = document.body.innerText.match(/Loss �
 WRITER_SCRIPT = """
 import sys, time, math
 sys.path.insert(0, {root!r})
-from trainer.writer import open_run
+from trainer.rundir.writer import open_run
 run = open_run({runs!r}, {run_id!r}, config={{"task": "char_lm", "max_steps": 10**9}})
 run.set_status(state="running", task="char_lm", max_steps=10**9)
 step = 0

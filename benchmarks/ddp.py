@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.reader import read_jsonl  # noqa: E402  (after the path is set)
+from trainer.rundir.jsonl import read_records  # noqa: E402  (after the path is set)
 
 
 def run(cmd: list[str], threads: int, runs_dir: Path) -> float:
@@ -43,7 +43,7 @@ def run(cmd: list[str], threads: int, runs_dir: Path) -> float:
 
 
 def tokens_per_s(run_dir: Path, skip_rows: int = 5) -> float:
-    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("speed/tokens_per_s") is not None]
+    rows = [r for r in read_records(run_dir / "metrics.jsonl") if r.get("speed/tokens_per_s") is not None]
     values = [r["speed/tokens_per_s"] for r in rows[skip_rows:]] or [r["speed/tokens_per_s"] for r in rows]
     return statistics.median(values)
 

@@ -7,7 +7,7 @@
 (a) writer: scalar points/s through RunWriter.log, rows of 10 scalars, timed to the last byte on
     disk (finish() included), vs torch.utils.tensorboard.SummaryWriter.add_scalar (close() included).
 (b) cold load of a 1,000,000-row metrics.jsonl (written in (a)) into a DataFrame with
-    trainer.reader.read_metrics (polars), vs the floor polars sets (pl.read_ndjson(path).to_pandas(),
+    trainer.rundir.reader.read_metrics (polars), vs the floor polars sets (pl.read_ndjson(path).to_pandas(),
     which drops keys first seen after row 100), vs read_metrics without polars (its pyarrow
     fallback), vs polars told to infer its schema from every row (the simple way not to lose late
     keys), vs a plain json.loads loop into a DataFrame, vs TensorBoard's EventAccumulator on
@@ -38,11 +38,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trainer import jsonl_frame  # noqa: E402
-from trainer import run_format as rf  # noqa: E402
-from trainer import writer as writer_module  # noqa: E402
-from trainer.reader import RunReader, read_metrics  # noqa: E402
-from trainer.writer import _dumps, open_run  # noqa: E402
+from trainer.rundir import jsonl_frame  # noqa: E402
+from trainer.rundir import run_format as rf  # noqa: E402
+from trainer.rundir import writer as writer_module  # noqa: E402
+from trainer.rundir.reader import RunReader, read_metrics  # noqa: E402
+from trainer.rundir.writer import _dumps, open_run  # noqa: E402
 
 SERIES = [rf.TRAIN_LOSS, rf.VAL_LOSS, rf.LR, rf.GRAD_NORM, rf.PRED_STD, rf.TARGET_STD, rf.VARIANCE_RATIO]
 SERIES += [rf.STEPS_PER_S, rf.TOKENS_PER_S, rf.RSS_MB]  # 10 scalars per row

@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.config import resolve  # noqa: E402
-from trainer.engine import build_task, train  # noqa: E402
-from trainer.schedule import lr_at  # noqa: E402
-from trainer.writer import RunWriter  # noqa: E402
+from trainer.config.schedule import lr_at  # noqa: E402
+from trainer.rundir.writer import RunWriter  # noqa: E402
+from trainer.training.engine import build_task, train  # noqa: E402
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_char.yaml"
 WARMUP = 10

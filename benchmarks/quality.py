@@ -25,9 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.nanogpt_reference import Recipe, split_loss, train_reference  # noqa: E402
-from trainer.checkpoint import init_weights  # noqa: E402
 from trainer.config import resolve  # noqa: E402
-from trainer.engine import build_task, train  # noqa: E402
+from trainer.training.checkpoint import init_weights  # noqa: E402
+from trainer.training.engine import build_task, train  # noqa: E402
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_char.yaml"
 

@@ -25,8 +25,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from trainer.config import resolve  # noqa: E402
-from trainer.engine import train  # noqa: E402
-from trainer.tasks import get_task_class  # noqa: E402
+from trainer.training.engine import train  # noqa: E402
+from trainer.training.tasks import get_task_class  # noqa: E402
 
 PRESETS = {
     "char_lm": "shakespeare_char",

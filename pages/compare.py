@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import charts, compare, layout, state
+from trainer.rundir import run_format as rf
 
 st.title("Compare")
 layout.no_runs_guard()
@@ -18,7 +19,7 @@ for v in views:
         st.warning(v.error)
 
 available = compare.numeric_series(frames)
-default = [s for s in ("train/loss", "val/loss") if s in available] or available[:1]
+default = [s for s in (rf.TRAIN_LOSS, rf.VAL_LOSS) if s in available] or available[:1]
 chosen = st.multiselect("Series", available, default=default, key="compare_series")
 x = st.radio("x axis", [charts.X_STEP, charts.X_TIME], horizontal=True, key="compare_x")
 smoothing = st.slider("smoothing", 0.0, 0.99, 0.6, 0.01, key="compare_smoothing")

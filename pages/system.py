@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import live_data, state, system_stats
-from trainer import run_format as rf
+from trainer.rundir import run_format as rf
 
 st.title("System")
 

@@ -1,4 +1,4 @@
-"""Fixture run directories for the dashboard tests, written with trainer.writer like a real run."""
+"""Fixture run directories for the dashboard tests, written with trainer.rundir.writer like a real run."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 
 from trainer import config as C
-from trainer import run_format as rf
-from trainer.writer import open_run
+from trainer.rundir import run_format as rf
+from trainer.rundir.writer import open_run
 
 SHAKESPEARE_LINE = "ROMEO:\nBut soft, what light through yonder window breaks?"
 ALERT = {

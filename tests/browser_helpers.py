@@ -120,13 +120,14 @@ def chromium(width: int = 1400, height: int = 1000, extra_args: list[str] | None
 
 def stop_trainers(runs_dir: Path) -> None:
     """Stop every trainer under runs_dir: stop file, verified SIGTERM, then SIGKILL of the recorded pid."""
-    from trainer import process, runs
+    from trainer import runs
+    from trainer.rundir import owner
 
     for info in runs.list_runs(runs_dir):
         status = runs.read_status(Path(runs_dir) / info.run_id) or {}
         with contextlib.suppress(Exception):
             if info.state in ("starting", "running", "stopping"):
                 runs.stop(runs_dir, info.run_id, grace_s=5.0)
-        if process.is_trainer_process(status):
+        if owner.is_trainer_process(status):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(status["pid"], signal.SIGKILL)

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # Environment overrides (BATCH_SIZE=...) must not leak from the developer's shell into tests.
 for _name in ("BATCH_SIZE", "BLOCK_SIZE", "LEARNING_RATE", "LR", "MAX_STEPS", "TRAINING_STEPS"):

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.config import Config, apply_overrides, from_dict
-from trainer.schedule import lr_at
-from trainer.tasks.options import curriculum_difficulty
+from trainer.config.curriculum import curriculum_difficulty
+from trainer.config.schedule import lr_at
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = (ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]

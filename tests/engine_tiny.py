@@ -67,7 +67,7 @@ def train_losses(run_dir: Path) -> dict[int, float]:
 # stop or kill it mid-run. It goes through the CLI, as a user would.
 DRIVER = """
 import sys, time
-from trainer.tasks.char_lm import CharLM
+from trainer.training.tasks.char_lm import CharLM
 _loss = CharLM.compute_loss
 def slow_loss(self, model, batch, step):
     if model.training:

@@ -1,6 +1,6 @@
 """Every dashboard page in AppTest against fixture run directories.
 
-Process controls are exercised with trainer.process.launch replaced by a recorder, so no real
+Process controls are exercised with trainer.runs.process.launch replaced by a recorder, so no real
 trainer is started (and none can outlive pytest); the validation in front of it is real.
 """
 
@@ -13,9 +13,9 @@ from app_fixtures import ALERT, make_run
 from streamlit.testing.v1 import AppTest
 
 from app import run_watch, state
-from trainer import process
-from trainer import run_format as rf
-from trainer.writer import open_run
+from trainer.rundir import run_format as rf
+from trainer.rundir.writer import open_run
+from trainer.runs import process
 
 ROOT = Path(__file__).resolve().parents[1]
 # watchdog's harmless "watch added twice" warning for directories made and filled at once (the

@@ -11,7 +11,7 @@ from app.downsample import bucket_size, downsample, minmax_indices
 from app.live_panel import format_number
 from app.markdown import escape
 from app.smoothing import IncrementalEma, ema
-from trainer import process
+from trainer.runs import process
 
 
 def test_downsampling_keeps_a_single_spike_in_a_million_points():
@@ -240,7 +240,7 @@ def test_chart_table_is_arrow_and_gets_a_utc_timestamp_for_the_wall_time_axis():
 
 def test_every_live_chart_spec_passes_vega_lite_schema_validation():
     options = [(x, smoothed, False) for x in (charts.X_STEP, charts.X_TIME) for smoothed in (False, True)]
-    for _, _, y_title, band, _ in charts.CHART_GROUPS:
+    for chart in charts.CHARTS:
         for x, smoothed, log_y in [*options, (charts.X_STEP, True, True)]:
-            spec = charts._line_spec(x, y_title, log_y, smoothed, band, show_points=True, validate=True)
-            assert spec == charts._line_spec(x, y_title, log_y, smoothed, band, show_points=True)
+            spec = charts._line_spec(x, chart.y_title, log_y, smoothed, chart.band, show_points=True, validate=True)
+            assert spec == charts._line_spec(x, chart.y_title, log_y, smoothed, chart.band, show_points=True)

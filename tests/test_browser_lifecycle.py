@@ -16,8 +16,9 @@ from browser_helpers import CHROMIUM, ROOT, chromium, dashboard, stop_trainers
 from test_browser_e2e import TINY, WAIT_MS
 
 from app.runs_table import STOP_GRACE_S
-from trainer import run_format as rf
-from trainer import runs, stop_request
+from trainer import runs
+from trainer.rundir import run_format as rf
+from trainer.rundir import stop_request
 
 pytestmark = pytest.mark.browser
 

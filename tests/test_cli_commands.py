@@ -11,7 +11,7 @@ import yaml
 
 from trainer import cli
 from trainer import config as C
-from trainer import run_format as rf
+from trainer.rundir import run_format as rf
 from trainer.runs.new_run import ROOT
 
 COMMANDS = ("run", "resume", "fork", "stop", "list", "diagnose")

@@ -6,8 +6,10 @@ import time
 
 import pytest
 
-from trainer import cli, process, runs, stop_request
-from trainer import run_format as rf
+from trainer import cli, runs
+from trainer.rundir import owner, stop_request
+from trainer.rundir import run_format as rf
+from trainer.runs import process
 
 TINY = [
     "model.n_layer=1",
@@ -58,7 +60,7 @@ def test_background_run_stops_resumes_and_forks(runs_dir, launched, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "resolved config" in out and "started bg in the background" in out
     wait_for(lambda: runs.run_state(run_dir) == rf.RUNNING and runs.read_status(run_dir)["step"] >= 2, 120, "running")
-    assert process.is_trainer_process(runs.read_status(run_dir))
+    assert owner.is_trainer_process(runs.read_status(run_dir))
 
     code = cli.main(["list", *common])
     assert code == 0 and capsys.readouterr().out.splitlines()[1].split()[:3] == ["bg", "char_lm", "running"]

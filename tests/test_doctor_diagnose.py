@@ -8,7 +8,7 @@ import pytest
 from trainer.doctor import CODES, OnlineDoctor, diagnose, to_markdown
 from trainer.doctor.outputs import text_stats
 from trainer.errors import RunNotFound
-from trainer.writer import open_run
+from trainer.rundir.writer import open_run
 
 
 def _write_metrics(run_dir, rows):
@@ -138,7 +138,7 @@ def test_every_code_has_a_detector():
 
 def test_online_alerts_reach_events_jsonl_through_the_engine_hook(tmp_path):
     from trainer.config import Config
-    from trainer.doctor_hook import DoctorHook
+    from trainer.training.doctor_hook import DoctorHook
 
     cfg = Config(max_steps=400, schedule="constant")
     run = open_run(tmp_path, "live", config=cfg.to_dict())

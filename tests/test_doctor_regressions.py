@@ -23,11 +23,11 @@ import math
 import doctor_scenarios as ds
 
 from trainer.config import Config, apply_overrides, from_dict
+from trainer.config.curriculum import curriculum_difficulty
 from trainer.doctor import OnlineDoctor, diagnose
 from trainer.doctor import remedies as R
 from trainer.doctor.base import RunContext
 from trainer.doctor.tracks import LossTrack
-from trainer.tasks.options import curriculum_difficulty
 
 RAMP = {"curriculum": {"ramp": "linear", "preschool_steps": 100, "start": 0.1}}
 

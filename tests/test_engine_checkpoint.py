@@ -12,13 +12,13 @@ from engine_tiny import (
     train_losses,
 )
 
-import trainer.doctor_hook as doctor_hook
-import trainer.engine as engine
-from trainer import run_format as rf
-from trainer.checkpoint import load_checkpoint, save_atomic
+import trainer.training.doctor_hook as doctor_hook
+import trainer.training.engine as engine
 from trainer.errors import CheckpointError
-from trainer.stopping import EarlyStopping
-from trainer.tasks.char_lm import CharLM
+from trainer.rundir import run_format as rf
+from trainer.training.checkpoint import load_checkpoint, save_atomic
+from trainer.training.stopping import EarlyStopping
+from trainer.training.tasks.char_lm import CharLM
 
 
 def ckpt_files(run_dir):
@@ -135,7 +135,7 @@ class FakeDoctor:
 
 def test_doctor_stop_on_non_finite_stops_and_keeps_the_healthy_checkpoint(runs_dir, monkeypatch):
     monkeypatch.setattr(engine, "get_task_class", lambda name: NaNAfter25)
-    monkeypatch.setattr(doctor_hook, "_load_doctor", lambda: (FakeDoctor, None, None))
+    monkeypatch.setattr(doctor_hook, "OnlineDoctor", FakeDoctor)
     assert engine.train(tiny_cfg(doctor__enabled=True), runs_dir, "doc") == rf.STOPPED
     run_dir = runs_dir / "doc"
     alert = events(run_dir, "alert")[0]
@@ -149,7 +149,7 @@ def test_doctor_stop_on_non_finite_stops_and_keeps_the_healthy_checkpoint(runs_d
 
 def test_critical_alert_stops_only_when_on_critical_is_stop(runs_dir, monkeypatch):
     monkeypatch.setattr(engine, "get_task_class", lambda name: NaNAfter25)
-    monkeypatch.setattr(doctor_hook, "_load_doctor", lambda: (FakeDoctor, None, None))
+    monkeypatch.setattr(doctor_hook, "OnlineDoctor", FakeDoctor)
     cfg = tiny_cfg(doctor__enabled=True, doctor__stop_on=[], doctor__on_critical="off")
     assert engine.train(cfg, runs_dir, "nostop") == rf.FINISHED
     assert len(events(runs_dir / "nostop", "alert")) == 16  # steps 25..40: one per logged row

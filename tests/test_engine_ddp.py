@@ -11,8 +11,8 @@ import pytest
 from engine_tiny import DRIVER, ROOT, events, single_thread_env, tiny_cfg, train_losses, wait_until
 
 from trainer import config as C
-from trainer import run_format as rf
-from trainer.checkpoint import load_checkpoint
+from trainer.rundir import run_format as rf
+from trainer.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="needs torchrun")
 

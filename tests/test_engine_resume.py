@@ -17,8 +17,8 @@ from engine_tiny import (
     wait_until,
 )
 
-from trainer import run_format as rf
-from trainer.engine import train
+from trainer.rundir import run_format as rf
+from trainer.training.engine import train
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ from engine_tiny import (
 )
 from torch import nn
 
-import trainer.engine as engine
-from trainer import run_format as rf
+import trainer.training.engine as engine
+from trainer.config.schedule import lr_at
 from trainer.errors import CheckpointError
-from trainer.schedule import lr_at
-from trainer.tasks.base import LossOutput
-from trainer.tasks.char_lm import CharLM
+from trainer.rundir import run_format as rf
+from trainer.training.tasks.base import LossOutput
+from trainer.training.tasks.char_lm import CharLM
 
 
 class ProbedTask(CharLM):
@@ -158,7 +158,7 @@ def test_an_exception_ends_the_run_failed_with_its_traceback(runs_dir, monkeypat
 
 
 def test_ema_weights_are_checkpointed_and_evaluated_with_accumulation(runs_dir):
-    from trainer.checkpoint import load_checkpoint
+    from trainer.training.checkpoint import load_checkpoint
 
     cfg = tiny_cfg(max_steps=20, ema=0.9, grad_accum_steps=2, log_interval=5)
     assert engine.train(cfg, runs_dir, "ema") == rf.FINISHED

@@ -12,10 +12,10 @@ from engine_tiny import (
     tiny_cfg,
 )
 
-from trainer import device as D
-from trainer.engine import build_task, train
+from trainer.config.schedule import lr_at
 from trainer.errors import ConfigError, DeviceError
-from trainer.schedule import lr_at
+from trainer.training import device as D
+from trainer.training.engine import build_task, train
 
 
 def test_warmup_cosine_rises_then_decays_to_min_lr():

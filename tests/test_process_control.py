@@ -7,9 +7,11 @@ import time
 import pytest
 
 from trainer import config as C
-from trainer import process, runs
-from trainer import run_format as rf
+from trainer import runs
 from trainer.errors import ConfigError, RunExists, RunNotFound, RunStateError
+from trainer.rundir import owner
+from trainer.rundir import run_format as rf
+from trainer.runs import process
 
 # A stand-in trainer (no torch, starts in ~50 ms): writes status.json like the writer, stops with
 # state "stopped" on SIGTERM, and on control/stop only if told to honour it.
@@ -85,7 +87,7 @@ def test_stop_never_signals_a_process_whose_create_time_differs(runs_dir, fake_t
     status = runs.read_status(run_dir)
     status["pid_create_time"] -= 5.0  # as if the trainer died and the kernel gave its pid to this process
     (run_dir / rf.STATUS_FILE).write_text(json.dumps(status))
-    assert not process.is_trainer_process(status)
+    assert not owner.is_trainer_process(status)
     assert not process.safe_terminate(status)
     with pytest.raises(RunStateError, match="crashed"):  # its process is gone; the pid is another's
         runs.stop(runs_dir, "reused", grace_s=0.3)
@@ -97,9 +99,9 @@ def test_stop_never_signals_a_process_whose_create_time_differs(runs_dir, fake_t
 def test_safe_terminate_refuses_a_process_running_another_program(runs_dir, fake_trainer):
     child, run_dir = fake_trainer("other", honour_stop=False)
     status = runs.read_status(run_dir)
-    assert process.is_trainer_process(status)
+    assert owner.is_trainer_process(status)
     status["argv"] = ["/usr/bin/something-else", "--flag"]
-    assert not process.is_trainer_process(status)
+    assert not owner.is_trainer_process(status)
     assert not process.safe_terminate(status)
     time.sleep(0.2)
     assert child.poll() is None
@@ -128,7 +130,7 @@ def test_enforce_stop_waits_for_the_grace_period_then_terminates(runs_dir, fake_
     ],
 )
 def test_cmdline_must_match_the_recorded_argv(argv, cmdline, expected):
-    assert process.cmdline_matches({"argv": argv}, cmdline) is expected
+    assert owner.cmdline_matches({"argv": argv}, cmdline) is expected
 
 
 def test_launch_starts_a_detached_process_logging_to_train_log(runs_dir):

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainer import jsonl_frame
-from trainer.jsonl_frame import Columns, GrowingFrame, parse_numeric_lines
-from trainer.reader import RunReader, read_metrics
-from trainer.writer import open_run, truncate_after_step
+from trainer.rundir import jsonl_frame
+from trainer.rundir.jsonl_frame import Columns, GrowingFrame, parse_numeric_lines
+from trainer.rundir.reader import RunReader, read_metrics
+from trainer.rundir.writer import open_run, truncate_after_step
 
 
 def jsonl(records):

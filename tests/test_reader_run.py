@@ -1,12 +1,16 @@
 """RunReader over a whole run directory: every file, cheap refreshes, deleted runs, shared use."""
 
+import json
 import os
 import shutil
 import threading
 
-from trainer import reader as reader_module
-from trainer.reader import RunReader, read_config, read_status
-from trainer.writer import atomic_write_text, open_run
+from trainer.rundir import reader as reader_module
+from trainer.rundir import run_format as rf
+from trainer.rundir.files import atomic_write_text
+from trainer.rundir.reader import RunReader
+from trainer.rundir.status import read_config, read_status
+from trainer.rundir.writer import open_run
 
 
 def write_small_run(runs_dir, run_id="r1"):
@@ -144,9 +148,9 @@ def test_read_status_and_read_config_return_none_for_missing_or_broken_files(tmp
 
 def test_big_appends_wait_for_a_torn_last_line_find_new_series_and_restart_after_a_resume(runs_dir):
     """Blocks this big go through the bulk parser (polars), not json.loads: the same guarantees."""
-    from trainer import jsonl_frame
-    from trainer.reader import read_metrics
-    from trainer.writer import truncate_after_step
+    from trainer.rundir import jsonl_frame
+    from trainer.rundir.reader import read_metrics
+    from trainer.rundir.writer import truncate_after_step
 
     path = runs_dir / "big" / "metrics.jsonl"
     run = open_run(runs_dir, "big")
@@ -171,3 +175,20 @@ def test_big_appends_wait_for_a_torn_last_line_find_new_series_and_restart_after
     assert reader.refresh() and reader.resets == 1
     assert reader.metrics["step"].tolist() == list(range(2000))
     assert list(reader.metrics.columns) == list(read_metrics(path).columns) == ["step", "time", "train/loss", "lr"]
+
+
+def test_a_version_1_run_opens_in_the_reader_the_listing_and_the_doctor(runs_dir):
+    """Format 2 renamed a forecaster's throughput; a run written before (version 1) still opens."""
+    from trainer import runs
+    from trainer.doctor import diagnose
+
+    run_dir = runs_dir / "old"
+    run_dir.mkdir()
+    status = {"format_version": 1, "run_id": "old", "state": "finished", "step": 3, "task": "regression"}
+    (run_dir / rf.STATUS_FILE).write_text(json.dumps(status))
+    rows = [{"step": s, "time": float(s), "train/loss": 1.0 / s, "speed/tokens_per_s": 1500.0} for s in (1, 2, 3)]
+    (run_dir / rf.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reader = RunReader(run_dir)
+    assert reader.metrics["speed/tokens_per_s"].tolist() == [1500.0] * 3 and reader.status["format_version"] == 1
+    assert [i.state for i in runs.list_runs(runs_dir)] == ["finished"]
+    assert diagnose(run_dir)["run"]["step"] == 3

@@ -4,7 +4,7 @@ import json
 import os
 import shutil
 
-from trainer.reader import JsonlTail, read_jsonl
+from trainer.rundir.jsonl import JsonlTail, read_records
 
 
 def write(path, text, mode="a"):
@@ -87,7 +87,7 @@ def test_missing_file_reads_empty_and_is_picked_up_when_it_appears(tmp_path):
     assert tail.poll() == [] and tail.resets == 0
     write(path, line(0))
     assert [r["step"] for r in tail.poll()] == [0]
-    assert read_jsonl(tmp_path / "never.jsonl") == []
+    assert read_records(tmp_path / "never.jsonl") == []
 
 
 def test_deleted_directory_reads_empty_without_error(tmp_path):

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from trainer import config as C
-from trainer import run_format as rf
 from trainer import runs
 from trainer.errors import CheckpointError, ConfigError, RunExists, RunIdError, RunNotFound, RunStateError
+from trainer.rundir import run_format as rf
 
 
 def make_stopped_run(runs_dir, run_id, sets=(), checkpoints=("last.pt",), state=rf.STOPPED):

@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from trainer import config as C
-from trainer import run_format as rf
-from trainer import runs, stop_request
+from trainer import runs
 from trainer.errors import ConfigError, RunStateError
+from trainer.rundir import run_format as rf
+from trainer.rundir import stop_request
 from trainer.runs import new_run
 
 

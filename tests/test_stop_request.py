@@ -11,10 +11,12 @@ from test_process_control import FAKE_TRAINER, age_request
 from test_runs_state import dead_pid, make_run
 
 import trainer
-from trainer import process, runs, stop_request
-from trainer import run_format as rf
+from trainer import runs
 from trainer.errors import RunStateError
-from trainer.writer import open_run
+from trainer.rundir import run_format as rf
+from trainer.rundir import stop_request
+from trainer.rundir.writer import open_run
+from trainer.runs import process
 
 
 def me():

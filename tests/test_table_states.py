@@ -9,9 +9,10 @@ import time
 import pytest
 
 from app.runs_table import runs_frame
-from trainer import run_format as rf
-from trainer import runs, stop_request
+from trainer import runs
 from trainer.errors import RunStateError
+from trainer.rundir import run_format as rf
+from trainer.rundir import stop_request
 
 # Writes status.json like the writer; on control/stop: "stopping" for a second, then "stopped".
 STAND_IN = """

@@ -16,8 +16,8 @@ import pytest
 
 from trainer.config import resolve
 from trainer.doctor import diagnose
-from trainer.engine import train
 from trainer.runs.resume import prepare_fork, prepare_resume
+from trainer.training.engine import train
 
 pytestmark = pytest.mark.slow
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -143,6 +143,8 @@ def test_regression_healthy_preset_shows_none_of_the_failures(runs_dir):
     loss = series(run, "train/loss")
     assert loss.iloc[-5:].mean() < 0.8 * loss.iloc[:3].mean()
     assert_doctor_quiet(run)
+    # a forecaster counts samples, and says so (format version 2)
+    assert metrics(run)["speed/samples_per_s"].notna().all() and "speed/tokens_per_s" not in metrics(run)
 
 
 # --- discrete_diffusion (report 002) ------------------------------------------------------------

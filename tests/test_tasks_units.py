@@ -1,16 +1,16 @@
-"""Unit tests of the task modules (trainer/tasks/{text_diffusion,regression,discrete_diffusion}.py):
+"""Unit tests of the task modules (trainer/training/tasks/{text_diffusion,regression,discrete_diffusion}.py):
 each builds, trains a few steps, samples, and refuses bad options. Tiny models, a few seconds."""
 
 import pytest
 import torch
 
 from trainer.config import CurriculumConfig, from_dict
+from trainer.config.curriculum import curriculum_difficulty
 from trainer.errors import ConfigError
-from trainer.tasks import get_task_class
-from trainer.tasks.discrete_diffusion import AMINO_ACIDS, make_sequences
-from trainer.tasks.options import curriculum_difficulty
-from trainer.tasks.regression import make_series
-from trainer.tasks.text_diffusion import Vocabulary, punctuation_share
+from trainer.training.tasks import get_task_class
+from trainer.training.tasks.discrete_diffusion import AMINO_ACIDS, make_sequences
+from trainer.training.tasks.regression import make_series
+from trainer.training.tasks.text_diffusion import Vocabulary, punctuation_share
 
 TINY = {"model": {"n_layer": 1, "n_head": 2, "n_embd": 16}, "batch_size": 4, "max_steps": 10, "warmup_steps": 1}
 CASES = {
@@ -184,7 +184,7 @@ def test_regression_refuses_a_window_longer_than_the_validation_split():
 
 
 def test_text_diffusion_init_from_copies_char_gpt_embeddings(tmp_path):
-    from trainer.tasks.char_lm import CharLM
+    from trainer.training.tasks.char_lm import CharLM
 
     cfg = from_dict({"task": "char_lm", **TINY, "block_size": 16})
     gpt = CharLM(cfg, torch.device("cpu")).build_model()

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import run_format as rf
-from trainer import writer as writer_module
 from trainer.errors import RunExists, RunIdError
-from trainer.writer import open_run, truncate_after_step
+from trainer.rundir import run_format as rf
+from trainer.rundir import writer as writer_module
+from trainer.rundir.writer import open_run, truncate_after_step
 
 
 def metrics_lines(run_dir):

@@ -1,4 +1,4 @@
-"""The command line: a thin layer over trainer.runs, trainer.process and trainer.engine.
+"""The command line: a thin layer over trainer.runs, trainer.runs.process and trainer.training.engine.
 
     python -m trainer run [--config configs/shakespeare_char.yaml] [--set lr=3e-4 ...] [--background]
     python -m trainer list
@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from trainer import config as C
-from trainer import process, runs
-from trainer import run_format as rf
+from trainer import runs
 from trainer.errors import TrainerError
+from trainer.rundir import run_format as rf
+from trainer.runs import process
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnose",
         help="check a run directory for training problems",
         description="Run the training doctor over a run directory (ours or one written by your own script "
-        "through trainer.writer) and print its alerts with numbers, causes and remedies.",
+        "through trainer.rundir.writer) and print its alerts with numbers, causes and remedies.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a run id under --runs-dir")
     out = p.add_mutually_exclusive_group()
@@ -172,13 +173,15 @@ def cmd_run(args, runs_dir: Path) -> int:
         args.run_id = "rank-not-writing"
     run_id = args.run_id or runs.new_run_id(cfg.task, runs_dir)
     if main_rank:
-        runs.ensure_new_run(runs_dir, run_id)
+        runs.ensure_new_run(runs_dir, run_id)  # refused before the config is printed
         print(f"# run {run_id}: resolved config")
         print(C.to_yaml(cfg), end="", flush=True)
     if args.background:
-        run_id, pid = process.start_new(args.config, _sets(args), runs_dir, run_id)
+        # start_new checks the data and launches; the directory is claimed there (mkdir), and
+        # the child's writer is the last word on it.
+        run_id, pid = process.start_new(args.config, _sets(args), runs_dir, run_id, cfg=cfg)
         return _started(run_id, pid, runs_dir)
-    from trainer import engine
+    from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
     state = engine.train(cfg, runs_dir, run_id, mode="new")
     return _finished(run_id, state)
@@ -186,12 +189,14 @@ def cmd_run(args, runs_dir: Path) -> int:
 
 def cmd_resume(args, runs_dir: Path) -> int:
     main_rank = runs.is_main_rank()
-    cfg, checkpoint, changes = runs.prepare_resume(runs_dir, args.run_id, _sets(args), check_exclusive=main_rank)
+    prepared = runs.prepare_resume(runs_dir, args.run_id, _sets(args), check_exclusive=main_rank)
+    cfg, checkpoint, changes = prepared
     if main_rank:
         _print_changes(changes)
     if args.background:
-        return _started(args.run_id, process.start_resume(runs_dir, args.run_id, _sets(args)), runs_dir)
-    from trainer import engine
+        pid = process.start_resume(runs_dir, args.run_id, _sets(args), prepared=prepared)
+        return _started(args.run_id, pid, runs_dir)
+    from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
     state = engine.train(cfg, runs_dir, args.run_id, mode="resume", checkpoint=checkpoint, changes=changes)
     return _finished(args.run_id, state)
@@ -199,15 +204,14 @@ def cmd_resume(args, runs_dir: Path) -> int:
 
 def cmd_fork(args, runs_dir: Path) -> int:
     main_rank = runs.is_main_rank()
-    cfg, checkpoint, changes = runs.prepare_fork(
-        runs_dir, args.run_id, args.from_, args.new_id, _sets(args), check_exclusive=main_rank
-    )
+    prepared = runs.prepare_fork(runs_dir, args.run_id, args.from_, args.new_id, _sets(args), check_exclusive=main_rank)
+    cfg, checkpoint, changes = prepared
     if main_rank:
         _print_changes(changes)
     if args.background:
-        pid = process.start_fork(runs_dir, args.run_id, args.from_, args.new_id, _sets(args))
+        pid = process.start_fork(runs_dir, args.run_id, args.from_, args.new_id, _sets(args), prepared=prepared)
         return _started(args.new_id, pid, runs_dir)
-    from trainer import engine
+    from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
     state = engine.train(
         cfg, runs_dir, args.new_id, mode="fork", checkpoint=checkpoint, parent=args.run_id, changes=changes
@@ -270,7 +274,7 @@ def cmd_diagnose(args, runs_dir: Path) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         run_dir = rf.existing_run_path(runs_dir, args.run_dir)
-    from trainer import doctor  # the detectors import pandas; only this command needs them
+    from trainer import doctor  # lazy for start-up cost alone: numpy (~0.1 s) only this command needs
 
     result = doctor.diagnose(run_dir)
     if args.json:

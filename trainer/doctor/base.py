@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from trainer.config import from_dict
+from trainer.config.curriculum import curriculum_difficulty
+from trainer.config.schedule import lr_at
+
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
@@ -145,8 +149,6 @@ class RunContext:
         self.cfg = None
         if config:
             try:
-                from trainer.config import from_dict
-
                 self.cfg = from_dict(self.raw)
             except Exception:  # another program's config: use what we can read
                 self.cfg = None
@@ -174,16 +176,10 @@ class RunContext:
     def expected_lr(self, step: int) -> float | None:
         if self.cfg is None:
             return None
-        from trainer.schedule import lr_at
-
         return lr_at(max(0, step), self.cfg)
 
     def planned_difficulty(self, step: int) -> float | None:
         if self.cfg is None or not self.has_curriculum:
-            return None
-        try:
-            from trainer.tasks.options import curriculum_difficulty
-        except ImportError:
             return None
         return curriculum_difficulty(step, self.cfg.curriculum)
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 import heapq
 from pathlib import Path
 
-import yaml
-
-from trainer import run_format as rf
 from trainer.doctor.base import SEVERITY_RANK
 from trainer.doctor.online import OnlineDoctor
 from trainer.doctor.runfiles import metrics_records, read_records
 from trainer.errors import RunNotFound
+from trainer.rundir import run_format as rf
+from trainer.rundir.status import read_config, read_status, run_state
 
 RESTART_EVENTS = ("resume", "fork", "config_change")
 _KIND_ORDER = {"grads": 0, "metrics": 1, "samples": 2}
@@ -31,8 +30,8 @@ def diagnose(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunNotFound(f"no run directory {run_dir}; `python -m trainer list` shows the runs")
-    config = _read_config(run_dir)
-    status = _read_status(run_dir)
+    config = read_config(run_dir)
+    status = read_status(run_dir)
     doctor, rows, stride = replay(run_dir, config)
     alerts = sorted(doctor.alerts, key=lambda a: a["step"] if a["step"] is not None else -1)
     run = {
@@ -85,43 +84,8 @@ def _tagged(kind: str, records: list[dict]):
         yield record["step"], order, i, kind, record
 
 
-def _read_config(run_dir: Path) -> dict | None:
-    try:
-        from trainer.reader import read_config
-
-        return read_config(run_dir)
-    except ImportError:
-        try:
-            data = yaml.safe_load((run_dir / rf.CONFIG_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError, yaml.YAMLError):
-            return None
-        return data if isinstance(data, dict) else None
-
-
-def _read_status(run_dir: Path) -> dict | None:
-    try:
-        from trainer.reader import read_status
-
-        return read_status(run_dir)
-    except ImportError:
-        import json
-
-        try:
-            data = json.loads((run_dir / rf.STATUS_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
-
 def _state(run_dir: Path, status: dict | None) -> str | None:
-    if status is None:
-        return None
-    try:
-        from trainer.runs import run_state
-
-        return run_state(run_dir)
-    except Exception:  # runs.py absent or the status of another program: report what it says
-        return status.get("state")
+    return None if status is None else run_state(run_dir)
 
 
 def _summary(run: dict, alerts: list[dict]) -> str:

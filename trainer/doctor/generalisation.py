@@ -6,9 +6,9 @@ smoothed train/loss at the same step.
 
 from __future__ import annotations
 
-from trainer import run_format as rf
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median
+from trainer.rundir import run_format as rf
 
 MEAN_ABS_TO_SIGMA = 0.7979  # mean absolute deviation of a normal distribution / its sd (sqrt(2/pi))
 

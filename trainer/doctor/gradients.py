@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from trainer import run_format as rf
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median
+from trainer.rundir import run_format as rf
 
 
 class DeadParameters(Detector):

@@ -10,9 +10,9 @@ import math
 from bisect import bisect_left
 from collections import deque
 
-from trainer import run_format as rf
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt, mad_sigma, make_alert, median
+from trainer.rundir import run_format as rf
 
 
 class LossSpike(Detector):

@@ -6,9 +6,9 @@ and it is the only code that stops the run by default (doctor.on_critical).
 
 from __future__ import annotations
 
-from trainer import run_format as rf
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt
+from trainer.rundir import run_format as rf
 
 WATCHED_FINITE = (rf.TRAIN_LOSS, rf.GRAD_NORM, rf.VAL_LOSS)
 

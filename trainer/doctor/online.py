@@ -10,7 +10,6 @@ Incremental state only: no file is read, and the cost per record is a few dozen 
 
 from __future__ import annotations
 
-from trainer import run_format as rf
 from trainer.doctor.base import RunContext, finite
 from trainer.doctor.generalisation import Overfitting, ValBelowTrain
 from trainer.doctor.gradients import DeadParameters, ExplodingGradients, VanishingGradients
@@ -19,6 +18,7 @@ from trainer.doctor.nonfinite import NonFinite
 from trainer.doctor.outputs import TokenCollapse, VarianceCollapse
 from trainer.doctor.system import LrAnomaly, MemoryGrowth, Slowdown
 from trainer.doctor.tracks import LossTrack
+from trainer.rundir import run_format as rf
 
 DETECTORS = (
     NonFinite,

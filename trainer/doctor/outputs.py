@@ -11,9 +11,9 @@ import math
 import statistics
 from collections import Counter, deque
 
-from trainer import run_format as rf
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt, median
+from trainer.rundir import run_format as rf
 
 # Character entropy (nats) of English prose per sample length: 200-character windows of
 # Shakespeare measure about 2.9; short windows hold fewer distinct characters.

@@ -12,13 +12,13 @@ that is the price of diagnosing a million rows in a couple of seconds.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from trainer import run_format as rf
+from trainer.rundir import jsonl
+from trainer.rundir import run_format as rf
 
 FULL_ROWS = 20_000  # replayed row by row up to this many rows
 SAMPLED_ROWS = 10_000  # past it, about this many evenly spaced rows (plus the special ones)
@@ -30,27 +30,7 @@ _VAL_MARKER = b'"' + rf.VAL_LOSS.encode() + b'"'
 
 def read_records(path: Path) -> list[dict]:
     """Complete, well-formed jsonl records with an integer step; a torn last line is ignored."""
-    try:
-        from trainer.reader import read_jsonl
-
-        records = read_jsonl(path)
-    except ImportError:  # the reader module is optional for the doctor
-        records = _read_jsonl(path)
-    return [r for r in records if isinstance(r, dict) and _int_step(r.get("step"))]
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return []
-    out = []
-    for line in data.split(b"\n")[:-1]:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    return [r for r in jsonl.read_records(path) if _int_step(r.get("step"))]
 
 
 def _int_step(step) -> bool:
@@ -102,11 +82,8 @@ def _sampled(path: Path) -> tuple[list[dict], int, int]:
     keep.append(_first_in_chunks(data, _VAL_MARKER, ends, MAX_EVAL_ROWS))
     records = []
     for i in np.unique(np.concatenate(keep)).tolist():
-        try:
-            record = json.loads(data[starts[i] : ends[i]])
-        except ValueError:
-            continue
-        if isinstance(record, dict) and _int_step(record.get("step")):
+        record = jsonl.parse_record(data[starts[i] : ends[i]])
+        if record is not None and _int_step(record.get("step")):
             records.append(_nulls_for_non_finite(record))
     return records, n, stride
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from trainer import run_format as rf
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt, median
+from trainer.rundir import run_format as rf
 
 
 class Slowdown(Detector):
@@ -46,7 +46,7 @@ class Slowdown(Detector):
 
     def observe(self, step, row):
         if self.key is None:
-            self.key = rf.STEPS_PER_S if rf.STEPS_PER_S in row else rf.TOKENS_PER_S if rf.TOKENS_PER_S in row else None
+            self.key = next((k for k in (rf.STEPS_PER_S, *rf.THROUGHPUT.values()) if k in row), None)
         speed = row.get(self.key) if self.key else None
         if not finite(speed) or speed <= 0:
             return None
@@ -71,7 +71,7 @@ class Slowdown(Detector):
         self.streak += 1
         if self.streak < self.confirm_rows:
             return None
-        unit = "steps/s" if self.key == rf.STEPS_PER_S else "tokens/s"
+        unit = "steps/s" if self.key == rf.STEPS_PER_S else self.key.rsplit("/", 1)[-1].replace("_per_s", "/s")
         drop = 1 - now / self.baseline
         message = f"training slowed from {fmt(self.baseline)} to {fmt(now)} {unit} (-{drop * 100:.0f}%) by step {step}"
         evidence = {
@@ -193,7 +193,7 @@ class MemoryGrowth(Detector):
 class LrAnomaly(Detector):
     """LR zero, non-finite, or not following the declared schedule.
 
-    statistic: logged lr against trainer.schedule.lr_at(step) of config.yaml (step and step - 1)
+    statistic: logged lr against trainer.config.schedule.lr_at(step) of config.yaml (step and step - 1)
     fires when lr == 0 past step 0 (critical), or when it differs by more than max_relative_error
     from the schedule for confirm_rows rows (warning). Without a config only zero is checked.
     """

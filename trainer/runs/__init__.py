@@ -17,8 +17,9 @@ One module per concept; this package re-exports their public names as the docume
     resume.py    resume and fork: which checkpoint and config to continue from
 """
 
+from trainer.rundir.listing import RunInfo, alert_counts, is_run_dir, last_log_line, list_runs, newest_first, run_info
+from trainer.rundir.status import read_config, read_status, run_state
 from trainer.runs.control import enforce_stop, request_stop, stop
-from trainer.runs.listing import RunInfo, alert_counts, is_run_dir, last_log_line, list_runs, newest_first, run_info
 from trainer.runs.new_run import (
     DEFAULT_CONFIG,
     ROOT,
@@ -30,7 +31,6 @@ from trainer.runs.new_run import (
     resolve_new,
 )
 from trainer.runs.resume import Prepared, available_checkpoints, checkpoint_path, prepare_fork, prepare_resume
-from trainer.runs.state import read_config, read_status, run_state
 
 __all__ = [
     "DEFAULT_CONFIG",

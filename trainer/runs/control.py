@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from trainer import process, stop_request
-from trainer import run_format as rf
 from trainer.errors import RunStateError
-from trainer.runs.state import read_status, run_state, state_from_status
+from trainer.rundir import owner, stop_request
+from trainer.rundir import run_format as rf
+from trainer.rundir.status import read_status, run_state, state_from_status
+from trainer.runs import process
 
 
 def _refuse_unless_live(run_id: str, state: str, action: str) -> None:
@@ -89,6 +90,6 @@ def stop(runs_dir: str | Path, run_id: str, grace_s: float = 10.0) -> str:
         # Asked while the run was starting: address the process that has written its status since.
         request = stop_request.write(run_dir, read_status(run_dir))
     if _escalate(run_dir, request):
-        process.wait_exit(read_status(run_dir)["pid"], grace_s)
+        owner.wait_exit(read_status(run_dir)["pid"], grace_s)
         state = _wait_not_live(run_dir, 1.0)
     return state

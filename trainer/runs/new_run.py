@@ -14,8 +14,8 @@ from pathlib import Path
 
 from trainer import PROJECT_ROOT
 from trainer import config as C
-from trainer import run_format as rf
 from trainer.errors import RunExists
+from trainer.rundir import run_format as rf
 
 ROOT = PROJECT_ROOT
 DEFAULT_CONFIG = ROOT / "configs" / "shakespeare_char.yaml"

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from trainer import config as C
-from trainer import run_format as rf
 from trainer.errors import CheckpointError, ConfigError, RunExists, RunIdError, RunStateError
+from trainer.rundir import run_format as rf
+from trainer.rundir.status import read_config, read_status, run_state
 from trainer.runs.new_run import ensure_new_run
-from trainer.runs.state import read_config, read_status, run_state
 
 
 class Prepared(NamedTuple):

@@ -1,5 +1,5 @@
 """Models shared by the tasks: a nanoGPT-style transformer (gpt.py)."""
 
-from trainer.models.gpt import GPT, GPTConfig
+from trainer.training.models.gpt import GPT, GPTConfig
 
 __all__ = ["GPT", "GPTConfig"]

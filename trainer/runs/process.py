@@ -1,6 +1,6 @@
 """Background trainer processes: start them, recognise them, and signal only the right one.
 
-    from trainer import process
+    from trainer.runs import process
     run_id, pid = process.start_new("configs/shakespeare_char.yaml", ["max_steps=200"], "runs")
     pid = process.launch(["resume", run_id], "runs", run_id)   # the low-level form
 
@@ -24,10 +24,12 @@ from pathlib import Path
 import psutil
 
 from trainer import PROJECT_ROOT as ROOT
-from trainer import run_format as rf
-from trainer import stop_request
+from trainer import config as C
 from trainer.errors import RunExists
-from trainer.writer import atomic_write_text
+from trainer.rundir import owner, stop_request
+from trainer.rundir import run_format as rf
+from trainer.rundir.files import atomic_write_text
+from trainer.runs import new_run, resume
 
 # Commands that create a run directory, so launch() refuses one that already exists.
 _CREATING_COMMANDS = ("run", "fork")
@@ -113,75 +115,6 @@ def _claim_status(run_dir: Path, pid: int, argv: list[str]) -> None:
     atomic_write_text(path, json.dumps(status, indent=1))
 
 
-def _process(pid) -> psutil.Process | None:
-    """The live, non-zombie process with this pid, or None."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return None
-    reap()
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-
-
-def same_process(status: dict) -> psutil.Process | None:
-    """The process status.json describes, if it is still alive: pid and create time match.
-
-    This is what crash detection needs: it also recognises a user's own training script that
-    writes through trainer.writer, whatever its command line.
-    """
-    proc = _process(status.get("pid"))
-    expected = status.get("pid_create_time")
-    if proc is None or not isinstance(expected, (int, float)):
-        return None
-    try:
-        if abs(proc.create_time() - float(expected)) > rf.CREATE_TIME_TOLERANCE_S:
-            return None  # the pid now belongs to another process
-    except psutil.Error:
-        return None
-    return proc
-
-
-def cmdline_matches(status: dict, cmdline: list[str]) -> bool:
-    """Does this command line belong to the program status.json recorded?
-
-    status["argv"] is the trainer's sys.argv: for `python -m trainer run ...` that is
-    [".../trainer/__main__.py", "run", ...], while the kernel's cmdline is
-    ["python", "-m", "trainer", "run", ...]. So: the arguments must be the cmdline's tail, and the
-    program must be named (the trainer module, or the script's file name).
-    """
-    if not cmdline:
-        return False
-    argv = status.get("argv")
-    if not isinstance(argv, list) or not argv:
-        return any("trainer" in part for part in cmdline)
-    args = [str(a) for a in argv[1:]]
-    if args and cmdline[-len(args) :] != args:
-        return False
-    program = str(argv[0])
-    head = cmdline[: len(cmdline) - len(args)]
-    if program.endswith(os.path.join("trainer", "__main__.py")):
-        return "trainer" in head
-    name = os.path.basename(program)
-    return any(os.path.basename(part) == name for part in head)
-
-
-def is_trainer_process(status: dict | None) -> bool:
-    """True when the run's recorded process is alive, not a zombie, and is the same program."""
-    if not status:
-        return False
-    proc = same_process(status)
-    if proc is None:
-        return False
-    try:
-        return cmdline_matches(status, proc.cmdline())
-    except psutil.Error:
-        return False
-
-
 def safe_terminate(status: dict | None, sig: int = signal.SIGTERM) -> bool:
     """Send sig to the run's process only if it is verifiably the trainer; True if sent.
 
@@ -198,7 +131,7 @@ def safe_terminate(status: dict | None, sig: int = signal.SIGTERM) -> bool:
         except OSError:
             return False  # no such process
     try:
-        if not is_trainer_process(status):
+        if not owner.is_trainer_process(status):
             return False
         if pidfd is not None:
             signal.pidfd_send_signal(pidfd, sig)
@@ -212,16 +145,6 @@ def safe_terminate(status: dict | None, sig: int = signal.SIGTERM) -> bool:
             os.close(pidfd)
 
 
-def wait_exit(pid: int, timeout_s: float) -> bool:
-    """Wait until pid has exited (or is a zombie); True if it did within timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _process(pid) is None:
-            return True
-        time.sleep(0.05)
-    return _process(pid) is None
-
-
 # --- starting in the background (the dashboard and `--background` share these) ----------------
 
 
@@ -232,40 +155,54 @@ def _set_args(sets: list[str] | None) -> list[str]:
 def check_data(cfg) -> None:
     """Raise the data-dependent ConfigErrors (block_size beyond the data, ...) without writing:
     a background trainer would otherwise only report them in its train.log."""
-    from trainer import engine  # imports torch: only when a run is really started
+    # Lazy for start-up cost alone: engine imports torch (seconds), which `list`, `stop` and the
+    # dashboard never need; only a run about to start does.
+    from trainer.training import engine
 
     engine.build_task(cfg)
 
 
 def start_new(
-    config_path: str | Path | None, sets: list[str] | None, runs_dir: str | Path, run_id: str | None = None
+    config_path: str | Path | None,
+    sets: list[str] | None,
+    runs_dir: str | Path,
+    run_id: str | None = None,
+    cfg: C.Config | None = None,
 ) -> tuple[str, int]:
-    """Validate a new run's config, then start it in the background; returns (run_id, pid)."""
-    from trainer import runs
+    """Validate a new run's config, then start it in the background; returns (run_id, pid).
 
-    cfg = runs.resolve_new(config_path, sets)
-    run_id = run_id or runs.new_run_id(cfg.task, runs_dir)
-    runs.ensure_new_run(runs_dir, run_id)
+    cfg: the config already resolved from config_path and sets (the CLI has), so it is not
+    resolved twice; the child resolves it once more from the same arguments."""
+    if cfg is None:
+        cfg = new_run.resolve_new(config_path, sets)
+    run_id = run_id or new_run.new_run_id(cfg.task, runs_dir)
+    new_run.ensure_new_run(runs_dir, run_id)
     check_data(cfg)
-    config_file = Path(config_path or runs.DEFAULT_CONFIG).resolve()  # the child starts in the repo root
+    config_file = Path(config_path or new_run.DEFAULT_CONFIG).resolve()  # the child starts in the repo root
     argv = ["run", "--config", str(config_file), "--run-id", run_id, *_set_args(sets)]
     return run_id, launch(argv, runs_dir, run_id)
 
 
-def start_resume(runs_dir: str | Path, run_id: str, sets: list[str] | None = None) -> int:
-    """Validate a resume (same rules as the CLI), then resume in the background; returns the pid."""
-    from trainer import runs
-
-    prepared = runs.prepare_resume(runs_dir, run_id, sets)
+def start_resume(
+    runs_dir: str | Path, run_id: str, sets: list[str] | None = None, prepared: resume.Prepared | None = None
+) -> int:
+    """Validate a resume (same rules as the CLI), then resume in the background; returns the pid.
+    prepared: the caller's own prepare_resume result for the same arguments, so it is not redone."""
+    prepared = prepared or resume.prepare_resume(runs_dir, run_id, sets)
     check_data(prepared.config)
     return launch(["resume", run_id, *_set_args(sets)], runs_dir, run_id)
 
 
-def start_fork(runs_dir: str | Path, run_id: str, from_: str | int, new_id: str, sets: list[str] | None = None) -> int:
+def start_fork(
+    runs_dir: str | Path,
+    run_id: str,
+    from_: str | int,
+    new_id: str,
+    sets: list[str] | None = None,
+    prepared: resume.Prepared | None = None,
+) -> int:
     """Validate a fork, then start it in the background as run new_id; returns the pid."""
-    from trainer import runs
-
-    prepared = runs.prepare_fork(runs_dir, run_id, from_, new_id, sets)
+    prepared = prepared or resume.prepare_fork(runs_dir, run_id, from_, new_id, sets)
     check_data(prepared.config)
     argv = ["fork", run_id, "--from", str(from_), "--run-id", new_id, *_set_args(sets)]
     return launch(argv, runs_dir, new_id)

@@ -1,6 +1,6 @@
 """What state a run is in: status.json and config.yaml as written, and "crashed" derived.
 
-    from trainer.runs.state import run_state
+    from trainer.rundir.status import run_state
     run_state("runs/fc1")  # "running", ..., or "crashed" when the heartbeat is stale and the process gone
 """
 
@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 
 from trainer import config as C
-from trainer import process
-from trainer import run_format as rf
 from trainer.errors import ConfigError
+from trainer.rundir import owner
+from trainer.rundir import run_format as rf
 
 
 def read_status(run_dir: str | Path) -> dict | None:
     """status.json as a dict, or None if it is missing or unreadable (it is replaced atomically,
-    so a partial file means something else wrote it). Here, not in trainer.reader, so that the CLI
+    so a partial file means something else wrote it). Here, not in trainer.rundir.reader, so that the CLI
     and the trainer do not import pandas and polars to read one small file."""
     try:
         data = json.loads((Path(run_dir) / rf.STATUS_FILE).read_bytes())
@@ -53,7 +53,7 @@ def state_from_status(run_dir: Path, status: dict | None, now: float) -> str:
     # On this host the process table decides at once: a live state whose process (same pid and
     # create time) is gone, a zombie or a reused pid is a crash, however fresh its heartbeat.
     if status.get("host") in (None, socket.gethostname()) and isinstance(status.get("pid"), int):
-        return state if process.same_process(status) is not None else rf.CRASHED
+        return state if owner.same_process(status) is not None else rf.CRASHED
     # Written on another host (or with no pid to check): only the heartbeat can tell.
     updated = status.get("updated")
     fresh = isinstance(updated, (int, float)) and now - updated <= rf.STALE_AFTER_SECONDS

@@ -1,6 +1,6 @@
 """control/stop: a stop request addressed to one process, and consumed by the process that honours it.
 
-    from trainer import stop_request
+    from trainer.rundir import stop_request
     stop_request.write(run_dir, status)        # for the process status.json names
     request = stop_request.read(run_dir)       # None when there is none
     request.is_for_status(status)              # is it for the process running the run now?
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer import run_format as rf
+from trainer.rundir import run_format as rf
 
 # psutil's create_time on Linux is boot time (whole seconds) plus the start tick, so two reads of
 # the same process agree closely, but against a wall-clock time it can be off by up to a second.

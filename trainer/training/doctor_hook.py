@@ -3,8 +3,9 @@ to trainer.doctor.OnlineDoctor; each alert it returns becomes an `alert` event, 
 alert (doctor.on_critical: stop) or one whose code is in doctor.stop_on asks the run to stop
 with a checkpoint.
 
-The import is guarded so the engine trains even where the doctor package is absent or broken:
-the run then says so in one warning event instead of failing.
+The doctor is part of this package (one layer below training), so it is imported like any module;
+a doctor that fails while replaying a resumed run's history says so in one warning event and
+starts afresh instead of failing the run.
 """
 
 from __future__ import annotations
@@ -13,14 +14,7 @@ import traceback
 from pathlib import Path
 
 from trainer.config import Config
-
-
-def _load_doctor():
-    try:
-        from trainer.doctor import OnlineDoctor, replay
-    except ImportError as e:
-        return None, None, f"{type(e).__name__}: {e}"
-    return OnlineDoctor, replay, None
+from trainer.doctor import OnlineDoctor, replay
 
 
 class DoctorHook:
@@ -36,17 +30,13 @@ class DoctorHook:
         self.doctor = None
         if not cfg.doctor.enabled:
             return
-        cls, replay, problem = _load_doctor()
-        if cls is None:
-            self._disable(f"online doctor unavailable ({problem}); training continues without live alerts")
-            return
-        self.doctor = self._replayed(replay, history, cfg) if history is not None else None
+        self.doctor = self._replayed(history, cfg) if history is not None else None
         if self.doctor is None:
-            self.doctor = cls(cfg.to_dict())
+            self.doctor = OnlineDoctor(cfg.to_dict())
         if restart_step is not None:
             self.doctor.note_restart(restart_step)
 
-    def _replayed(self, replay, history: Path, cfg: Config):
+    def _replayed(self, history: Path, cfg: Config):
         """A doctor that has seen the run's history, or None (said in an info event) if it cannot."""
         try:
             return replay(history, cfg.to_dict())[0]

@@ -12,8 +12,8 @@ import psutil
 import torch
 from torch import nn
 
-from trainer import run_format as rf
-from trainer.device import memory_mb
+from trainer.rundir import run_format as rf
+from trainer.training.device import memory_mb
 
 
 class IntervalMeter:

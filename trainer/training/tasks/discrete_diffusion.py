@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.config import Config
+from trainer.config.curriculum import curriculum_difficulty
 from trainer.errors import ConfigError
-from trainer.tasks.base import LossOutput, Task
-from trainer.tasks.denoiser import Denoiser
-from trainer.tasks.options import curriculum_difficulty, knob, parse_options
+from trainer.training.tasks.base import LossOutput, Task
+from trainer.training.tasks.denoiser import Denoiser
+from trainer.training.tasks.options import knob, parse_options
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 MASK = len(AMINO_ACIDS)  # the absorbing state's id

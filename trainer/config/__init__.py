@@ -9,6 +9,7 @@ value and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -92,7 +93,7 @@ class DoctorConfig:
 
 @dataclass
 class Config:
-    task: str = knob("char_lm", _one_of(*TASKS), "what is trained; see trainer/tasks/")
+    task: str = knob("char_lm", _one_of(*TASKS), "what is trained; see trainer/training/tasks/")
     data_path: str = knob("data/tinyshakespeare.txt", None, "text corpus for text tasks")
     init_from: str = knob("", None, "checkpoint whose weights a new run starts from (fine-tuning; '' = scratch)")
     seed: int = knob(1337, _non_negative)
@@ -125,7 +126,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
-    # Task-specific knobs, validated by the task's own options dataclass (trainer/tasks/).
+    # Task-specific knobs, validated by the task's own options dataclass (trainer/training/tasks/).
     options: dict = field(default_factory=dict, metadata={"check": None, "doc": "task-specific knobs"})
 
     def to_dict(self) -> dict:
@@ -319,8 +320,6 @@ def load_yaml(path: str | Path) -> dict:
 
 def apply_overrides(base: dict, overrides: dict[str, Any]) -> dict:
     """A copy of base (nested dict) with dotted-key overrides applied."""
-    import copy
-
     tree = copy.deepcopy(base)
     for key, value in overrides.items():
         _set_dotted(tree, key, value)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from trainer import run_format as rf
-from trainer.checkpoint import load_weights, restore_rng
 from trainer.config import Config
-from trainer.runs.state import read_status
-from trainer.stopping import EarlyStopping
-from trainer.writer import open_run
+from trainer.rundir import run_format as rf
+from trainer.rundir.status import read_status
+from trainer.rundir.writer import open_run
+from trainer.training.checkpoint import load_weights, restore_rng
+from trainer.training.stopping import EarlyStopping
 
 
 def open_writer(cfg: Config, runs_dir, run_id: str, mode: str, parent: str | None, state: dict | None):

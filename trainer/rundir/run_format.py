@@ -12,7 +12,9 @@ from pathlib import Path
 
 from trainer.errors import RunIdError, RunNotFound
 
-FORMAT_VERSION = 1
+# 2: throughput in samples is speed/samples_per_s (version 1 logged it as speed/tokens_per_s).
+# Readers open version-1 runs unchanged.
+FORMAT_VERSION = 2
 
 # Files inside runs/<run_id>/
 CONFIG_FILE = "config.yaml"
@@ -70,6 +72,9 @@ TARGET_STD = "out/target_std"
 VARIANCE_RATIO = "out/variance_ratio"
 STEPS_PER_S = "speed/steps_per_s"
 TOKENS_PER_S = "speed/tokens_per_s"
+SAMPLES_PER_S = "speed/samples_per_s"
+# A task's throughput series, by what it counts (Task.unit).
+THROUGHPUT = {"tokens": TOKENS_PER_S, "samples": SAMPLES_PER_S}
 RSS_MB = "sys/rss_mb"
 CPU_PERCENT = "sys/cpu_percent"
 CUDA_MEM_MB = "sys/cuda_mem_mb"
@@ -85,6 +90,7 @@ CORE_SERIES = (
     VARIANCE_RATIO,
     STEPS_PER_S,
     TOKENS_PER_S,
+    SAMPLES_PER_S,
     RSS_MB,
     CPU_PERCENT,
     CUDA_MEM_MB,

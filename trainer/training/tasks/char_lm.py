@@ -18,8 +18,8 @@ from torch import nn
 from trainer import PROJECT_ROOT
 from trainer.config import Config
 from trainer.errors import ConfigError
-from trainer.models.gpt import GPT, GPTConfig
-from trainer.tasks.base import LossOutput, Task
+from trainer.training.models.gpt import GPT, GPTConfig
+from trainer.training.tasks.base import LossOutput, Task
 
 
 def resolve_data_path(data_path: str) -> Path:

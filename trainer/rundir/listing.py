@@ -2,23 +2,22 @@
 
 `python -m trainer list` and the dashboard's run table both show these rows.
 
-    from trainer.runs.listing import list_runs
+    from trainer.rundir.listing import list_runs
     for info in list_runs("runs"):
         print(info.run_id, info.state, info.step)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer import process
-from trainer import run_format as rf
-from trainer.runs.state import read_config, read_status, state_from_status
+from trainer.rundir import run_format as rf
+from trainer.rundir.jsonl import read_records
+from trainer.rundir.status import read_config, read_status, state_from_status
 
 # events.jsonl path -> (size, mtime_ns, counts): list_runs runs every refresh, events rarely change.
 _alert_cache: dict[Path, tuple[int, int, dict[str, int]]] = {}
@@ -35,16 +34,9 @@ def alert_counts(run_dir: str | Path) -> dict[str, int]:
     cached = _alert_cache.get(path)
     if cached and cached[:2] == (st.st_size, st.st_mtime_ns):
         return dict(cached[2])
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if '"alert"' not in line:
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a torn last line or a stray write; the reader counts those
-            if isinstance(record, dict) and record.get("kind") == "alert" and record.get("severity") in counts:
-                counts[record["severity"]] += 1
+    for record in read_records(path, contains=b'"alert"'):
+        if record.get("kind") == "alert" and record.get("severity") in counts:
+            counts[record["severity"]] += 1
     _alert_cache[path] = (st.st_size, st.st_mtime_ns, dict(counts))
     return counts
 
@@ -121,7 +113,6 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    process.reap()  # a dashboard lists every second: collect its finished trainers there
     now = time.time()
     return newest_first([run_info(p, now) for p in runs_dir.iterdir() if is_run_dir(p)])
 

@@ -1,6 +1,6 @@
 """Numeric jsonl lines to columns, fast, and a DataFrame that grows without being copied.
 
-trainer.reader uses this for metrics.jsonl and grads.jsonl, whose values are numbers. Parsers are
+trainer.rundir.reader uses this for metrics.jsonl and grads.jsonl, whose values are numbers. Parsers are
 picked by the size of what arrived and by what is in it:
 - a big block (a cold load: the whole file) goes through polars' NDJSON reader in ~8 MB pieces,
   about twice as fast end to end as pyarrow's JSON reader; a key first seen late in the file

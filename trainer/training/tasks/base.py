@@ -1,7 +1,7 @@
 """The task interface: what the engine needs from anything it trains.
 
-A task is one module in trainer/tasks/ with one class deriving from Task, registered in
-trainer/tasks/__init__.py under its config name (`task: char_lm`). Adding a task touches that
+A task is one module in trainer/training/tasks/ with one class deriving from Task, registered in
+trainer/training/tasks/__init__.py under its config name (`task: char_lm`). Adding a task touches that
 module, the registry line and its preset in configs/.
 
 The engine owns the loop, optimiser, schedule, AMP, checkpoints, logging and DDP. A task owns
@@ -43,7 +43,7 @@ class Task:
     name: str = ""
     # A dataclass of the task's own knobs, filled from config `options:`; unknown keys refused.
     Options: type | None = None
-    # What speed/tokens_per_s counts: tokens for sequence tasks, samples for others.
+    # What throughput counts (rundir.run_format.THROUGHPUT): tokens for sequence tasks, samples for others.
     unit: str = "tokens"
     # init_from: by default the engine loads the checkpoint's weights into build_model()'s model; a
     # task that uses init_from its own way (text_diffusion: embeddings only) sets this.

@@ -1,6 +1,6 @@
 """Read a run directory (docs/run-format.md) once, or tail it live, reading only appended bytes.
 
-    from trainer.reader import RunReader
+    from trainer.rundir.reader import RunReader
     run = RunReader("runs/shakespeare_char-20260101-120000")
     while True:
         if run.refresh():
@@ -19,97 +19,17 @@ skipped and counted, and a file replaced or shrunk under us is read again from t
 from __future__ import annotations
 
 import copy
-import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from trainer import run_format as rf
-from trainer.jsonl_frame import GrowingFrame, parse_numeric_lines, records_to_columns
-from trainer.runs.state import read_status
-
-
-class JsonlTail:
-    """Incremental reader of one jsonl file: each poll returns only records completed since the last.
-
-    It remembers its byte offset and the file's identity: (st_dev, st_ino), plus its first bytes
-    because a deleted file's inode is often reused at once by the next file created. When the file
-    was replaced (a resume rewrites metrics.jsonl through os.replace), shrank, or was rewritten in
-    place (its head changed, or the byte before the offset is no longer a newline), it starts over
-    from byte 0: `was_reset` is True after that poll and `resets` counts it, so a caller knows to
-    drop what it held.
-    """
-
-    HEAD_BYTES = 64
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.offset = 0
-        self.malformed = 0  # lines of the current file that were not a JSON object
-        self.resets = 0
-        self.was_reset = False  # did the last poll start over?
-        self._identity: tuple[int, int] | None = None
-        self._head = b""  # the file's first bytes (up to HEAD_BYTES) as last read
-
-    def poll(self) -> list[dict]:
-        """New complete records, in file order; malformed lines are skipped and counted."""
-        records = []
-        for line in self.poll_block().splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:  # also UnicodeDecodeError
-                record = None
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                self.malformed += 1
-        return records
-
-    def poll_block(self) -> bytes:
-        """The raw bytes of the new complete lines (ending with a newline), b"" if none."""
-        self.was_reset = False
-        try:
-            f = open(self.path, "rb")
-        except OSError:  # missing, run directory deleted or renamed: keep what we had
-            return b""
-        with f:
-            stat = os.fstat(f.fileno())
-            identity = (stat.st_dev, stat.st_ino)
-            if self._identity is not None and (identity != self._identity or self._rewritten(f, stat.st_size)):
-                self._start_over()
-            self._identity = identity
-            if stat.st_size <= self.offset:
-                return b""
-            f.seek(self.offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        if end == 0:
-            return b""  # only a torn line so far
-        if len(self._head) < self.HEAD_BYTES:
-            self._head = (self._head + data[: self.HEAD_BYTES])[: min(self.HEAD_BYTES, self.offset + end)]
-        self.offset += end
-        return data if end == len(data) else data[:end]
-
-    def _rewritten(self, f, size: int) -> bool:
-        if size < self.offset:
-            return True
-        if self.offset == 0:
-            return False
-        fd = f.fileno()
-        return os.pread(fd, 1, self.offset - 1) != b"\n" or os.pread(fd, len(self._head), 0) != self._head
-
-    def _start_over(self) -> None:
-        self.offset = 0
-        self._head = b""
-        self.malformed = 0
-        self.resets += 1
-        self.was_reset = True
+from trainer.rundir import run_format as rf
+from trainer.rundir.files import file_key
+from trainer.rundir.jsonl import JsonlTail
+from trainer.rundir.jsonl_frame import GrowingFrame, parse_numeric_lines, records_to_columns
+from trainer.rundir.status import read_config, read_status
 
 
 @dataclass(frozen=True)
@@ -301,27 +221,3 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     frame = GrowingFrame()
     frame.extend(parse_numeric_lines(JsonlTail(path).poll_block()))
     return frame.frame()
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """All complete records of a jsonl file; malformed lines skipped, a missing file is empty."""
-    return JsonlTail(path).poll()
-
-
-def read_config(run_dir: str | Path) -> dict | None:
-    """config.yaml as a dict (yaml.safe_load: plain data only), or None if missing or unreadable."""
-    try:
-        config = yaml.safe_load((Path(run_dir) / rf.CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
-def file_key(path: Path) -> tuple | None:
-    """What changes when a file changes (replaced, appended to, touched): inode, mtime and size;
-    None if it is missing."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)

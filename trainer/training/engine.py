@@ -1,11 +1,11 @@
 """The training engine: one loop for every task, streaming everything into runs/<run_id>/.
 
     from trainer.config import resolve
-    from trainer.engine import train
+    from trainer.training.engine import train
     train(resolve("configs/shakespeare_char.yaml"), "runs", "my-run")   # -> "finished"
 
 (`python -m trainer run ...` calls this.) The engine owns the loop, optimizer, schedule, AMP,
-EMA, evaluation, checkpoints, logging, the online doctor and DDP; a task (trainer/tasks/) owns
+EMA, evaluation, checkpoints, logging, the online doctor and DDP; a task (trainer/training/tasks/) owns
 data, model, loss and samples.
 
 Exactness of stop/resume on CPU rests on three things: batches come only from `train_gen`
@@ -27,19 +27,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer import run_format as rf
-from trainer.checkpoint import CheckpointWriter, capture_rng, init_weights, load_checkpoint, weights_finite
 from trainer.config import Config
-from trainer.ddp import DistContext
-from trainer.device import amp_dtype, autocast, pick_device
-from trainer.doctor_hook import DoctorHook
-from trainer.ema import EMA
+from trainer.config.schedule import lr_at
 from trainer.errors import CheckpointError
-from trainer.probes import IntervalMeter, SystemProbe, grad_norms, snapshot, update_ratios
-from trainer.restore import announce, open_writer, restore
-from trainer.schedule import lr_at
-from trainer.stopping import EarlyStopping, StopSignals
-from trainer.tasks import Task, get_task_class
+from trainer.rundir import run_format as rf
+from trainer.training.checkpoint import CheckpointWriter, capture_rng, init_weights, load_checkpoint, weights_finite
+from trainer.training.ddp import DistContext
+from trainer.training.device import amp_dtype, autocast, pick_device
+from trainer.training.doctor_hook import DoctorHook
+from trainer.training.ema import EMA
+from trainer.training.probes import IntervalMeter, SystemProbe, grad_norms, snapshot, update_ratios
+from trainer.training.restore import announce, open_writer, restore
+from trainer.training.stopping import EarlyStopping, StopSignals
+from trainer.training.tasks import Task, get_task_class
 
 MODES = ("new", "resume", "fork")
 CHECKPOINT_FORMAT = 1
@@ -105,7 +105,8 @@ def _optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.opt
     ]
     # fused only on CUDA; passing fused=False elsewhere is not free either (it imports dynamo).
     extra = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
+    # No lr here: _train_step sets every group's lr from the schedule (lr_at) before each step.
+    return torch.optim.AdamW(groups, betas=(cfg.beta1, cfg.beta2), **extra)
 
 
 class TrainLoop:
@@ -138,6 +139,7 @@ class TrainLoop:
         self.healthy_step: int | None = None  # last.pt actually written (finite weights)
         self.loaded_world = ctx.world_size  # processes that wrote the loaded checkpoint
         self.units_per_step = task.units_per_batch() * cfg.grad_accum_steps * ctx.world_size
+        self.throughput_key = rf.THROUGHPUT[task.unit]
 
     def attach(self, writer) -> None:
         """Give the loop its run directory (rank 0), once everything that can be refused was checked."""
@@ -275,7 +277,7 @@ class TrainLoop:
             rf.LR: self.lr,
             **values,
             rf.STEPS_PER_S: steps_per_s,
-            rf.TOKENS_PER_S: steps_per_s * self.units_per_step,
+            self.throughput_key: steps_per_s * self.units_per_step,
         }
         row.update(self.system.read())
         difficulty = self.task.difficulty(self.step)

@@ -27,8 +27,8 @@ from torch import nn
 
 from trainer.config import Config
 from trainer.errors import ConfigError
-from trainer.tasks.base import LossOutput, Task
-from trainer.tasks.options import knob, parse_options
+from trainer.training.tasks.base import LossOutput, Task
+from trainer.training.tasks.options import knob, parse_options
 
 LOSSES = ("mse", "mae", "huber")
 

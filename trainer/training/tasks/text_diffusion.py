@@ -32,10 +32,11 @@ from torch import nn
 
 from trainer.config import Config
 from trainer.errors import ConfigError
-from trainer.tasks.base import LossOutput, Task
-from trainer.tasks.char_lm import resolve_data_path
-from trainer.tasks.denoiser import Denoiser
-from trainer.tasks.options import knob, linear_decay, parse_options
+from trainer.training.checkpoint import load_checkpoint
+from trainer.training.tasks.base import LossOutput, Task
+from trainer.training.tasks.char_lm import resolve_data_path
+from trainer.training.tasks.denoiser import Denoiser
+from trainer.training.tasks.options import knob, linear_decay, parse_options
 
 PUNCTUATION = set(string.punctuation)
 # Words and single punctuation marks; whitespace (newlines too) only separates them.
@@ -178,8 +179,6 @@ class TextDiffusion(Task):
 
     def _init_embeddings_from(self, model: TextDiffusionModel, path: str) -> None:
         """Character embeddings from a char_lm checkpoint: its top principal components, unit std."""
-        from trainer.checkpoint import load_checkpoint
-
         state = load_checkpoint(path)
         wte = state["model"].get("wte.weight")
         if wte is None or wte.shape[0] != len(self.vocab):

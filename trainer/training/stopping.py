@@ -1,4 +1,4 @@
-"""Why a run stops early: SIGTERM / Ctrl-C, early stopping on val/loss (control/stop: trainer.stop_request).
+"""Why a run stops early: SIGTERM / Ctrl-C, early stopping on val/loss (control/stop: trainer.rundir.stop_request).
 
 Signals only set a flag: the step in progress finishes, a checkpoint is written and the run
 ends in state "stopped" with exit code 0. A second Ctrl-C interrupts at once.

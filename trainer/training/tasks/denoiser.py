@@ -4,7 +4,7 @@ diffusion tasks (text_diffusion predicts clean embeddings, discrete_diffusion cl
     net = Denoiser(d_in=16, d_out=16, block_size=64, n_layer=2, n_head=4, n_embd=64, dropout=0.1)
     out = net(x, noise_level)        # x (B, T, d_in), noise_level (B,) in [0, 1] -> (B, T, d_out)
 
-The body is the GPT's (trainer/models/gpt.py) with causal=False.
+The body is the GPT's (trainer/training/models/gpt.py) with causal=False.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from trainer.models.gpt import GPTConfig, Transformer
+from trainer.training.models.gpt import GPTConfig, Transformer
 
 
 def noise_level_embedding(level: torch.Tensor, dim: int) -> torch.Tensor:

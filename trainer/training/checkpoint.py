@@ -13,21 +13,17 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from trainer import run_format as rf
 from trainer.errors import CheckpointError
+from trainer.rundir import run_format as rf
 
 
 def capture_rng() -> dict:
     """Every global RNG state the training step may touch (python, numpy, torch CPU and CUDA)."""
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    try:
-        import numpy as np
-
-        state["numpy"] = np.random.get_state()
-    except ImportError:
-        pass
+    state["numpy"] = np.random.get_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -37,8 +33,6 @@ def restore_rng(state: dict) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "numpy" in state:
-        import numpy as np
-
         np.random.set_state(state["numpy"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

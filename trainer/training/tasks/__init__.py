@@ -10,14 +10,14 @@ from __future__ import annotations
 import importlib
 
 from trainer.errors import ConfigError
-from trainer.tasks.base import LossOutput, Task
+from trainer.training.tasks.base import LossOutput, Task
 
 # name -> "module:Class" (imported lazily)
 TASK_MODULES = {
-    "char_lm": "trainer.tasks.char_lm:CharLM",
-    "text_diffusion": "trainer.tasks.text_diffusion:TextDiffusion",
-    "regression": "trainer.tasks.regression:Regression",
-    "discrete_diffusion": "trainer.tasks.discrete_diffusion:DiscreteDiffusion",
+    "char_lm": "trainer.training.tasks.char_lm:CharLM",
+    "text_diffusion": "trainer.training.tasks.text_diffusion:TextDiffusion",
+    "regression": "trainer.training.tasks.regression:Regression",
+    "discrete_diffusion": "trainer.training.tasks.discrete_diffusion:DiscreteDiffusion",
 }
 
 

@@ -2,7 +2,7 @@
 
 Our trainer uses it, and so can your own training script:
 
-    from trainer.writer import open_run
+    from trainer.rundir.writer import open_run
     run = open_run("runs", "my-run", config={"lr": 3e-4})
     for step in range(1000):
         ...
@@ -36,23 +36,15 @@ try:  # ~15x faster than json for a row of floats, and it already writes NaN/inf
 except ImportError:  # pragma: no cover - the stdlib encoder below writes equivalent JSON, ~4x slower
     orjson = None
 
-from trainer import run_format as rf
-from trainer import stop_request
 from trainer.errors import RunExists
+from trainer.rundir import run_format as rf
+from trainer.rundir import stop_request
+from trainer.rundir.files import atomic_write_text
+from trainer.rundir.jsonl import parse_record
 
 FLUSH_SECONDS = 1.0
 # Flush early when this many lines are waiting, so memory stays bounded in a tight loop.
 MAX_BUFFERED_LINES = 20_000
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text so readers see the old or the new file, never a half-written one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -123,11 +115,11 @@ def truncate_after_step(path: Path, last_step: int) -> int:
             if not raw.endswith(b"\n"):
                 dropped += 1  # a torn last line from a crash
                 continue
-            try:
-                step = json.loads(raw).get("step")
-            except (ValueError, AttributeError):
+            record = parse_record(raw)
+            if record is None:
                 kept.append(raw)  # not ours to judge; keep it
                 continue
+            step = record.get("step")
             if isinstance(step, int) and step > last_step:
                 dropped += 1
             else:

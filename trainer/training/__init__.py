@@ -1,0 +1,1 @@
+"""Training: the loop, its checkpoints and probes, devices and DDP, the tasks and their models."""
