@@ -17,14 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
+from trainer.config import resolve
+from trainer.rundir.reader import read_metrics
+from trainer.training.engine import train
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from trainer.config import resolve  # noqa: E402
-from trainer.rundir.reader import read_metrics  # noqa: E402
-from trainer.training.engine import train  # noqa: E402
 
 PRESET = ROOT / "configs" / "shakespeare_char.yaml"
 

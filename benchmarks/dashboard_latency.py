@@ -42,22 +42,18 @@ from pathlib import Path
 
 import psutil
 
+from app.harness import chromium, dashboard
+from app.timing import TIMING_LOG_ENV, read_log
+from trainer.rundir import run_format as rf
+from trainer.rundir.writer import open_run
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from browser_helpers import chromium, dashboard  # noqa: E402
-
-from app.timing import TIMING_LOG_ENV, read_log  # noqa: E402
-from trainer.rundir import run_format as rf  # noqa: E402
-from trainer.rundir.writer import open_run  # noqa: E402
 
 CAPTION_STEP_JS = """(step) => { const m = document.body.innerText.match(/Loss · \\d+ points · step (\\d+)/);
     return m !== null && +m[1] >= step; }"""
 
 WRITER_SCRIPT = """
 import sys, time, math
-sys.path.insert(0, {root!r})
 from trainer.rundir.writer import open_run
 run = open_run({runs!r}, {run_id!r}, config={{"task": "char_lm", "max_steps": 10**9}})
 run.set_status(state="running", task="char_lm", max_steps=10**9)
@@ -264,7 +260,7 @@ def bench_many(tmp, args):
     runs_dir.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER_SCRIPT.format(root=str(ROOT), runs=str(runs_dir), run_id=f"w{i}")],
+            [sys.executable, "-c", WRITER_SCRIPT.format(runs=str(runs_dir), run_id=f"w{i}")],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -319,7 +315,7 @@ def bench_cost(tmp, args):
     for label, env in (("ours", {}), ("streamlit_default_post_script_gc", {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "true"})):
         runs_dir = tmp / f"runs4-{label}"
         runs_dir.mkdir()
-        script = WRITER_SCRIPT.format(root=str(ROOT), runs=str(runs_dir), run_id="w0")
+        script = WRITER_SCRIPT.format(runs=str(runs_dir), run_id="w0")
         writer = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             with dashboard(runs_dir, env) as url, chromium() as page:
@@ -355,7 +351,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--writers", type=int, default=10)
     parser.add_argument("--steady-s", type=int, default=20, help="extra seconds of refreshes in part 3")
-    parser.add_argument("--parts", default="append,big,many,cost", help="which figures, comma-separated: " + ",".join(PARTS))
+    parser.add_argument(
+        "--parts", default="append,big,many,cost", help="which figures, comma-separated: " + ",".join(PARTS)
+    )
     args = parser.parse_args()
     results = {}
     tmp = Path(tempfile.mkdtemp(prefix="dash-bench-"))

@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from trainer.rundir.jsonl import read_records
 
-from trainer.rundir.jsonl import read_records  # noqa: E402  (after the path is set)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(cmd: list[str], threads: int, runs_dir: Path) -> float:
@@ -66,6 +65,7 @@ def main(argv=None) -> None:
     print(f"{cores} cores, load average {os.getloadavg()}; {args.steps} steps, total batch {args.batch}")
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = Path(tmp)
+
         def single_cmd(run_id: str) -> list[str]:
             return [sys.executable, "-m", "trainer", "run", "--run-id", run_id, *common, f"batch_size={args.batch}"]
 
@@ -78,7 +78,9 @@ def main(argv=None) -> None:
         # reference: one process on one core, what each DDP rank has
         one_wall = run(single_cmd("one-thread"), 1, runs_dir)
         one = tokens_per_s(runs_dir / "one-thread")
-    print(f"1 process, {cores} threads, batch {args.batch}:       {single:>10,.0f} tokens/s  (wall {single_wall:.1f} s)")
+    print(
+        f"1 process, {cores} threads, batch {args.batch}:       {single:>10,.0f} tokens/s  (wall {single_wall:.1f} s)"
+    )
     print(
         f"DDP {args.nproc} processes x {max(1, cores // args.nproc)} threads, batch {args.batch // args.nproc} each: "
         f"{ddp:>10,.0f} tokens/s  (wall {ddp_wall:.1f} s)"

@@ -17,13 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from trainer.config import Config
+from trainer.doctor import OnlineDoctor, diagnose
+
 ROOT = Path(__file__).resolve().parents[1]
-import sys  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
-
-from trainer.config import Config  # noqa: E402
-from trainer.doctor import OnlineDoctor, diagnose  # noqa: E402
 
 
 def rows(n: int, seed: int = 0):

@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,14 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from trainer.rundir import jsonl_frame  # noqa: E402
-from trainer.rundir import run_format as rf  # noqa: E402
-from trainer.rundir import writer as writer_module  # noqa: E402
-from trainer.rundir.reader import RunReader, read_metrics  # noqa: E402
-from trainer.rundir.writer import _dumps, open_run  # noqa: E402
+from trainer.rundir import jsonl_frame
+from trainer.rundir import run_format as rf
+from trainer.rundir import writer as writer_module
+from trainer.rundir.reader import RunReader, read_metrics
+from trainer.rundir.writer import _dumps, open_run
 
 SERIES = [rf.TRAIN_LOSS, rf.VAL_LOSS, rf.LR, rf.GRAD_NORM, rf.PRED_STD, rf.TARGET_STD, rf.VARIANCE_RATIO]
 SERIES += [rf.STEPS_PER_S, rf.TOKENS_PER_S, rf.RSS_MB]  # 10 scalars per row
@@ -236,7 +232,10 @@ def run_all(work: Path, rows: int, tb_scalars: int, tb_points: int) -> dict:
     r["late_mb"] = late.stat().st_size / 1e6
     r["read_late"] = best_of(3, lambda: read_metrics(late))
     frame = read_metrics(late)
-    assert frame[rf.VAL_LOSS].notna().sum() == (rows + 99) // 100 and frame["resumed/series"].notna().sum() == rows - rows // 2
+    assert (
+        frame[rf.VAL_LOSS].notna().sum() == (rows + 99) // 100
+        and frame["resumed/series"].notna().sum() == rows - rows // 2
+    )
     narrow = write_plain_run(runs_dir, "narrow", rows, series=3) / rf.METRICS_FILE
     r["narrow_mb"] = narrow.stat().st_size / 1e6
     r["read_narrow"] = best_of(3, lambda: read_metrics(narrow))
@@ -262,12 +261,32 @@ def print_table(r: dict, rows: int, tb_scalars: int, load_before, load_after) ->
         ("(a) RunWriter.log, rows of 10 scalars", f"{points:,} points", r["writer"], points),
         ("(a) SummaryWriter.add_scalar", f"{r['tb_points']:,} points", r["tb_writer"], r["tb_points"]),
         ("(b) read_metrics (polars), best of 3", f"{rows:,} rows, {r['file_mb']:.0f} MB", r["read_metrics"], points),
-        ("(b) floor: pl.read_ndjson+to_pandas, best of 3", f"{rows:,} rows, {r['file_mb']:.0f} MB", r["polars_floor"], points),
+        (
+            "(b) floor: pl.read_ndjson+to_pandas, best of 3",
+            f"{rows:,} rows, {r['file_mb']:.0f} MB",
+            r["polars_floor"],
+            points,
+        ),
         ("(b) read_metrics without polars (pyarrow)", f"{rows:,} rows, {r['file_mb']:.0f} MB", r["no_polars"], points),
-        ("(b) polars, schema from every row, to_pandas", f"{rows:,} rows, {r['file_mb']:.0f} MB", r["polars_full_schema"], points),
-        ("(b) read_metrics, keys appearing late, best of 3", f"{rows:,} rows, {r['late_mb']:.0f} MB", r["read_late"], points),
+        (
+            "(b) polars, schema from every row, to_pandas",
+            f"{rows:,} rows, {r['file_mb']:.0f} MB",
+            r["polars_full_schema"],
+            points,
+        ),
+        (
+            "(b) read_metrics, keys appearing late, best of 3",
+            f"{rows:,} rows, {r['late_mb']:.0f} MB",
+            r["read_late"],
+            points,
+        ),
         ("(b) json.loads loop + DataFrame", f"{rows:,} rows, {r['file_mb']:.0f} MB", r["json_loop"], points),
-        ("(b) read_metrics, rows of 3 scalars, best of 3", f"{rows:,} rows, {r['narrow_mb']:.0f} MB", r["read_narrow"], 3 * rows),
+        (
+            "(b) read_metrics, rows of 3 scalars, best of 3",
+            f"{rows:,} rows, {r['narrow_mb']:.0f} MB",
+            r["read_narrow"],
+            3 * rows,
+        ),
         (tb_label, f"{tb_scalars:,} scalars", r["tb_reader"], tb_scalars),
     ]
     print()

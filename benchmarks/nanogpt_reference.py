@@ -161,7 +161,9 @@ def main() -> None:
     start = time.time()
     model, val_ids = train_reference(args.seed, recipe)
     loss = split_loss(model, val_ids, recipe.block_size)
-    print(f"nanoGPT reference, seed {args.seed}: val/loss {loss:.4f} on the whole val split ({time.time() - start:.0f} s)")
+    print(
+        f"nanoGPT reference, seed {args.seed}: val/loss {loss:.4f} on the whole val split ({time.time() - start:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

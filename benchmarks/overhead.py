@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from trainer.config import resolve  # noqa: E402
-from trainer.config.schedule import lr_at  # noqa: E402
-from trainer.rundir.writer import RunWriter  # noqa: E402
-from trainer.training.engine import build_task, train  # noqa: E402
+from trainer.config import resolve
+from trainer.config.schedule import lr_at
+from trainer.rundir.writer import RunWriter
+from trainer.training.engine import build_task, train
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_char.yaml"
 WARMUP = 10

@@ -15,19 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from nanogpt_reference import Recipe, split_loss, train_reference
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.nanogpt_reference import Recipe, split_loss, train_reference  # noqa: E402
-from trainer.config import resolve  # noqa: E402
-from trainer.training.checkpoint import init_weights  # noqa: E402
-from trainer.training.engine import build_task, train  # noqa: E402
+from trainer.config import resolve
+from trainer.training.checkpoint import init_weights
+from trainer.training.engine import build_task, train
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_char.yaml"
 

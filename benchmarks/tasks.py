@@ -13,20 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+
+from trainer.config import resolve
+from trainer.training.engine import train
+from trainer.training.tasks import get_task_class
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from trainer.config import resolve  # noqa: E402
-from trainer.training.engine import train  # noqa: E402
-from trainer.training.tasks import get_task_class  # noqa: E402
 
 PRESETS = {
     "char_lm": "shakespeare_char",

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, chromium, dashboard, stop_trainers
+
+from app.harness import CHROMIUM, chromium, dashboard, stop_trainers
 
 pytestmark = pytest.mark.browser
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from browser_helpers import CHROMIUM, ROOT, chromium, dashboard, stop_trainers
 from test_browser_e2e import TINY, WAIT_MS
 
+from app.harness import CHROMIUM, ROOT, chromium, dashboard, stop_trainers
 from app.runs_table import STOP_GRACE_S
 from trainer import runs
 from trainer.rundir import run_format as rf

@@ -196,3 +196,28 @@ def test_text_diffusion_init_from_copies_char_gpt_embeddings(tmp_path):
     # The copied embeddings keep the GPT's geometry: pairwise distances correlate strongly.
     d_new, d_old = torch.cdist(emb, emb).flatten(), torch.cdist(wte, wte).flatten()
     assert torch.corrcoef(torch.stack([d_new, d_old]))[0, 1] > 0.6
+
+
+def test_the_registry_is_the_tasks_package_itself():
+    """A task is a module of trainer/training/tasks named after its Task subclass: every preset's task
+    is found that way, helper modules are not tasks, and an unknown name lists the real ones."""
+    import yaml
+
+    from trainer import PROJECT_ROOT
+    from trainer.training.tasks import task_names
+
+    names = task_names()
+    presets = {yaml.safe_load(p.read_text()).get("task", "char_lm") for p in (PROJECT_ROOT / "configs").glob("*.yaml")}
+    assert presets <= set(names) and {"base", "options", "denoiser"}.isdisjoint(names)
+    assert all(get_task_class(n).name == n for n in names)
+    with pytest.raises(ConfigError, match="task: 'denoiser' must be one of " + ", ".join(names)):
+        get_task_class("denoiser")
+
+
+def test_an_unknown_task_is_refused_before_anything_is_written(tmp_path, capsys):
+    from trainer import cli
+
+    for background in ([], ["--background"]):
+        code = cli.main(["run", "--set", "task=nope", *background, "--runs-dir", str(tmp_path / "runs")])
+        assert code == 2 and "task: 'nope' must be one of" in capsys.readouterr().err
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -1,38 +1,59 @@
-"""The task registry: config name -> task class.
+"""The task registry: a task is the module trainer/training/tasks/<name>.py holding a Task subclass
+whose `name` is <name>. The config's `task: <name>` picks it; nothing else lists tasks.
 
-Task modules are imported only when asked for, so a task whose module is missing or broken
-cannot stop the others from training. Adding a task: one module with a Task subclass, one line
-in TASK_MODULES, its preset in configs/.
+Adding a task takes three files: its module here (a Task subclass; see base.py for what to
+implement), its preset in configs/, and its test. Task modules are imported only when asked for,
+so a task whose module is broken cannot stop the others from training.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from trainer.errors import ConfigError
 from trainer.training.tasks.base import LossOutput, Task
 
-# name -> "module:Class" (imported lazily)
-TASK_MODULES = {
-    "char_lm": "trainer.training.tasks.char_lm:CharLM",
-    "text_diffusion": "trainer.training.tasks.text_diffusion:TextDiffusion",
-    "regression": "trainer.training.tasks.regression:Regression",
-    "discrete_diffusion": "trainer.training.tasks.discrete_diffusion:DiscreteDiffusion",
-}
-
 
 def get_task_class(name: str) -> type[Task]:
-    """The Task subclass registered under name; ConfigError if unknown or not importable."""
-    if name not in TASK_MODULES:
-        raise ConfigError(f"task: {name!r} must be one of " + ", ".join(TASK_MODULES))
-    module_name, _, class_name = TASK_MODULES[name].partition(":")
+    """The Task subclass registered under name; ConfigError if there is none."""
+    module = _task_module(name)
+    found = (
+        [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, Task) and value.name == name
+        ]
+        if module is not None
+        else []
+    )
+    if not found:
+        raise ConfigError(f"task: {name!r} must be one of " + ", ".join(task_names()))
+    return found[0]
+
+
+def task_names() -> list[str]:
+    """Every task this install has (imports each module in this package: an error path and tests only)."""
+    names = []
+    for info in pkgutil.iter_modules(__path__):
+        module = _task_module(info.name)
+        if module is not None and any(
+            isinstance(v, type) and issubclass(v, Task) and v.name == info.name for v in vars(module).values()
+        ):
+            names.append(info.name)
+    return names
+
+
+def _task_module(name: str):
+    if not isinstance(name, str) or not name.isidentifier():
+        return None
+    module_name = f"{__name__}.{name}"
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name != module_name:
-            raise
-        raise ConfigError(f"task {name!r} is not available in this install ({module_name} is missing)") from None
-    return getattr(module, class_name)
+            raise  # the task's module exists but needs something that is missing: say so
+        return None
 
 
-__all__ = ["TASK_MODULES", "LossOutput", "Task", "get_task_class"]
+__all__ = ["LossOutput", "Task", "get_task_class", "task_names"]

@@ -1,4 +1,6 @@
-"""Starting the dashboard and a headless Chromium for the browser test and the latency benchmark.
+"""The dashboard under test: `streamlit run app/Home.py` on a free port, a headless Chromium page on
+it, and a clean-up that stops every trainer left. Used by the browser tests and
+benchmarks/dashboard_latency.py; needs playwright (requirements-test.txt) and /usr/bin/chromium.
 
 with dashboard(runs_dir, env) as url, chromium() as page:
     page.goto(url)
