@@ -249,6 +249,8 @@ CHARTS = (
         band=(0.0, COLLAPSE_BELOW),
     ),
     Chart("Gradient norm", (rf.GRAD_NORM,), "norm", log_applies=True),
+    # A curriculum's pace next to the loss it drives (a ramp too fast raises the loss: report 002).
+    Chart("Curriculum difficulty", (rf.CURRICULUM_DIFFICULTY,), "difficulty", smooth=False),
     Chart("Steps per second", (rf.STEPS_PER_S,), "steps/s"),
     Chart("Tokens per second", (rf.TOKENS_PER_S,), "tokens/s"),
     Chart("Samples per second", (rf.SAMPLES_PER_S,), "samples/s"),

@@ -169,6 +169,17 @@ def test_live_page_draws_charts_tiles_and_the_alert_banner(launched, runs_dir):
     assert at.text_area(key="fork_sets_text").value == "lr=0.0003"
 
 
+def test_live_page_draws_a_chart_for_each_charts_entry_a_run_has_logged(launched, runs_dir):
+    run = open_run(runs_dir, "ramp", config={"task": "discrete_diffusion"})
+    for step in range(1, 31):
+        run.log(step, {rf.TRAIN_LOSS: 2.0 + step / 30, rf.CURRICULUM_DIFFICULTY: min(1.0, 0.2 + step / 20)})
+    run.finish()
+    at = open_app("live.py", selected_runs=["ramp"])
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("Curriculum difficulty · 30 points") for c in captions), captions
+    assert not any(c.startswith("Tokens per second") for c in captions)  # not logged: not drawn
+
+
 def test_live_page_overlays_several_runs_and_survives_a_deleted_one(launched, runs_dir):
     import shutil
 
