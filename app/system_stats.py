@@ -28,7 +28,8 @@ def _tracked(status: dict) -> psutil.Process | None:
 
 
 def process_row(run_id: str, status: dict | None) -> dict | None:
-    """CPU %, resident memory, threads and children of the run's live trainer, or None."""
+    """CPU %, resident memory, threads and children of the run's live trainer, its share of the
+    cores (torch threads, as status.json records it) and its device; or None."""
     proc = _tracked(status or {})
     if proc is None:
         return None
@@ -40,7 +41,9 @@ def process_row(run_id: str, status: dict | None) -> dict | None:
                 "pid": proc.pid,
                 "cpu_percent": proc.cpu_percent(interval=None),
                 "rss_mb": mem.rss / 2**20,
-                "threads": proc.num_threads(),
+                "device": (status or {}).get("device", ""),
+                "torch threads": (status or {}).get("threads"),
+                "os threads": proc.num_threads(),
                 "children": len(proc.children(recursive=True)),
                 "status": proc.status(),
             }

@@ -28,8 +28,13 @@ def system() -> None:
             rows.append(row)
         latest = live_data.latest_with_change(view.metrics, [rf.CUDA_MEM_MB, rf.CUDA_MEM_PEAK_MB])
         if latest:
-            devices.append({"run": info.run_id, **{k: v[0] for k, v in latest.items()}})
+            device = (view.status or {}).get("device", "")
+            devices.append({"run": info.run_id, "device": device, **{k: v[0] for k, v in latest.items()}})
     st.subheader("Trainer processes")
+    st.caption(
+        "Each run of ours takes an equal share of the physical cores (threads: auto), and takes a new one "
+        "when a run starts or ends beside it; a new run goes to a GPU none of ours is on."
+    )
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="system_procs")
     else:

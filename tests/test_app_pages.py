@@ -29,7 +29,7 @@ def launched(monkeypatch, runs_dir):
     """Record launches instead of starting trainers; a 'run' or 'fork' writes a small run dir."""
     calls = []
 
-    def fake_launch(argv, runs_dir_, run_id):
+    def fake_launch(argv, runs_dir_, run_id, threads=None):
         calls.append([str(a) for a in argv])
         if argv[0] in ("run", "fork"):
             writer = open_run(runs_dir_, run_id, config={"task": "char_lm"})
@@ -256,11 +256,13 @@ def test_diagnosis_page_renders_the_report_and_alerts(launched, runs_dir):
 
 def test_system_page_lists_a_live_trainer_process_and_machine_totals(launched, runs_dir):
     writer = make_run(runs_dir, "busy", state=None)
+    writer.set_status(threads=2, device="cpu")  # what our trainer records: its share and its device
     try:
         at = open_app("system.py")
         assert {m.label for m in at.metric} >= {"CPU", "Memory"}
         procs = at.dataframe[0].value
-        assert procs["run"].tolist() == ["busy"] and procs["threads"].iloc[0] >= 1
+        assert procs["run"].tolist() == ["busy"] and procs["os threads"].iloc[0] >= 1
+        assert (procs["torch threads"].iloc[0], procs["device"].iloc[0]) == (2, "cpu")
     finally:
         writer.finish(rf.STOPPED)
 

@@ -179,7 +179,7 @@ def captured_launch(monkeypatch):
     """Record what start_* would launch, without starting a trainer or importing torch."""
     calls = []
     monkeypatch.setattr(process, "check_data", lambda cfg: None)
-    monkeypatch.setattr(process, "launch", lambda argv, runs_dir, run_id: calls.append((argv, run_id)) or 4242)
+    monkeypatch.setattr(process, "launch", lambda argv, runs_dir, run_id, **_: calls.append((argv, run_id)) or 4242)
     return calls
 
 

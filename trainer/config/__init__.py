@@ -53,6 +53,10 @@ def _one_of(*choices):
     return check
 
 
+def _threads_setting(v):
+    return v == "auto" or (v.isdigit() and int(v) >= 1), "must be auto or a whole number of threads >= 1"
+
+
 def _identifier(v):
     return isinstance(v, str) and v.isidentifier(), "must be a task name (letters, digits and _)"
 
@@ -102,7 +106,8 @@ class Config:
     data_path: str = knob("data/tinyshakespeare.txt", None, "text corpus for text tasks")
     init_from: str = knob("", None, "checkpoint whose weights a new run starts from (fine-tuning; '' = scratch)")
     seed: int = knob(1337, _non_negative)
-    device: str = knob("auto", None, "auto | cpu | cuda | cuda:N | mps")
+    device: str = knob("auto", None, "auto | cpu | cuda | cuda:N | mps (auto: a GPU none of our runs is on)")
+    threads: str = knob("auto", _threads_setting, "CPU threads; auto = an equal share of the physical cores among our live runs")
     max_steps: int = knob(2000, _at_least_one)
     batch_size: int = knob(12, _at_least_one)
     block_size: int = knob(64, _at_least_one, "sequence length")

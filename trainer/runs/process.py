@@ -26,7 +26,7 @@ import psutil
 from trainer import PROJECT_ROOT as ROOT
 from trainer import config as C
 from trainer.errors import RunExists
-from trainer.rundir import owner, stop_request
+from trainer.rundir import owner, sharing, stop_request
 from trainer.rundir import run_format as rf
 from trainer.rundir.files import atomic_write_text
 from trainer.runs import new_run, resume
@@ -46,13 +46,15 @@ def reap() -> None:
             del _children[pid]
 
 
-def launch(argv: list[str], runs_dir: str | Path, run_id: str) -> int:
+def launch(argv: list[str], runs_dir: str | Path, run_id: str, threads: int | None = None) -> int:
     """Start `python -m trainer <argv>` in the background for run_id; return its pid.
 
     argv is what follows `python -m trainer` (e.g. ["resume", "my-run"]); --runs-dir is added as
     an absolute path when absent, since the child runs from the repository root. For `run` and
     `fork` the run directory must not exist yet: it is created holding only train.log, which the
-    writer accepts. For `resume` the log is appended to.
+    writer accepts. For `resume` the log is appended to. threads: the run's share of the cores
+    (trainer.rundir.sharing), given to OpenMP and MKL in the child unless the caller's environment
+    already sets them.
     """
     reap()
     runs_dir = Path(runs_dir).resolve()
@@ -75,6 +77,9 @@ def launch(argv: list[str], runs_dir: str | Path, run_id: str) -> int:
         # for it is spent; kept, it would look like a request to stop the process started here.
         stop_request.discard(run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # train.log should show progress as it happens
+    if threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, str(threads))
     with open(run_dir / rf.LOG_FILE, "ab") as log:
         popen = subprocess.Popen(
             [sys.executable, "-m", "trainer", *argv],
@@ -178,9 +183,17 @@ def start_new(
     run_id = run_id or new_run.new_run_id(cfg.task, runs_dir)
     new_run.ensure_new_run(runs_dir, run_id)
     check_data(cfg)
+    sets = _placed(cfg, sets, runs_dir)
     config_file = Path(config_path or new_run.DEFAULT_CONFIG).resolve()  # the child starts in the repo root
     argv = ["run", "--config", str(config_file), "--run-id", run_id, *_set_args(sets)]
-    return run_id, launch(argv, runs_dir, run_id)
+    return run_id, launch(argv, runs_dir, run_id, threads=sharing.thread_budget(cfg.threads, runs_dir, run_id))
+
+
+def _placed(cfg: C.Config, sets: list[str] | None, runs_dir: str | Path) -> list[str]:
+    """sets, plus device=cuda:K when the config says auto and several GPUs are here: the one with
+    room (no run of ours on it, the most free memory), as trainer.rundir.sharing.pick_gpu decides."""
+    device = sharing.place_on_gpu(cfg.device, runs_dir)
+    return [*(sets or []), f"device={device}"] if device else list(sets or [])
 
 
 def start_resume(
@@ -190,7 +203,8 @@ def start_resume(
     prepared: the caller's own prepare_resume result for the same arguments, so it is not redone."""
     prepared = prepared or resume.prepare_resume(runs_dir, run_id, sets)
     check_data(prepared.config)
-    return launch(["resume", run_id, *_set_args(sets)], runs_dir, run_id)
+    threads = sharing.thread_budget(prepared.config.threads, runs_dir, run_id)
+    return launch(["resume", run_id, *_set_args(sets)], runs_dir, run_id, threads=threads)
 
 
 def start_fork(
@@ -204,5 +218,6 @@ def start_fork(
     """Validate a fork, then start it in the background as run new_id; returns the pid."""
     prepared = prepared or resume.prepare_fork(runs_dir, run_id, from_, new_id, sets)
     check_data(prepared.config)
+    sets = _placed(prepared.config, sets, runs_dir)
     argv = ["fork", run_id, "--from", str(from_), "--run-id", new_id, *_set_args(sets)]
-    return launch(argv, runs_dir, new_id)
+    return launch(argv, runs_dir, new_id, threads=sharing.thread_budget(prepared.config.threads, runs_dir, new_id))

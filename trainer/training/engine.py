@@ -40,6 +40,7 @@ from trainer.training.probes import IntervalMeter, SystemProbe, grad_norms, snap
 from trainer.training.restore import announce, open_writer, restore
 from trainer.training.stopping import EarlyStopping, StopSignals
 from trainer.training.tasks import Task, get_task_class
+from trainer.training.threads import ThreadShare
 
 MODES = ("new", "resume", "fork")
 CHECKPOINT_FORMAT = 1
@@ -81,6 +82,7 @@ def train(
             raise CheckpointError(f"mode {mode!r} needs a checkpoint to start from")
         device = pick_device(cfg.device, ctx.local_rank if ctx.enabled else None)
         amp = amp_dtype(cfg.amp, device)
+        threads = ThreadShare(cfg.threads, runs_dir, run_id)  # before the model: building it uses them too
         ctx.init(device)
         task = get_task_class(cfg.task)(cfg, device, ctx.rank, ctx.world_size)
         state = load_checkpoint(checkpoint) if mode != "new" else None
@@ -88,6 +90,7 @@ def train(
         # checkpoint that does not fit is refused with nothing written.
         init_from = cfg.init_from if mode == "new" and not task.handles_init_from else ""
         loop = TrainLoop(cfg, task, device, amp, ctx, signals, rf.run_path(runs_dir, run_id), init_from)
+        loop.threads = threads
         if ctx.is_main:
             loop.attach(open_writer(cfg, runs_dir, run_id, mode, parent, state))
         return loop.execute(mode, state, checkpoint, parent, changes or {})
@@ -113,6 +116,7 @@ class TrainLoop:
     def __init__(self, cfg, task, device, amp, ctx: DistContext, signals, run_dir: Path, init_from: str = ""):
         self.cfg, self.task, self.device, self.amp, self.ctx = cfg, task, device, amp, ctx
         self.writer, self.signals = None, signals  # the writer comes with attach (rank 0)
+        self.threads: ThreadShare | None = None  # train() sets it
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.raw = task.build_model().to(device)
         # init_from's weights before DDP (which broadcasts rank 0's) and EMA (whose shadow copies them)
@@ -240,6 +244,8 @@ class TrainLoop:
         final = s == cfg.max_steps
         if s % cfg.log_interval == 0 or final:
             self._log_row()
+            if self.threads is not None and self.threads.recheck():  # a run of ours started or ended here
+                self._status(rf.RUNNING)
         if s % cfg.eval_interval == 0 or final:
             self._paused_for(self._evaluate)
         if self.writer is not None and (s % cfg.sample_interval == 0 or final):
@@ -337,7 +343,13 @@ class TrainLoop:
     def _status(self, state: str) -> None:
         if self.writer is not None:
             self.writer.set_status(
-                state, step=self.step, task=self.cfg.task, best_val_loss=self.early.best, max_steps=self.cfg.max_steps
+                state,
+                step=self.step,
+                task=self.cfg.task,
+                best_val_loss=self.early.best,
+                max_steps=self.cfg.max_steps,
+                threads=self.threads.threads if self.threads else torch.get_num_threads(),
+                device=str(self.device),
             )
 
     # --- checkpoints ---------------------------------------------------------------------------
