@@ -14,6 +14,7 @@ import streamlit as st
 from app import charts, layout, live_data, state, timing
 from app.markdown import escape
 from trainer.rundir import run_format as rf
+from trainer.rundir.reader import RunSnapshot
 
 # The metric tiles: (series, label, delta colour); only the series a run has logged are shown.
 TILE_SERIES = (
@@ -40,7 +41,7 @@ def format_number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def status_line(view: state.RunView) -> None:
+def status_line(view: RunSnapshot) -> None:
     status = view.status or {}
     info = state.run_info(view.run_id)  # kept current by the file watcher: no read here
     run_state = info.state if info is not None else "unknown"
@@ -54,7 +55,7 @@ def status_line(view: state.RunView) -> None:
     st.text(" · ".join(parts))
 
 
-def alert_banners(view: state.RunView, limit: int = 3) -> None:
+def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
     """The newest alert of each code, most severe first, with its numbers and remedy."""
     alerts = live_data.latest_alerts_by_code(live_data.alerts_from_events(view.events))
     for alert in alerts[:limit]:
@@ -81,7 +82,7 @@ def alert_banners(view: state.RunView, limit: int = 3) -> None:
         st.caption(f"{len(alerts) - limit} more alert kinds: see the Diagnosis page.")
 
 
-def tiles(view: state.RunView) -> None:
+def tiles(view: RunSnapshot) -> None:
     latest = live_data.latest_with_change(view.metrics, [s for s, _, _ in TILE_SERIES])
     shown = [(s, label, colour) for s, label, colour in TILE_SERIES if s in latest]
     if not shown:
@@ -94,7 +95,7 @@ def tiles(view: state.RunView) -> None:
         )
 
 
-def chart_grid(views: list[state.RunView], x: str, log_y: bool, smoothing: float) -> None:
+def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float) -> None:
     frames = {v.run_id: v.metrics for v in views if not v.metrics.empty}
     if not frames:
         st.info("Waiting for the first metrics row...")

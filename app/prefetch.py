@@ -41,6 +41,6 @@ def _read(path: str) -> None:
     try:
         # token None: a plain read, so no file watcher is started from this thread; the page's
         # first refresh then finds the reader warm and reads only what was appended since.
-        state.shared_reader(path).view(None)
+        state.run_reader(path).snapshot(None)
     except Exception:  # a head start only: the page reads (and reports problems) itself
         pass

@@ -11,8 +11,8 @@ a runs directory that does not exist yet) tokens come from os.stat of the files 
 stats per run and refresh, still no reading. The observer is retried every RETRY_S seconds.
 
     watcher = watcher_for(runs_dir)          # shared by every session of the process
-    token = watcher.token("my-run", READER_FILES)
-    if token != last_token: ...read...
+    token = watcher.token("my-run")          # changes when one of its rf.DATA_FILES does
+    snapshot = reader.snapshot(token)        # the RunReader reads only if the token moved
 
 The runs directory is never watched by Streamlit itself (.streamlit/config.toml sets
 fileWatcherType = "none"); this observer is the only one, and watcher_for keeps at most one alive.
@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 # parent racing, as when a run directory is made and filled at once); the second add is harmless.
 warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
 
-# The files a RunReader reads, and the files the runs table reads (run_info).
-READER_FILES = (rf.METRICS_FILE, rf.GRADS_FILE, rf.SAMPLES_FILE, rf.EVENTS_FILE, rf.STATUS_FILE, rf.CONFIG_FILE)
+# A run's token covers its data files (rf.DATA_FILES: what its RunReader and the doctor read) by
+# default; the runs table's covers the files its row comes from (run_info).
 TABLE_FILES = (rf.STATUS_FILE, rf.CONFIG_FILE, rf.EVENTS_FILE, rf.LOG_FILE)
 RUN_DIR = ""  # the run directory itself (created, deleted, renamed)
 RETRY_S = 10.0
@@ -133,7 +133,7 @@ class RunsWatcher:
         """'events' while the observer runs, else 'polling' (asking may (re)start the observer)."""
         return "events" if self._ensure_observer() is not None else "polling"
 
-    def token(self, run_id: str, files: Iterable[str] = READER_FILES) -> tuple:
+    def token(self, run_id: str, files: Iterable[str] = rf.DATA_FILES) -> tuple:
         """A value that changes whenever one of the run's files (or the run directory) changed."""
         files = (RUN_DIR, *files)
         counter = self._ensure_observer()

@@ -18,8 +18,8 @@ import math
 import numpy as np
 
 from app.downsample import MAX_POINTS, bucket_size
-from app.growing import GrowingArray
 from app.smoothing import IncrementalEma
+from trainer.rundir.growing import GrowingArray
 
 
 def _same(a: float, b: float) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from app.growing import GrowingArray
+from trainer.rundir.growing import GrowingArray
 
 try:
     import polars as pl

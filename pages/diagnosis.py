@@ -14,5 +14,5 @@ if view.events.empty or "alert" not in set(view.events.get("kind", [])):
 layout.fork_form(key="diagnosis_fork")
 
 st.subheader("Full report")
-report = diagnosis.report_markdown(state.run_dir_of(run_id))
+report = diagnosis.report_markdown(state.run_dir_of(run_id), view.version)  # recomputed when the run changed
 st.markdown(report)  # the doctor's markdown; HTML stays escaped (no unsafe_allow_html anywhere)

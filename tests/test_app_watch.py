@@ -17,6 +17,7 @@ from app import run_watch, state
 from app.run_list import RunList
 from app.run_watch import RunsWatcher
 from trainer.rundir import run_format as rf
+from trainer.rundir.reader import MIN_REFRESH_S, RunReader
 
 ROOT = Path(__file__).resolve().parents[1]
 # watchdog's harmless "watch added twice" warning for directories made and filled at once (the
@@ -98,19 +99,20 @@ def test_token_changes_when_a_run_file_is_appended_to_but_not_when_it_is_read(wa
 def test_a_refresh_with_nothing_changed_opens_no_file(watcher, runs_dir):
     make_run(runs_dir, "alpha", steps=5)
     settle(watcher, ["alpha"])
-    shared = state.SharedReader(runs_dir / "alpha")
-    first = shared.view(watcher.token("alpha"))
-    reads = shared.reads
+    reader = RunReader(runs_dir / "alpha")
+    first = reader.snapshot(watcher.token("alpha"))
+    reads = reader.reads
 
-    opened = files_opened_during(lambda: shared.view(watcher.token("alpha")))
-    assert opened == [] and shared.reads == reads
+    again = []
+    opened = files_opened_during(lambda: again.append(reader.snapshot(watcher.token("alpha"))))
+    assert opened == [] and reader.reads == reads and again == [first] and again[0] is first
 
     before = watcher.token("alpha")
     append_row(runs_dir / "alpha", 6)
     token = wait_for_change(watcher, "alpha", before)
-    time.sleep(state.MIN_REFRESH_S)
-    view = shared.view(token)
-    assert shared.reads == reads + 1 and len(view.metrics) == len(first.metrics) + 1
+    time.sleep(MIN_REFRESH_S)
+    view = reader.snapshot(token)
+    assert reader.reads == reads + 1 and len(view.metrics) == len(first.metrics) + 1
 
 
 def test_the_watcher_falls_back_to_stat_polling_when_events_cannot_start(runs_dir):
@@ -262,8 +264,19 @@ def test_the_runs_table_reads_the_newest_runs_ahead_once(tmp_path, monkeypatch):
     for t in threads:
         t.join(10)
     for run_id in ("new", "mid"):
-        reader = state.shared_reader(os.path.abspath(runs_dir / run_id))
+        reader = state.run_reader(os.path.abspath(runs_dir / run_id))
         assert reader.reads == 1
         assert state.run_view(run_id).metrics["step"].max() == 5  # the page finds it read
     assert prefetch.start(ids) == []  # once per process
     run_watch.stop_watcher()
+
+
+def test_a_bad_or_missing_run_id_gives_a_snapshot_that_says_so(runs_dir, monkeypatch):
+    monkeypatch.setenv("TRAINER_RUNS_DIR", str(runs_dir))
+    try:
+        bad = state.run_view("../etc")
+        assert not bad.exists and "invalid run id" in bad.error and bad.metrics.empty
+        missing = state.run_view("never-made")
+        assert not missing.exists and "no longer exists" in missing.error
+    finally:
+        run_watch.stop_watcher()

@@ -126,7 +126,7 @@ def test_frames_grow_without_copying_what_was_already_read():
         frame.append(Columns({"step": np.arange(start, start + 3), "time": np.zeros(3)}, 3))
     grown = frame.frame()
     assert len(grown) == 3000 and grown["x"].iloc[3:].isna().all()
-    assert frame._capacity < 2 * 3000 + 1024  # capacity doubles, it is not resized per append
+    assert frame.capacity < 2 * 3000 + 1024  # capacity doubles, it is not resized per append
     assert first["x"].tolist() == [1.0, 1.0, 1.0] and len(first) == 3
     # frame() wraps the buffers: asking twice does not copy.
     assert np.shares_memory(frame.frame()["step"].to_numpy(), grown["step"].to_numpy())

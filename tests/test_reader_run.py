@@ -63,7 +63,7 @@ def test_refresh_reports_whether_anything_changed(runs_dir):
     assert reader.refresh() is False and reader.version == version
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"step": 5, "time": 1.0, "train/loss": 1.4}\n')
-    assert reader.refresh() is True and reader.version == version + 1
+    assert reader.refresh() is True and reader.version > version
     assert reader.metrics["step"].iloc[-1] == 5
 
 
@@ -137,6 +137,36 @@ def test_one_reader_shared_by_threads_gives_consistent_snapshots(runs_dir):
         thread.join()
     reader.refresh()
     assert problems == [] and reader.metrics["step"].tolist() == list(range(3000))
+
+
+def test_snapshot_reads_only_when_the_token_moved_and_at_most_every_min_refresh_s(runs_dir):
+    run_dir = write_small_run(runs_dir)
+    reader = RunReader(run_dir, min_refresh_s=3600)
+    first = reader.snapshot("token-1")
+    assert reader.reads == 1 and first.exists and first.run_id == "r1" and len(first.metrics) == 5
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "time": 1.0, "train/loss": 1.4}\n')
+    assert reader.snapshot("token-1") is first  # same token: nothing read
+    assert reader.snapshot("token-2") is first and reader.reads == 1  # too soon after the last read
+    reader.min_refresh_s = 0.0
+    second = reader.snapshot("token-2")  # the token was not taken while throttled: it reads now
+    assert reader.reads == 2 and len(second.metrics) == 6 and second.version != first.version
+    assert reader.snapshot("token-2") is second
+    # Versions are unique in the process: another reader of the same run never repeats an old one.
+    assert RunReader(run_dir).version not in (first.version, second.version)
+
+
+def test_snapshot_of_a_deleted_run_says_so_and_keeps_the_last_data(runs_dir):
+    run_dir = write_small_run(runs_dir)
+    reader = RunReader(run_dir, min_refresh_s=0.0)
+    assert reader.snapshot().exists
+    shutil.rmtree(run_dir)
+    gone = reader.snapshot()
+    assert not gone.exists and "no longer exists" in gone.error
+    assert len(gone.metrics) == 5 and gone.status["state"] == "finished"
+    write_small_run(runs_dir)  # a new run under the same name
+    back = reader.snapshot()
+    assert back.exists and back.error == "" and back.metrics["step"].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_read_status_and_read_config_return_none_for_missing_or_broken_files(tmp_path):

@@ -30,6 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from trainer.rundir.growing import GrowingArray
+
 try:
     import polars as pl
 except ImportError:  # optional: pyarrow parses instead, ~2x slower on a cold load
@@ -119,54 +121,55 @@ def records_to_columns(records: list[Any], flatten: bool = False) -> Columns:
 class GrowingFrame:
     """A DataFrame that rows are appended to in amortised O(new rows).
 
-    Columns live in over-allocated numpy arrays (capacity doubles when full); frame() wraps views of
-    the filled part without copying. Rows already published are never written again (a new column
-    or a bigger capacity gets a fresh array), so frames handed out earlier stay valid and unchanged.
+    Each column is a GrowingArray (trainer.rundir.growing); frame() wraps views of the filled part
+    without copying. Rows already published are never written again (a bigger capacity is a fresh
+    array), so frames handed out earlier stay valid and unchanged.
     """
 
     def __init__(self) -> None:
         self.clear()
 
     def clear(self) -> None:
-        self._arrays: dict[str, np.ndarray] = {}
+        self._columns: dict[str, GrowingArray] = {}
         self._rows = 0
-        self._capacity = 0
+        self._room = 0  # rows extend() made room for: a column first seen later gets as much at once
         self._frame: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return self._rows
 
+    @property
+    def capacity(self) -> int:
+        """Rows the columns hold without another copy (the smallest column's room)."""
+        return min((column.capacity for column in self._columns.values()), default=0)
+
     def names(self) -> list[str]:
         """The column names so far (a parser's schema hint)."""
-        return list(self._arrays)
+        return list(self._columns)
 
     def append(self, columns: Columns) -> None:
         if columns.rows == 0:
             return
-        if self._capacity == 0:
-            # First data: adopt the parser's arrays as they are (no copy for a cold load).
-            self._arrays = {name: values for name, values in columns.data.items()}
-            self._arrays.setdefault(TIME, np.full(columns.rows, np.nan))
-            self._rows = self._capacity = columns.rows
-            self._frame = None
-            return
-        end = self._rows + columns.rows
-        if end > self._capacity:
-            self._grow(end)
-        self._arrays.setdefault(TIME, _empty_column(TIME, self._capacity))
-        for name, values in columns.data.items():
-            if name not in self._arrays:
-                self._arrays[name] = _empty_column(name, self._capacity)
-            self._arrays[name][self._rows : end] = values
-        self._rows = end
+        for name in (STEP, TIME, *columns.data):
+            if name not in self._columns:
+                self._columns[name] = self._new_column(name)
+        for name, column in self._columns.items():
+            values = columns.data.get(name)
+            if values is None:
+                column.fill(columns.rows, _missing(name))  # a row without this series: NaN
+            else:
+                column.extend(values)  # the first block of a cold load is adopted, not copied
+        self._rows += columns.rows
         self._frame = None
 
     def extend(self, pieces: list[Columns]) -> None:
         """Append pieces in order, making room for all at once: a cold load's ~50 pieces are then
         copied once, not once per doubling; 1/8 more, so the polls after it do not copy it all."""
         needed = self._rows + sum(columns.rows for columns in pieces)
-        if len(pieces) > 1 and needed > self._capacity:
-            self._grow(needed + needed // 8)
+        if len(pieces) > 1 and needed > self.capacity:
+            self._room = needed + needed // 8
+            for column in self._columns.values():
+                column.reserve(self._room)
         for columns in pieces:
             self.append(columns)
 
@@ -175,17 +178,15 @@ class GrowingFrame:
             if self._rows == 0:
                 self._frame = pd.DataFrame({STEP: np.array([], np.int64), TIME: np.array([], float)})
             else:
-                names = [STEP, TIME] + [n for n in self._arrays if n not in (STEP, TIME)]
-                self._frame = pd.DataFrame({n: self._arrays[n][: self._rows] for n in names}, copy=False)
+                names = [STEP, TIME] + [n for n in self._columns if n not in (STEP, TIME)]
+                self._frame = pd.DataFrame({n: self._columns[n].view() for n in names}, copy=False)
         return self._frame
 
-    def _grow(self, needed: int) -> None:
-        capacity = max(needed, 2 * self._capacity, 1024)
-        for name, old in self._arrays.items():
-            new = _empty_column(name, capacity)
-            new[: self._rows] = old[: self._rows]
-            self._arrays[name] = new
-        self._capacity = capacity
+    def _new_column(self, name: str) -> GrowingArray:
+        """A column first seen now: missing (NaN) in every row before."""
+        column = GrowingArray(np.int64 if name == STEP else float, capacity=self._room)
+        column.fill(self._rows, _missing(name))
+        return column
 
 
 # --- internals ------------------------------------------------------------------------------
@@ -321,9 +322,9 @@ def _float_column(column: pa.ChunkedArray) -> np.ndarray:
     return np.full(len(column), np.nan)  # strings, lists, objects: not a number
 
 
-def _empty_column(name: str, capacity: int) -> np.ndarray:
-    # Steps are always present, so zeros never show; other columns are NaN until a row sets them.
-    return np.zeros(capacity, np.int64) if name == STEP else np.full(capacity, np.nan)
+def _missing(name: str):
+    # Steps are always present, so a zero step never shows; a series a row lacks is NaN there.
+    return 0 if name == STEP else np.nan
 
 
 def _line_ranges(data: bytes, start: int, stop: int, size: int) -> list[tuple[int, int]]:

@@ -3,24 +3,32 @@
     from trainer.rundir.reader import RunReader
     run = RunReader("runs/shakespeare_char-20260101-120000")
     while True:
-        if run.refresh():
-            print(run.metrics.tail(1))   # step, time, train/loss, ...
+        snap = run.snapshot()        # reads what was appended (at most every MIN_REFRESH_S)
+        print(snap.version, snap.metrics.tail(1))   # step, time, train/loss, ...
         time.sleep(1)
 
-One RunReader can be shared by many dashboard sessions (st.cache_resource): a lock makes refresh()
-and every accessor see one consistent state, and frames are handed out as cheap copies that a
-caller may modify without touching anyone else's.
+One RunReader is shared by every dashboard session (st.cache_resource, app.state). A lock makes
+every read and accessor see one consistent state; snapshot(token) is what they call. It reads
+only when the caller's change token (app.run_watch) moved, at most every MIN_REFRESH_S, and
+otherwise hands back the same RunSnapshot without touching the disk: ten open tabs cost one read.
+Each caller gets whole tables, never "lines since your last call" (sessions would steal each
+other's lines). Frames from the accessors (.metrics, ...) are cheap copies that a caller may
+modify without touching anyone else's.
 
 Nothing here raises because a run is incomplete, being written, truncated on resume, or deleted:
 missing files read as empty, a torn last line waits until it is completed, malformed lines are
-skipped and counted, and a file replaced or shrunk under us is read again from the start.
+skipped and counted, a file replaced or shrunk under us is read again from the start, and a run
+directory that is gone keeps its last data (its snapshot says exists=False and why).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -31,36 +39,49 @@ from trainer.rundir.jsonl import JsonlTail
 from trainer.rundir.jsonl_frame import GrowingFrame, parse_numeric_lines, records_to_columns
 from trainer.rundir.status import read_config, read_status
 
+MIN_REFRESH_S = 0.25  # snapshot() reads at most this often, whatever the tokens say
+# Versions are drawn from one counter for the whole process, so equal versions of a run directory
+# mean equal data even across two readers of it (a reader evicted from a cache and made again).
+_versions = itertools.count(1)
+_NO_TOKEN = object()  # equal to no caller's token: the first snapshot() always reads
+
 
 @dataclass(frozen=True)
 class RunSnapshot:
-    """Everything a RunReader knows, taken at one instant."""
+    """Everything a RunReader knows about one run, taken at one instant.
 
-    run_dir: Path
-    version: int
-    metrics: pd.DataFrame
-    samples: pd.DataFrame
-    events: pd.DataFrame
-    grads: pd.DataFrame
-    status: dict | None
-    config: dict | None
+    exists is False when the run directory is gone (the tables then hold the last data read) or
+    its id was refused (empty tables); error says why, or what went wrong reading. A snapshot is
+    shared by every caller that asked with the same token: read its tables, never modify them.
+    """
+
+    run_id: str
+    exists: bool = True
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    samples: pd.DataFrame = field(default_factory=pd.DataFrame)
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    grads: pd.DataFrame = field(default_factory=pd.DataFrame)
+    status: dict | None = None
+    config: dict | None = None
+    version: int = 0  # the reader's version: equal versions of one run directory mean equal data
+    error: str = ""
 
 
 class RunReader:
-    """Live view of one run directory; refresh() reads only what was appended since the last call.
+    """Live view of one run directory; a read takes only what was appended since the last one.
 
     metrics: step, time, then one float column per series in order of first appearance (NaN where
     a row has no value or logged a non-finite one). grads: step, time, "norms/<param>",
     "update_ratios/<param>". samples and events: one row per record, nested values kept as objects.
+    The constructor reads the whole run (the cold read); refresh() reads at once, snapshot() when
+    the run may have changed.
     """
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, min_refresh_s: float = MIN_REFRESH_S):
         self.run_dir = Path(run_dir)
+        self.min_refresh_s = min_refresh_s
         self._lock = threading.RLock()
-        self._tails = {
-            name: JsonlTail(self.run_dir / name)
-            for name in (rf.METRICS_FILE, rf.GRADS_FILE, rf.SAMPLES_FILE, rf.EVENTS_FILE)
-        }
+        self._tails = {name: JsonlTail(self.run_dir / name) for name in rf.JSONL_FILES}
         self._metrics = GrowingFrame()
         self._grads = GrowingFrame()
         self._samples = _RecordFrame()
@@ -68,7 +89,14 @@ class RunReader:
         self._status: dict | None = None
         self._config: dict | None = None
         self._file_keys: dict[str, tuple | None] = {rf.STATUS_FILE: None, rf.CONFIG_FILE: None}
-        self.version = 0  # bumped by every refresh that changed anything
+        self.version = 0  # changes with every refresh that changed anything (see _versions)
+        # What snapshot() knows: the token it last read for, when, and what it found.
+        self._token: object = _NO_TOKEN
+        self._last_read = float("-inf")
+        self._exists, self._error = True, ""
+        self._snapshot: RunSnapshot | None = None
+        self.reads = 0  # reads snapshot() made (tests and benchmarks count them)
+        self.refresh_seconds = 0.0  # how long the last of them took
         self.refresh()
 
     def refresh(self) -> bool:
@@ -81,8 +109,23 @@ class RunReader:
             changed |= self._refresh_status()
             changed |= self._refresh_config()
             if changed:
-                self.version += 1
+                self.version = next(_versions)
             return changed
+
+    def snapshot(self, token: Hashable | None = None) -> RunSnapshot:
+        """The newest snapshot, reading first only where the run may have changed. Never raises.
+
+        token: the caller's change token for the run's files (app.run_watch); the token of the
+        last read means nothing changed, and the same snapshot comes back without any disk I/O.
+        None means unknown: read. Reads are at least min_refresh_s apart; a call in between gets
+        the last snapshot, and its token is not taken, so the next call reads.
+        """
+        with self._lock:
+            fresh = token is not None and token == self._token
+            if not fresh and time.monotonic() - self._last_read >= self.min_refresh_s:
+                self._token = token  # taken before reading: a write during the read shows next time
+                self._read()
+            return self._current()
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -132,18 +175,41 @@ class RunReader:
         with self._lock:
             return sum(tail.resets for tail in self._tails.values())
 
-    def snapshot(self) -> RunSnapshot:
-        with self._lock:
-            return RunSnapshot(
-                self.run_dir,
-                self.version,
-                self.metrics,
-                self.samples,
-                self.events,
-                self.grads,
-                self.status,
-                self.config,
+    # --- internals --------------------------------------------------------------------------
+    def _read(self) -> None:
+        """snapshot()'s read: whether the run directory is there, then what was appended."""
+        self.reads += 1
+        self._last_read = time.monotonic()
+        started = time.perf_counter()
+        run_id = self.run_dir.name
+        if not self.run_dir.is_dir():
+            self._exists = False
+            self._error = f"run {run_id!r} no longer exists under {self.run_dir.parent}"
+            return
+        self._exists, self._error = True, ""
+        try:
+            self.refresh()
+        except OSError as e:  # deleted or renamed between the check and the read
+            self._error = f"could not read run {run_id!r}: {e}"
+        self.refresh_seconds = time.perf_counter() - started
+
+    def _current(self) -> RunSnapshot:
+        """The snapshot of the state now: the last one again if nothing it holds has changed."""
+        snap = self._snapshot
+        if snap is None or (snap.version, snap.exists, snap.error) != (self.version, self._exists, self._error):
+            snap = self._snapshot = RunSnapshot(
+                self.run_dir.name,
+                exists=self._exists,
+                metrics=self.metrics,
+                samples=self.samples,
+                events=self.events,
+                grads=self.grads,
+                status=self.status,
+                config=self.config,
+                version=self.version,
+                error=self._error,
             )
+        return snap
 
     # --- internals --------------------------------------------------------------------------
     def _refresh_numeric(self, name: str, frame: GrowingFrame, flatten: bool) -> bool:

@@ -27,6 +27,10 @@ LOG_FILE = "train.log"  # stdout/stderr of a trainer started in the background
 CHECKPOINT_DIR = "checkpoints"
 CONTROL_DIR = "control"
 STOP_FILE = "stop"  # control/stop: finish the step, checkpoint, exit 0
+# A run's data: the files its reader (trainer.rundir.reader) and the doctor read. Whether a run
+# changed means whether one of these (or the run directory itself) did.
+JSONL_FILES = (METRICS_FILE, GRADS_FILE, SAMPLES_FILE, EVENTS_FILE)
+DATA_FILES = (*JSONL_FILES, STATUS_FILE, CONFIG_FILE)
 
 # status.json "state"
 STARTING, RUNNING, STOPPING, STOPPED, FINISHED, FAILED = (
