@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer.doctor import CODES, DETECTORS, OnlineDoctor
+from trainer.doctor import CODES, DETECTORS, OnlineDoctor, scenarios
 from trainer.doctor.base import SEVERITY_RANK, Detector
+from trainer.doctor.report import CAUSES, TITLES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "doctor.md"
 
@@ -79,7 +80,9 @@ def test_a_detector_without_a_title_or_cause_is_refused_with_what_to_do():
 
 
 def test_the_report_takes_titles_and_causes_from_the_detectors():
-    from trainer.doctor.report import CAUSES, TITLES
-
     assert TITLES == {d.code: d.title for d in DETECTORS}
     assert CAUSES == {d.code: d.cause for d in DETECTORS}
+
+
+def test_every_code_has_a_failure_scenario():
+    assert set(scenarios.FAILURES.values()) == set(CODES), "add a shape to trainer/doctor/scenarios/failures.py"

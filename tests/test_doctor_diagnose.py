@@ -2,10 +2,10 @@
 
 import json
 
-import doctor_scenarios as ds
 import pytest
 
 from trainer.doctor import OnlineDoctor, diagnose, to_markdown
+from trainer.doctor import scenarios as ds
 from trainer.doctor.outputs import text_stats
 from trainer.errors import RunNotFound
 from trainer.rundir.writer import open_run
