@@ -20,12 +20,11 @@ case that once alarmed or stayed silent wrongly.
 
 import math
 
-import doctor_scenarios as ds
-
 from trainer.config import Config, apply_overrides, from_dict
 from trainer.config.curriculum import curriculum_difficulty
 from trainer.doctor import OnlineDoctor, diagnose
 from trainer.doctor import remedies as R
+from trainer.doctor import scenarios as ds
 from trainer.doctor.base import RunContext
 from trainer.doctor.tracks import LossTrack
 

@@ -1,11 +1,12 @@
-"""The labelled scenario suite (tests/doctor_scenarios.py): every failure found with its code and
+"""The labelled scenario suite (trainer/doctor/scenarios): every failure found with its code and
 on time, no warning on healthy runs, no alert of any code before a failure's onset.
 
 5 seeds per scenario; each seed draws run length, logging interval, noise and onset.
 """
 
-import doctor_scenarios as ds
 import pytest
+
+from trainer.doctor import scenarios as ds
 
 SEEDS = range(5)
 

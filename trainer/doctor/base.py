@@ -1,9 +1,11 @@
 """What every detector shares: the alert record, the episode rule, robust statistics and the run
 context (what the config declares: warm-up, schedule, curriculum).
 
-A detector is a small object with named thresholds (class attributes, documented in
-docs/doctor.md). It sees rows one at a time, in step order, online and offline alike, and keeps
-only incremental state, so the live doctor and `python -m trainer diagnose` always agree.
+A detector is a small object that describes itself: its code, title, likely cause, severity and
+named thresholds are class attributes, and its healthy reason is built from those thresholds; the
+registry (trainer/doctor/registry.py), the report and the codes table of docs/doctor.md derive
+from them. It sees rows one at a time, in step order, online and offline alike, and keeps only
+incremental state, so the live doctor and `python -m trainer diagnose` always agree.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def fmt(value: float) -> str:
 
 
 class Detector:
-    """One failure code. Subclasses set `code`, `severity`, `rearm_rows` and implement observe.
+    """One failure code. Subclasses set `code`, `title`, `cause`, `severity`, `rearm_rows` and
+    `thresholds` (the names of the class attributes that decide when it fires, each stated in the
+    codes table of docs/doctor.md), and implement observe and healthy_reason.
 
     Episode rule: `self.fire(...)` returns an alert only when no episode is open; `self.clear()`
     counts healthy observations and closes the episode after `rearm_rows` of them, so a condition
@@ -71,10 +75,24 @@ class Detector:
     """
 
     code = ""
+    title = ""  # the finding's heading in the report
+    cause = ""  # the likely causes, one or two sentences for the report
     severity = "warning"
     kind = "metrics"  # which records it reads: metrics | grads | samples
     rearm_rows = 5
-    healthy_reason = "no evidence"
+    thresholds: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.code:  # a shared base (gradients._GradLevel), not a detector
+            return
+        missing = [name for name in ("title", "cause") if not getattr(cls, name)]
+        missing += [name for name in cls.thresholds if not isinstance(getattr(cls, name, None), (int, float))]
+        if missing:
+            raise TypeError(
+                f"detector {cls.__name__} ({cls.code}) lacks {', '.join(missing)}: set each as a class "
+                "attribute (thresholds name numeric class attributes); see docs/doctor.md, Adding a detector"
+            )
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
@@ -116,9 +134,13 @@ class Detector:
         self.streak += 1
         return self.streak >= rows
 
+    def healthy_reason(self) -> str:
+        """One line saying what held, built from the thresholds so it cannot drift from them."""
+        raise NotImplementedError
+
     def checked(self) -> str | None:
-        """One line saying why this code was found healthy (None when there was nothing to check)."""
-        return self.healthy_reason if self.observed else None
+        """Why this code was found healthy (None when there was nothing to check)."""
+        return self.healthy_reason() if self.observed else None
 
 
 class RollingWindow:

@@ -28,10 +28,18 @@ class ValBelowTrain(Detector):
     """
 
     code = "val_below_train"
+    title = "Validation loss far below training loss"
+    cause = (
+        "Train and val are not measured the same way (dropout on in training only), or the splits leak or differ "
+        "in difficulty (report 001)."
+    )
     max_ratio = 0.6
     confirm_evals = 2
     rearm_rows = 2
-    healthy_reason = "val/loss stayed above 0.6 x train/loss"
+    thresholds = ("max_ratio", "confirm_evals")
+
+    def healthy_reason(self) -> str:
+        return f"val/loss stayed above {self.max_ratio:g} x train/loss"
 
     def observe(self, step, row):
         val = row.get(rf.VAL_LOSS)
@@ -90,11 +98,16 @@ class Overfitting(Detector):
     """
 
     code = "overfitting"
+    title = "Overfitting"
+    cause = "The model memorises the training set; training went on past the best validation point."
     min_relative_rise = 0.02
     noise_multiple = 2.0
     confirm_evals = 1  # the median of 3 evals already needs two of them high
     mean_abs_floor = 0.8  # the noise read is at least 0.8 x the mean-absolute-deviation estimate
-    healthy_reason = "val/loss never rose 2% above its best while train/loss fell"
+    thresholds = ("min_relative_rise", "noise_multiple", "mean_abs_floor")
+
+    def healthy_reason(self) -> str:
+        return f"val/loss never rose {self.min_relative_rise:.0%} above its best while train/loss fell"
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -20,10 +20,15 @@ class DeadParameters(Detector):
     """
 
     code = "dead_parameters"
+    title = "Dead parameters (zero gradients)"
+    cause = "Parts of the model get no gradient: not on the forward path, masked, or saturated."
     kind = "grads"
     min_probes = 3
     rearm_rows = 3
-    healthy_reason = "every parameter had a non-zero gradient at the probe steps"
+    thresholds = ("min_probes",)
+
+    def healthy_reason(self) -> str:
+        return f"no parameter had a gradient of exactly 0 at {self.min_probes} probe steps in a row"
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -87,11 +92,16 @@ class ExplodingGradients(_GradLevel):
     """
 
     code = "exploding_gradients"
+    title = "Exploding gradients"
+    cause = "An unstable step: LR too high for the gradient noise, or no clipping."
     min_factor = 10.0
     z_threshold = 6.0
     refresh_rows = 5
     rearm_rows = 5
-    healthy_reason = "grad/norm stayed within 10x of its running median"
+    thresholds = ("window", "min_rows", "min_factor", "z_threshold", "refresh_rows")
+
+    def healthy_reason(self) -> str:
+        return f"grad/norm stayed within {self.min_factor:g}x of its running median"
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -139,12 +149,17 @@ class VanishingGradients(_GradLevel):
     """
 
     code = "vanishing_gradients"
+    title = "Vanishing gradients"
+    cause = "Updates have become too small to move the weights: LR decayed or activations shrank."
     min_factor = 100.0
     absolute_floor = 1e-7
     recent_rows = 10
     confirm_rows = 5
     rearm_rows = 5
-    healthy_reason = "grad/norm stayed above 1/100 of its established level"
+    thresholds = ("window", "min_rows", "min_factor", "absolute_floor", "recent_rows", "confirm_rows")
+
+    def healthy_reason(self) -> str:
+        return f"grad/norm stayed above 1/{self.min_factor:g} of its established level"
 
     def __init__(self, ctx):
         super().__init__(ctx)

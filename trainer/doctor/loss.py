@@ -24,12 +24,20 @@ class LossSpike(Detector):
     """
 
     code = "loss_spike"
+    title = "Loss spike"
+    cause = "A noisy gradient (small batch, long blocks) met a large step; report 003 saw 6.65 to 9.58."
     window = 32
     min_rows = 16
     z_threshold = 6.0
     min_relative_jump = 0.15
     rearm_rows = 5
-    healthy_reason = "no train/loss jump above 6 robust sd and 15% of the recent level"
+    thresholds = ("window", "min_rows", "z_threshold", "min_relative_jump")
+
+    def healthy_reason(self) -> str:
+        return (
+            f"no train/loss jump above {self.z_threshold:g} robust sd "
+            f"and {self.min_relative_jump:.0%} of the recent level"
+        )
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -97,6 +105,11 @@ class LossRising(Detector):
     """
 
     code = "loss_rising"
+    title = "Loss rising"
+    cause = (
+        "The LR is more than the model can hold, or the task is getting harder faster than the model learns (a "
+        "curriculum ramping too fast, report 002)."
+    )
     min_rows = 20
     min_rows_curriculum = 5
     min_relative_rise = 0.15
@@ -106,7 +119,10 @@ class LossRising(Detector):
     pace_span_rows = 3
     lag_fraction = 0.2
     rearm_rows = 10
-    healthy_reason = "the smoothed train/loss never rose 15% above its best level"
+    thresholds = ("min_rows", "min_rows_curriculum", "min_relative_rise", "noise_multiple", "confirm_rows")
+
+    def healthy_reason(self) -> str:
+        return f"the smoothed train/loss never rose {self.min_relative_rise:.0%} above its best level"
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -262,6 +278,11 @@ class LossPlateau(Detector):
     """
 
     code = "loss_plateau"
+    title = "Loss plateau"
+    cause = (
+        "The model sits in a flat region: LR too small to leave it, or regularisation (weight decay, clipping) "
+        "holding it there (report 001)."
+    )
     min_rows = 50
     window_fraction = 0.25
     run_fraction = 0.1  # with a known max_steps, a "long stretch" is at least 10% of the run
@@ -273,7 +294,21 @@ class LossPlateau(Detector):
     min_lr_fraction = 0.2
     confirm_rows = 5
     rearm_rows = 10
-    healthy_reason = "train/loss kept improving, or had already fallen below half its initial level"
+    thresholds = (
+        "min_rows",
+        "window_fraction",
+        "run_fraction",
+        "min_drop_share",
+        "rate_share",
+        "noise_multiple",
+        "hold_noise_multiple",
+        "stuck_fraction",
+        "min_lr_fraction",
+        "confirm_rows",
+    )
+
+    def healthy_reason(self) -> str:
+        return f"train/loss kept improving, or had already fallen below {self.stuck_fraction:.0%} of its initial level"
 
     def __init__(self, ctx):
         super().__init__(ctx)

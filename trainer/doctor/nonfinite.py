@@ -17,9 +17,14 @@ class NonFinite(Detector):
     """A loss or gradient norm that is NaN or Inf (logged as null). One row is conclusive."""
 
     code = "non_finite"
+    title = "Loss or gradient became NaN/Inf"
+    cause = "An update overflowed: LR too high for this batch, no or loose gradient clipping, or fp16 overflow."
     severity = "critical"
     rearm_rows = 3
-    healthy_reason = "every train/loss, val/loss and grad/norm value is finite"
+
+    def healthy_reason(self) -> str:
+        *first, last = WATCHED_FINITE
+        return f"every {', '.join(first)} and {last} value is finite"
 
     def observe(self, step, row):
         bad = [k for k in WATCHED_FINITE if k in row and not finite(row[k])]

@@ -11,32 +11,11 @@ Incremental state only: no file is read, and the cost per record is a few dozen 
 from __future__ import annotations
 
 from trainer.doctor.base import RunContext, finite
-from trainer.doctor.generalisation import Overfitting, ValBelowTrain
-from trainer.doctor.gradients import DeadParameters, ExplodingGradients, VanishingGradients
-from trainer.doctor.loss import LossPlateau, LossRising, LossSpike
-from trainer.doctor.nonfinite import NonFinite
-from trainer.doctor.outputs import TokenCollapse, VarianceCollapse
-from trainer.doctor.system import LrAnomaly, MemoryGrowth, Slowdown
+from trainer.doctor.registry import CODES, DETECTORS
 from trainer.doctor.tracks import LossTrack
 from trainer.rundir import run_format as rf
 
-DETECTORS = (
-    NonFinite,
-    LossSpike,
-    LossRising,
-    LossPlateau,
-    VarianceCollapse,
-    TokenCollapse,
-    ValBelowTrain,
-    Overfitting,
-    DeadParameters,
-    ExplodingGradients,
-    VanishingGradients,
-    Slowdown,
-    MemoryGrowth,
-    LrAnomaly,
-)
-CODES = tuple(d.code for d in DETECTORS)
+__all__ = ["CODES", "DETECTORS", "OnlineDoctor"]
 
 
 class OnlineDoctor:

@@ -39,6 +39,11 @@ class VarianceCollapse(Detector):
     """
 
     code = "variance_collapse"
+    title = "Prediction variance collapsed"
+    cause = (
+        "The model found the lazy solution of predicting the mean; LR too low or regularisation too strong, or an "
+        "output layer that squashes its range (report 001)."
+    )
     kind = "metrics+samples"
     severity = "critical"
     max_std_ratio = 0.1
@@ -47,7 +52,10 @@ class VarianceCollapse(Detector):
     confirm_rows = 5
     recovery_factor = 2.0
     rearm_rows = 5
-    healthy_reason = "prediction spread stayed above 1/10 of the target spread"
+    thresholds = ("max_std_ratio", "window", "min_rows", "confirm_rows", "recovery_factor")
+
+    def healthy_reason(self) -> str:
+        return f"prediction spread stayed above 1/{1 / self.max_std_ratio:.0f} of the target spread"
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -135,11 +143,16 @@ class TokenCollapse(Detector):
 
     statistic per sample: character entropy, punctuation share, distinct 4-gram ratio
     fires when confirm_samples consecutive samples after warm-up have entropy < entropy_fraction x
-    the reference for English text (2.9 nats), or punctuation share > max_punctuation_share, or (for
+    the reference for English text (REFERENCE_ENTROPY), or punctuation share > max_punctuation_share, or (for
     samples of at least 50 characters) distinct 4-grams < min_distinct_4grams.
     """
 
     code = "token_collapse"
+    title = "Generated samples collapsed"
+    cause = (
+        "The model exploits frequent tokens (punctuation) instead of learning the text; an auxiliary loss "
+        "dominating, fixed LR for too long, no early stopping (report 000)."
+    )
     kind = "samples"
     severity = "critical"
     entropy_fraction = 0.5
@@ -147,7 +160,13 @@ class TokenCollapse(Detector):
     min_distinct_4grams = 0.15
     confirm_samples = 2
     rearm_rows = 2
-    healthy_reason = "samples kept English-like character entropy and little punctuation"
+    thresholds = ("entropy_fraction", "max_punctuation_share", "min_distinct_4grams", "confirm_samples")
+
+    def healthy_reason(self) -> str:
+        return (
+            f"samples kept character entropy above {self.entropy_fraction:g} x English text's "
+            f"and at most {self.max_punctuation_share:.0%} punctuation"
+        )
 
     def observe(self, step, record):
         text = record.get("text")

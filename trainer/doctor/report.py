@@ -10,46 +10,12 @@ from __future__ import annotations
 import json
 
 from trainer.doctor.base import SEVERITY_RANK
+from trainer.doctor.registry import DETECTORS
 
 ICON = {"critical": "❌", "warning": "⚠️", "info": "ℹ️"}
-TITLES = {
-    "non_finite": "Loss or gradient became NaN/Inf",
-    "loss_spike": "Loss spike",
-    "loss_rising": "Loss rising",
-    "loss_plateau": "Loss plateau",
-    "variance_collapse": "Prediction variance collapsed",
-    "token_collapse": "Generated samples collapsed",
-    "val_below_train": "Validation loss far below training loss",
-    "overfitting": "Overfitting",
-    "dead_parameters": "Dead parameters (zero gradients)",
-    "exploding_gradients": "Exploding gradients",
-    "vanishing_gradients": "Vanishing gradients",
-    "slowdown": "Training slowed down",
-    "memory_growth": "Memory growing",
-    "lr_anomaly": "Learning-rate anomaly",
-}
-CAUSES = {
-    "non_finite": "An update overflowed: LR too high for this batch, no or loose gradient clipping, or fp16 overflow.",
-    "loss_spike": "A noisy gradient (small batch, long blocks) met a large step; report 003 saw 6.65 to 9.58.",
-    "loss_rising": "The LR is more than the model can hold, or the task is getting harder faster than the model "
-    "learns (a curriculum ramping too fast, report 002).",
-    "loss_plateau": "The model sits in a flat region: LR too small to leave it, or regularisation (weight decay, "
-    "clipping) holding it there (report 001).",
-    "variance_collapse": "The model found the lazy solution of predicting the mean; LR too low or regularisation "
-    "too strong, or an output layer that squashes its range (report 001).",
-    "token_collapse": "The model exploits frequent tokens (punctuation) instead of learning the text; an auxiliary "
-    "loss dominating, fixed LR for too long, no early stopping (report 000).",
-    "val_below_train": "Train and val are not measured the same way (dropout on in training only), or the splits "
-    "leak or differ in difficulty (report 001).",
-    "overfitting": "The model memorises the training set; training went on past the best validation point.",
-    "dead_parameters": "Parts of the model get no gradient: not on the forward path, masked, or saturated.",
-    "exploding_gradients": "An unstable step: LR too high for the gradient noise, or no clipping.",
-    "vanishing_gradients": "Updates have become too small to move the weights: LR decayed or activations shrank.",
-    "slowdown": "Memory pressure, thermal throttling, a competing process, or a data pipeline stall.",
-    "memory_growth": "Something keeps tensors or history alive across steps (a leak), or the allocator fragments.",
-    "lr_anomaly": "The optimiser's LR is not what the config declares: a scheduler bug, a resume that lost the "
-    "schedule, or an LR of 0.",
-}
+# Each detector carries its title and likely cause (trainer/doctor/registry.py).
+TITLES = {d.code: d.title for d in DETECTORS}
+CAUSES = {d.code: d.cause for d in DETECTORS}
 
 
 def _cell(value) -> str:

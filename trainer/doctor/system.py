@@ -11,7 +11,7 @@ from trainer.rundir import run_format as rf
 
 
 class Slowdown(Detector):
-    """steps/s down by a third or more, sustained, against the run's own earlier level (report 003:
+    """steps/s down by min_drop or more, sustained, against the run's own earlier level (report 003:
     1.0 to 0.6 steps/s).
 
     statistic: median of the last `window` speeds against the best such median seen so far
@@ -26,6 +26,8 @@ class Slowdown(Detector):
     """
 
     code = "slowdown"
+    title = "Training slowed down"
+    cause = "Memory pressure, thermal throttling, a competing process, or a data pipeline stall."
     window = 20
     skip_rows = 5
     min_drop = 1 / 3
@@ -33,7 +35,10 @@ class Slowdown(Detector):
     recover_fraction = 0.8
     starved_cpu_drop = 0.2
     rearm_rows = 5
-    healthy_reason = "steps/s stayed within a third of the run's own best level"
+    thresholds = ("window", "skip_rows", "min_drop", "confirm_rows", "recover_fraction", "starved_cpu_drop")
+
+    def healthy_reason(self) -> str:
+        return f"steps/s stayed within {self.min_drop:.0%} of the run's own best level"
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -116,6 +121,8 @@ class MemoryGrowth(Detector):
     """
 
     code = "memory_growth"
+    title = "Memory growing"
+    cause = "Something keeps tensors or history alive across steps (a leak), or the allocator fragments."
     series = (rf.RSS_MB, rf.CUDA_MEM_MB)
     window = 10
     min_rows = 20
@@ -123,7 +130,13 @@ class MemoryGrowth(Detector):
     min_growth_mb = 100.0
     steady_windows = 3
     rearm_rows = 10
-    healthy_reason = "memory (RSS and device) stayed flat after start-up"
+    thresholds = ("window", "min_rows", "min_relative_growth", "min_growth_mb", "steady_windows")
+
+    def healthy_reason(self) -> str:
+        return (
+            f"memory (RSS and device) never grew steadily by more than {self.min_relative_growth:.0%} and "
+            f"{self.min_growth_mb:g} MB after start-up"
+        )
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -199,11 +212,19 @@ class LrAnomaly(Detector):
     """
 
     code = "lr_anomaly"
+    title = "Learning-rate anomaly"
+    cause = (
+        "The optimiser's LR is not what the config declares: a scheduler bug, a resume that lost the schedule, or "
+        "an LR of 0."
+    )
     max_relative_error = 0.05
     confirm_rows = 3
     zero_rows = 2  # a zero LR is conclusive sooner than a drift from the schedule
     rearm_rows = 3
-    healthy_reason = "lr was positive and followed the declared schedule"
+    thresholds = ("max_relative_error", "confirm_rows", "zero_rows")
+
+    def healthy_reason(self) -> str:
+        return f"lr was positive and within {self.max_relative_error:.0%} of the declared schedule"
 
     def observe(self, step, row):
         if rf.LR not in row:

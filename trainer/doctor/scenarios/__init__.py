@@ -6,9 +6,10 @@ healthy run), the onset step, and the step by which the evidence exists (slow fa
 time to become visible). Magnitudes are the incident reports' numbers (../shared/seeds).
 
 This module is the suite's entry: labels, make(), write_run(), evaluate(), run_suite(). The run
-itself is tests/doctor_synthetic_run.py; the shapes are tests/doctor_shapes_healthy.py and
-tests/doctor_shapes_failures.py.
+itself is trainer/doctor/scenarios/run.py; the shapes, each failure with its expected code, are
+healthy.py and failures.py beside it. Tests and benchmarks import it as a package module:
 
+    from trainer.doctor import scenarios
     python benchmarks/doctor_suite.py     # recall, false alarms and median delay over the suite
 """
 
@@ -18,10 +19,11 @@ import json
 import random
 from pathlib import Path
 
-import doctor_shapes_failures
-import doctor_shapes_healthy
 import yaml
-from doctor_synthetic_run import CORPUS, RunGenerator, Scenario
+
+from trainer.doctor.diagnose import diagnose
+from trainer.doctor.scenarios import failures, healthy
+from trainer.doctor.scenarios.run import CORPUS, RunGenerator, Scenario
 
 __all__ = [
     "ALL",
@@ -37,36 +39,11 @@ __all__ = [
     "write_run",
 ]
 
-HEALTHY = (
-    "healthy_fast",
-    "healthy_slow",
-    "healthy_noisy",
-    "healthy_long_warmup",
-    "healthy_curriculum",
-    "healthy_late_improvement",
-    "healthy_regression",
-)
-FAILURES = {
-    "non_finite": "non_finite",
-    "loss_spike": "loss_spike",
-    "loss_rising": "loss_rising",
-    "curriculum_too_fast": "loss_rising",
-    "loss_plateau": "loss_plateau",
-    "variance_collapse": "variance_collapse",
-    "token_collapse": "token_collapse",
-    "val_below_train": "val_below_train",
-    "overfitting": "overfitting",
-    "dead_parameters": "dead_parameters",
-    "exploding_gradients": "exploding_gradients",
-    "vanishing_gradients": "vanishing_gradients",
-    "slowdown": "slowdown",
-    "memory_growth": "memory_growth",
-    "lr_zero": "lr_anomaly",
-    "lr_off_schedule": "lr_anomaly",
-}
-SUDDEN = {"non_finite", "loss_spike", "exploding_gradients"}
+HEALTHY = tuple(healthy.SHAPES)
+FAILURES = failures.EXPECTED_CODE  # scenario name: the code the doctor must raise
+SUDDEN = failures.SUDDEN
 ALL = HEALTHY + tuple(FAILURES)
-SHAPES = {**doctor_shapes_healthy.SHAPES, **doctor_shapes_failures.SHAPES}
+SHAPES = {**healthy.SHAPES, **failures.SHAPES}
 
 
 def make(name: str, seed: int) -> Scenario:
@@ -115,8 +92,6 @@ def evaluate(s: Scenario, alerts: list[dict]) -> dict:
 
 def run_suite(runs_dir: Path, seeds=range(5), names=ALL) -> list[dict]:
     """Generate, write, diagnose and score every scenario; one row per (scenario, seed)."""
-    from trainer.doctor import diagnose
-
     rows = []
     for name in names:
         for seed in seeds:

@@ -3,9 +3,10 @@
 RunGenerator draws (from its seed) the run length, logging interval, noise level, warm-up and
 loss curve, then writes every series the doctor reads: metrics rows (loss, lr, grad/norm, speed,
 memory, output spread, curriculum difficulty), evals, grads.jsonl probes and text samples. A
-scenario's shape (tests/doctor_shapes_healthy.py, tests/doctor_shapes_failures.py) is a function
-that replaces some of these series before the run is built. tests/doctor_scenarios.py is the
-public entry: labels, make(), write_run(), evaluate().
+scenario's shape (healthy.py, failures.py beside this module) is a function that replaces some of
+these series before the run is built. trainer/doctor/scenarios/__init__.py is the public entry:
+labels, make(), write_run(), evaluate(). The text samples are windows of the checkout's
+data/tinyshakespeare.txt (the package is installed editable: pip install -e .).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from trainer.config import Config, apply_overrides, from_dict
 from trainer.config.curriculum import curriculum_difficulty
 from trainer.config.schedule import lr_at
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout: trainer/doctor/scenarios/run.py
 CORPUS = (ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
 PARAMS = [
     "tok_emb.weight",

@@ -1,6 +1,6 @@
 """Healthy run shapes for the doctor's scenario suite: the doctor must raise no warning on them.
 
-Each shape is a function of a RunGenerator (tests/doctor_synthetic_run.py) that changes its draws
+Each shape is a function of a RunGenerator (trainer/doctor/scenarios/run.py) that changes its draws
 or series before the run is built; SHAPES maps the scenario name to it.
 """
 

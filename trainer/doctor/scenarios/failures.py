@@ -1,9 +1,10 @@
 """Failure shapes for the doctor's scenario suite, at the incident reports' magnitudes
 (../shared/seeds).
 
-Each shape is a function of a RunGenerator (tests/doctor_synthetic_run.py) that bends one series
+Each shape is a function of a RunGenerator (trainer/doctor/scenarios/run.py) that bends one series
 from an onset on and, for slow failures, sets the step by which the evidence exists (g.evidence).
-SHAPES maps the scenario name to it; the expected code of each is in tests/doctor_scenarios.py.
+SHAPES maps the scenario name to it, EXPECTED_CODE to the code the doctor must raise, and SUDDEN
+names the failures judged on their onset (within 2 log intervals) rather than on their evidence.
 """
 
 from __future__ import annotations
@@ -184,3 +185,22 @@ SHAPES = {
     "lr_zero": lr_zero,
     "lr_off_schedule": lr_off_schedule,
 }
+EXPECTED_CODE = {
+    "non_finite": "non_finite",
+    "loss_spike": "loss_spike",
+    "loss_rising": "loss_rising",
+    "curriculum_too_fast": "loss_rising",
+    "loss_plateau": "loss_plateau",
+    "variance_collapse": "variance_collapse",
+    "token_collapse": "token_collapse",
+    "val_below_train": "val_below_train",
+    "overfitting": "overfitting",
+    "dead_parameters": "dead_parameters",
+    "exploding_gradients": "exploding_gradients",
+    "vanishing_gradients": "vanishing_gradients",
+    "slowdown": "slowdown",
+    "memory_growth": "memory_growth",
+    "lr_zero": "lr_anomaly",
+    "lr_off_schedule": "lr_anomaly",
+}
+SUDDEN = {"non_finite", "loss_spike", "exploding_gradients"}
