@@ -38,3 +38,33 @@ def test_a_slowdown_at_full_cpu_keeps_the_micro_batch_remedy():
     (alert,) = _slowdown_alerts(cpu_after=198.0)
     assert "starved" not in alert["message"] and "cpu_percent_now" not in alert["evidence"]
     assert alert["remedy"][0]["set"] == {"batch_size": 6, "grad_accum_steps": 2}
+
+
+def test_a_slowdown_names_the_run_of_ours_that_started_beside_it(runs_dir):
+    """Issue 15: when the job that took the cores is one of our own runs, the alert names it, both in
+    the live doctor (through the writer's run directory) and in diagnose."""
+    import json
+    import socket
+
+    from trainer.doctor import diagnose
+    from trainer.rundir.writer import open_run
+
+    t0 = 1.8e9
+    run = open_run(runs_dir, "slowed")
+    for step in range(10, 2001, 10):
+        wobble = ((step * 7919) % 11 - 5) / 5
+        speed = (16.0 if step > 1500 else 33.0) + 0.5 * wobble
+        run.log(step, {"speed/steps_per_s": speed, "sys/cpu_percent": 145.0 if step > 1500 else 200.0}, time_=t0 + step)
+    run.finish()
+    here = socket.gethostname()
+    for run_id, started, updated, host in [
+        ("fork-beside", t0 + 1450, t0 + 5000, here),  # started during the slowdown: named
+        ("long-done", t0 - 900, t0 - 100, here),  # ended before the baseline: not named
+        ("other-box", t0 + 1450, t0 + 5000, "gpu-box-7"),  # another machine's cores: not named
+    ]:
+        (runs_dir / run_id).mkdir()
+        status = {"run_id": run_id, "state": "finished", "host": host, "started": started, "updated": updated}
+        (runs_dir / run_id / "status.json").write_text(json.dumps(status))
+    (alert,) = [a for a in diagnose(runs_dir / "slowed")["alerts"] if a["code"] == "slowdown"]
+    assert alert["evidence"]["our_runs"] == ["fork-beside"]
+    assert "our own run fork-beside shared this machine" in alert["message"]

@@ -220,3 +220,23 @@ def test_background_starters_refuse_before_launching(runs_dir, captured_launch):
     with pytest.raises(RunExists):
         process.start_fork(runs_dir, "a", "last", "a", [])
     assert captured_launch == []
+
+
+def test_a_background_run_resolves_its_config_once_here_and_checks_its_directory_once(runs_dir, monkeypatch, capsys):
+    """`run --set lr=3e-4 --background`: the parent resolves the config once (the child once more, from
+    the same arguments), and claims the run directory once (ensure_new_run) before launching."""
+    from trainer import cli, runs
+    from trainer import config as C
+    from trainer.runs import new_run
+
+    resolved, ensured, launched = [], [], []
+    real_resolve, real_ensure = C.resolve, new_run.ensure_new_run
+    monkeypatch.setattr(C, "resolve", lambda *a, **k: resolved.append(a) or real_resolve(*a, **k))
+    for module in (new_run, runs):  # the CLI calls it through trainer.runs, the starter directly
+        monkeypatch.setattr(module, "ensure_new_run", lambda *a: ensured.append(a) or real_ensure(*a))
+    monkeypatch.setattr(process, "check_data", lambda cfg: None)
+    monkeypatch.setattr(process, "launch", lambda argv, runs_dir_, run_id, **_: launched.append(argv) or 4242)
+    code = cli.main(["run", "--set", "lr=3e-4", "--background", "--run-id", "once", "--runs-dir", str(runs_dir)])
+    assert code == 0 and len(launched) == 1 and "lr=3e-4" in launched[0]
+    assert len(resolved) == 1, resolved
+    assert len(ensured) == 1, ensured

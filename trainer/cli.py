@@ -165,6 +165,11 @@ def _started(run_id: str, pid: int, runs_dir: Path) -> int:
     return EXIT_OK
 
 
+def _print_config(run_id: str, cfg: C.Config) -> None:
+    print(f"# run {run_id}: resolved config")
+    print(C.to_yaml(cfg), end="", flush=True)
+
+
 def cmd_run(args, runs_dir: Path) -> int:
     cfg = runs.resolve_new(args.config, _sets(args))
     main_rank = runs.is_main_rank()
@@ -172,15 +177,15 @@ def cmd_run(args, runs_dir: Path) -> int:
         # Each torchrun process would make up its own id; only rank 0 writes, but all must agree.
         args.run_id = "rank-not-writing"
     run_id = args.run_id or runs.new_run_id(cfg.task, runs_dir)
+    if args.background:
+        # start_new checks the directory and the data, then launches; the child resolves the same
+        # arguments once more, and its writer is the last word on the directory.
+        run_id, pid = process.start_new(args.config, _sets(args), runs_dir, run_id, cfg=cfg)
+        _print_config(run_id, cfg)
+        return _started(run_id, pid, runs_dir)
     if main_rank:
         runs.ensure_new_run(runs_dir, run_id)  # refused before the config is printed
-        print(f"# run {run_id}: resolved config")
-        print(C.to_yaml(cfg), end="", flush=True)
-    if args.background:
-        # start_new checks the data and launches; the directory is claimed there (mkdir), and
-        # the child's writer is the last word on it.
-        run_id, pid = process.start_new(args.config, _sets(args), runs_dir, run_id, cfg=cfg)
-        return _started(run_id, pid, runs_dir)
+        _print_config(run_id, cfg)
     from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
     state = engine.train(cfg, runs_dir, run_id, mode="new")

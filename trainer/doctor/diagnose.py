@@ -15,6 +15,7 @@ import heapq
 from pathlib import Path
 
 from trainer.doctor.base import SEVERITY_RANK
+from trainer.doctor.neighbours import name_our_competitors
 from trainer.doctor.online import OnlineDoctor
 from trainer.doctor.runfiles import metrics_records, read_records
 from trainer.errors import RunNotFound
@@ -34,6 +35,7 @@ def diagnose(run_dir) -> dict:
     status = read_status(run_dir)
     doctor, rows, stride = replay(run_dir, config)
     alerts = sorted(doctor.alerts, key=lambda a: a["step"] if a["step"] is not None else -1)
+    alerts = [name_our_competitors(alert, run_dir) for alert in alerts]
     run = {
         "run_id": (status or {}).get("run_id", run_dir.name),
         "dir": str(run_dir),

@@ -47,6 +47,7 @@ class Slowdown(Detector):
         self.baseline = None
         self.baseline_step = None
         self.baseline_cpu = None  # median CPU use when the speed baseline was set
+        self.baseline_time = None  # wall time of the baseline row: who started since? (neighbours.py)
         self.key = None
 
     def observe(self, step, row):
@@ -68,6 +69,7 @@ class Slowdown(Detector):
         if self.baseline is None or now > self.baseline:
             self.baseline, self.baseline_step = now, step
             self.baseline_cpu = median(self.cpu) if len(self.cpu) == self.window else None
+            self.baseline_time = row.get("time")
         if now >= (1 - self.min_drop) * self.baseline:
             self.streak = 0
             if now >= self.recover_fraction * self.baseline:
@@ -86,6 +88,8 @@ class Slowdown(Detector):
             "drop": round(drop, 3),
             "series": self.key,
         }
+        if finite(self.baseline_time) and finite(row.get("time")):
+            evidence.update(baseline_time=self.baseline_time, time=row["time"])
         cpu_now = median(self.cpu) if len(self.cpu) == self.window else None
         if self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
             evidence.update(cpu_percent_baseline=self.baseline_cpu, cpu_percent_now=cpu_now)

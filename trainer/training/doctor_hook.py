@@ -15,6 +15,7 @@ from pathlib import Path
 
 from trainer.config import Config
 from trainer.doctor import OnlineDoctor, replay
+from trainer.doctor.neighbours import name_our_competitors
 
 
 class DoctorHook:
@@ -60,7 +61,7 @@ class DoctorHook:
             self._disable("online doctor failed and is off for this run:\n" + traceback.format_exc())
             return
         for alert in alerts:
-            self._record(alert, record.get("step"))
+            self._record(name_our_competitors(alert, self.writer.run_dir), record.get("step"))
 
     def _record(self, alert: dict, step) -> None:
         code, severity = alert.get("code", "unknown"), alert.get("severity", "warning")

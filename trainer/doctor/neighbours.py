@@ -1,0 +1,58 @@
+"""Which of our own runs shared the machine with a slowed-down run.
+
+The slowdown detector sees one run's numbers; whether the job that took its cores was one of ours
+is in the runs directory beside it. A run whose status.json says it was live on the same host at
+some point between the slowdown's baseline and the alert is named in the alert, with a remedy
+that fits: with threads: auto each of our runs takes an equal share of the cores, so the speed
+comes back when that run ends, or when one of them is stopped.
+
+    alert = name_our_competitors(alert, run_dir)   # unchanged unless it is a slowdown with such runs
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from trainer.rundir import run_format as rf
+from trainer.rundir.status import read_status
+
+
+def competitors(run_dir: str | Path, since: float, until: float) -> list[dict]:
+    """Our other runs on this run's host that were live at some time in [since, until]:
+    [{"run_id", "started"}], in order of start."""
+    run_dir = Path(run_dir)
+    host = (read_status(run_dir) or {}).get("host") or socket.gethostname()
+    found = []
+    try:
+        siblings = sorted(p for p in run_dir.parent.iterdir() if p != run_dir and rf.RUN_ID_RE.match(p.name))
+    except OSError:
+        return []
+    for sibling in siblings:
+        status = read_status(sibling)
+        if not status or status.get("host") != host:
+            continue
+        started, updated = status.get("started"), status.get("updated")
+        if not isinstance(started, (int, float)) or not isinstance(updated, (int, float)):
+            continue
+        if started <= until and updated >= since:
+            found.append({"run_id": sibling.name, "started": started})
+    return sorted(found, key=lambda r: r["started"])
+
+
+def name_our_competitors(alert: dict, run_dir: str | Path) -> dict:
+    """A slowdown alert with our own competing runs named in its message and evidence."""
+    evidence = alert.get("evidence") or {}
+    since, until = evidence.get("baseline_time"), evidence.get("time")
+    if alert.get("code") != "slowdown" or not isinstance(since, (int, float)) or not isinstance(until, (int, float)):
+        return alert
+    found = competitors(run_dir, since, until)
+    if not found:
+        return alert
+    names = ", ".join(r["run_id"] for r in found)
+    message = (
+        f"{alert['message']}; our own run{'s' if len(found) > 1 else ''} {names} shared this machine meanwhile: "
+        "with threads: auto each run takes an equal share of the cores, so the speed comes back when "
+        f"{'they end' if len(found) > 1 else 'it ends'} (or stop one with `python -m trainer stop RUN`)"
+    )
+    return {**alert, "message": message, "evidence": {**evidence, "our_runs": [r["run_id"] for r in found]}}
