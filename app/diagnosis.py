@@ -13,11 +13,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from trainer import doctor
+
 
 @st.cache_data(max_entries=32, show_spinner="Diagnosing...")
 def _report(run_dir: str, version: int) -> str:
-    from trainer import doctor
-
     return doctor.to_markdown(doctor.diagnose(Path(run_dir)))
 
 
@@ -30,7 +30,5 @@ def report_markdown(run_dir: Path, version: int) -> str:
         return f"Run {run_dir.name} no longer exists."
     try:
         return _report(str(run_dir), version)
-    except ImportError:
-        return "The doctor (trainer.doctor) is not installed in this checkout."
     except Exception as e:  # noqa: BLE001 - a half-written run must not break the page
         return f"The doctor could not read this run: {type(e).__name__}: {e}"

@@ -19,6 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from trainer import runs
+from trainer.rundir import owner
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -103,7 +106,7 @@ def dashboard(runs_dir: Path, extra_env: dict[str, str] | None = None, start_tim
 @contextlib.contextmanager
 def chromium(width: int = 1400, height: int = 1000, extra_args: list[str] | None = None):
     """A headless Debian Chromium page through playwright (persistent context: own profile dir)."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # a test dependency (requirements-test.txt)
 
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     with sync_playwright() as p:
@@ -122,8 +125,6 @@ def chromium(width: int = 1400, height: int = 1000, extra_args: list[str] | None
 
 def stop_trainers(runs_dir: Path) -> None:
     """Stop every trainer under runs_dir: stop file, verified SIGTERM, then SIGKILL of the recorded pid."""
-    from trainer import runs
-    from trainer.rundir import owner
 
     for info in runs.list_runs(runs_dir):
         status = runs.read_status(Path(runs_dir) / info.run_id) or {}

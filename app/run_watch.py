@@ -86,6 +86,7 @@ class _Counter:
 
 
 def _start_observer(runs_dir: Path, handler: _Counter):
+    # Lazy for start-up cost alone: watchdog loads its inotify bindings, needed once per process.
     from watchdog import events as ev
     from watchdog.observers import Observer
 

@@ -27,6 +27,8 @@ def start() -> threading.Thread:
 
 
 def _warm() -> None:
+    # Imported here, in the warm-up thread, on purpose: importing them is the work being moved off
+    # the first page's path (start-up cost, not a cycle).
     from app import timing
 
     with timing.logged("warmup"):
