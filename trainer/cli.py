@@ -1,6 +1,6 @@
 """The command line: a thin layer over trainer.runs, trainer.runs.process and trainer.training.engine.
 
-    python -m trainer run [--config configs/shakespeare_char.yaml] [--set lr=3e-4 ...] [--background]
+    python -m trainer run [--config configs/shakespeare_char.yaml] [--set lr=3e-4 ...] [--background] [--quiet]
     python -m trainer list
     python -m trainer stop RUN_ID [--wait]
     python -m trainer resume RUN_ID [--set max_steps=4000]
@@ -63,6 +63,11 @@ def _add_common(p: argparse.ArgumentParser, sets: bool = True, background: bool 
             "--background",
             action="store_true",
             help="start the trainer as a background process (output in runs/<id>/train.log) and return",
+        )
+        p.add_argument(
+            "--quiet",
+            action="store_true",
+            help="print no progress or alert lines while training (alerts are still in events.jsonl)",
         )
 
 
@@ -183,7 +188,7 @@ def cmd_run(args, runs_dir: Path) -> int:
         return _started(run_id, pid, runs_dir)
     from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
-    state = engine.train(cfg, runs_dir, run_id, mode="new")
+    state = engine.train(cfg, runs_dir, run_id, mode="new", quiet=args.quiet)
     return _finished(run_id, state)
 
 
@@ -198,7 +203,9 @@ def cmd_resume(args, runs_dir: Path) -> int:
         return _started(args.run_id, pid, runs_dir)
     from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
-    state = engine.train(cfg, runs_dir, args.run_id, mode="resume", checkpoint=checkpoint, changes=changes)
+    state = engine.train(
+        cfg, runs_dir, args.run_id, mode="resume", checkpoint=checkpoint, changes=changes, quiet=args.quiet
+    )
     return _finished(args.run_id, state)
 
 
@@ -214,7 +221,14 @@ def cmd_fork(args, runs_dir: Path) -> int:
     from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
     state = engine.train(
-        cfg, runs_dir, args.new_id, mode="fork", checkpoint=checkpoint, parent=args.run_id, changes=changes
+        cfg,
+        runs_dir,
+        args.new_id,
+        mode="fork",
+        checkpoint=checkpoint,
+        parent=args.run_id,
+        changes=changes,
+        quiet=args.quiet,
     )
     return _finished(args.new_id, state)
 
