@@ -14,7 +14,7 @@ from trainer import config as C
 from trainer.rundir import run_format as rf
 from trainer.runs.new_run import ROOT
 
-COMMANDS = ("run", "resume", "fork", "stop", "list", "diagnose")
+COMMANDS = ("run", "resume", "fork", "stop", "list", "diagnose", "import")
 
 
 def run_cli(capsys, *argv):

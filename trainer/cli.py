@@ -1,11 +1,12 @@
 """The command line: a thin layer over trainer.runs, trainer.runs.process and trainer.training.engine.
 
-    python -m trainer run [--config configs/shakespeare_char.yaml] [--set lr=3e-4 ...] [--background]
+    python -m trainer run [--config configs/shakespeare_char.yaml] [--set lr=3e-4 ...] [--background] [--quiet]
     python -m trainer list
     python -m trainer stop RUN_ID [--wait]
     python -m trainer resume RUN_ID [--set max_steps=4000]
     python -m trainer fork RUN_ID --from best --run-id NEW [--set lr=3e-4]
     python -m trainer diagnose runs/RUN_ID [--markdown | --json]
+    python -m trainer import tensorboard LOGDIR [--run-id ID]     (or: import csv FILE [--run-id ID])
 
 Every error a user can cause is a TrainerError: it is printed as one "error: ..." line on stderr
 with exit code 2, never a traceback. A finished or stopped run exits 0, a failed one 1.
@@ -63,6 +64,11 @@ def _add_common(p: argparse.ArgumentParser, sets: bool = True, background: bool 
             "--background",
             action="store_true",
             help="start the trainer as a background process (output in runs/<id>/train.log) and return",
+        )
+        p.add_argument(
+            "--quiet",
+            action="store_true",
+            help="print no progress or alert lines while training (alerts are still in events.jsonl)",
         )
 
 
@@ -138,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print the full result as JSON")
     out.add_argument("--markdown", action="store_true", help="print a Markdown report (the default)")
     _add_common(p, sets=False, background=False)
+
+    p = sub.add_parser(
+        "import",
+        help="turn TensorBoard logs or a CSV of metrics into run directories",
+        description="Import another logger's runs as run directories (state finished), so the dashboard and "
+        "the doctor can read them: well-known names become ours (loss -> train/loss, eval_loss -> val/loss, "
+        "learning_rate -> lr, grad_norm -> grad/norm), other series keep theirs.",
+    )
+    kinds = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    for name, what, help_ in (
+        ("tensorboard", "LOGDIR", "each folder under LOGDIR with event files becomes a run (needs tensorboard)"),
+        ("csv", "FILE", "a CSV with a step column; every other numeric column becomes a series"),
+    ):
+        k = kinds.add_parser(name, help=help_, description=f"Import {what}: {help_}.")
+        k.add_argument("path", type=Path, metavar=what)
+        k.add_argument("--run-id", help="id of the new run (several TensorBoard runs: the prefix of their ids)")
+        _add_common(k, sets=False, background=False)
     return parser
 
 
@@ -188,7 +211,7 @@ def cmd_run(args, runs_dir: Path) -> int:
         _print_config(run_id, cfg)
     from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
-    state = engine.train(cfg, runs_dir, run_id, mode="new")
+    state = engine.train(cfg, runs_dir, run_id, mode="new", quiet=args.quiet)
     return _finished(run_id, state)
 
 
@@ -203,7 +226,9 @@ def cmd_resume(args, runs_dir: Path) -> int:
         return _started(args.run_id, pid, runs_dir)
     from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
-    state = engine.train(cfg, runs_dir, args.run_id, mode="resume", checkpoint=checkpoint, changes=changes)
+    state = engine.train(
+        cfg, runs_dir, args.run_id, mode="resume", checkpoint=checkpoint, changes=changes, quiet=args.quiet
+    )
     return _finished(args.run_id, state)
 
 
@@ -219,7 +244,14 @@ def cmd_fork(args, runs_dir: Path) -> int:
     from trainer.training import engine  # lazy for start-up cost alone: torch takes seconds to import
 
     state = engine.train(
-        cfg, runs_dir, args.new_id, mode="fork", checkpoint=checkpoint, parent=args.run_id, changes=changes
+        cfg,
+        runs_dir,
+        args.new_id,
+        mode="fork",
+        checkpoint=checkpoint,
+        parent=args.run_id,
+        changes=changes,
+        quiet=args.quiet,
     )
     return _finished(args.new_id, state)
 
@@ -289,6 +321,20 @@ def cmd_diagnose(args, runs_dir: Path) -> int:
     return EXIT_OK
 
 
+def cmd_import(args, runs_dir: Path) -> int:
+    from trainer.runs import importing  # lazy for start-up cost alone: only this command needs it
+
+    if args.source == "tensorboard":
+        imported = importing.read_tensorboard(args.path, args.run_id)
+    else:
+        imported = [importing.read_csv(args.path, args.run_id)]
+    for run in importing.write_runs(runs_dir, imported):
+        samples = f", {len(run.samples)} samples" if run.samples else ""
+        print(f"imported {run.run_id}: {len(run.rows)} steps, {len(run.series)} series{samples} from {run.source}")
+    print(f"see them with `python -m trainer list`, check one with `python -m trainer diagnose {imported[0].run_id}`")
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "resume": cmd_resume,
@@ -296,6 +342,7 @@ COMMANDS = {
     "stop": cmd_stop,
     "list": cmd_list,
     "diagnose": cmd_diagnose,
+    "import": cmd_import,
 }
 
 

@@ -32,3 +32,7 @@ class CheckpointError(TrainerError):
 
 class DeviceError(TrainerError):
     """The requested device is not available here."""
+
+
+class ImportSourceError(TrainerError):
+    """A log to import is missing, holds nothing importable, or lacks what the import needs (a step column)."""

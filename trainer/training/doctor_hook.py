@@ -19,12 +19,15 @@ from trainer.doctor.neighbours import name_our_competitors
 
 
 class DoctorHook:
-    def __init__(self, cfg: Config, writer, history: Path | None = None, restart_step: int | None = None):
+    def __init__(
+        self, cfg: Config, writer, history: Path | None = None, restart_step: int | None = None, on_alert=None
+    ):
         """history: the run directory of a resumed run, whose rows (already cut back to the
         checkpoint) are replayed first, so a failure right after the resume (report 003's spike
         after raising the LR) is judged against the run's own history, not an empty window.
-        restart_step: where a resume or fork starts; the declared schedule is checked from there."""
-        self.writer = writer
+        restart_step: where a resume or fork starts; the declared schedule is checked from there.
+        on_alert: called with each alert event as written (the terminal prints it)."""
+        self.writer, self.on_alert = writer, on_alert
         self.on_critical = cfg.doctor.on_critical
         self.stop_on = set(cfg.doctor.stop_on or [])
         self.stop_requested: str | None = None  # "code: message" of the alert that stops the run
@@ -66,9 +69,11 @@ class DoctorHook:
     def _record(self, alert: dict, step) -> None:
         code, severity = alert.get("code", "unknown"), alert.get("severity", "warning")
         fields = {k: alert[k] for k in ("evidence", "remedy") if k in alert}
-        self.writer.event(
+        event = self.writer.event(
             "alert", alert.get("message", code), step=alert.get("step", step), code=code, severity=severity, **fields
         )
+        if self.on_alert is not None:
+            self.on_alert(event)
         if code in self.stop_on or (self.on_critical == "stop" and severity == "critical"):
             self.stop_requested = self.stop_requested or f"{code}: {alert.get('message', '')}"
 

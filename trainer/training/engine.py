@@ -37,6 +37,7 @@ from trainer.training.device import amp_dtype, autocast, pick_device
 from trainer.training.doctor_hook import DoctorHook
 from trainer.training.ema import EMA
 from trainer.training.probes import IntervalMeter, SystemProbe, grad_norms, snapshot, update_ratios
+from trainer.training.progress import open_progress
 from trainer.training.restore import announce, open_writer, restore
 from trainer.training.stopping import EarlyStopping, StopSignals
 from trainer.training.tasks import Task, get_task_class
@@ -65,12 +66,14 @@ def train(
     checkpoint: Path | None = None,
     parent: str | None = None,
     changes: dict[str, tuple] | None = None,
+    quiet: bool = False,
 ) -> str:
     """Train, writing runs/<run_id>/; returns the final state: finished, stopped or failed.
 
     mode "resume" continues run_id from `checkpoint`; "fork" starts run_id as a new run from
     another run's `checkpoint`, recording `parent`. `changes` ({key: (old, new)}) are the config
     keys that differ from the checkpoint's run; they are logged as a config_change event.
+    Rank 0 prints progress and alerts on stdout (trainer.training.progress) unless quiet.
     Bad input (config, device, checkpoint) raises before anything is written.
     """
     signals = StopSignals().install()  # first: a SIGTERM during set-up must not kill us mid-write
@@ -93,6 +96,7 @@ def train(
         loop.threads = threads
         if ctx.is_main:
             loop.attach(open_writer(cfg, runs_dir, run_id, mode, parent, state))
+            loop.progress = open_progress(run_id, cfg.max_steps, quiet)
         return loop.execute(mode, state, checkpoint, parent, changes or {})
     finally:
         signals.restore()
@@ -136,6 +140,7 @@ class TrainLoop:
         self.run_dir = run_dir
         self.ckpts: CheckpointWriter | None = None  # with the writer (rank 0 only), see attach
         self.doctor: DoctorHook | None = None  # made after the start event, so that event comes first
+        self.progress, self._row = None, {}  # rank 0's terminal output (train() sets it) and last row
         self.system = SystemProbe(device)
         self.step = 0
         self.lr = lr_at(0, cfg)
@@ -159,15 +164,24 @@ class TrainLoop:
             if self.writer is not None:
                 history = self.run_dir if mode == "resume" else None
                 restart = self.step if mode != "new" else None
-                self.doctor = DoctorHook(self.cfg, self.writer, history=history, restart_step=restart)
+                on_alert = self.progress.alert if self.progress is not None else None
+                self.doctor = DoctorHook(self.cfg, self.writer, history, restart, on_alert)
             return self._loop()
         except (Exception, KeyboardInterrupt) as e:
             tb = traceback.format_exc()
+            self._close_progress()  # the traceback goes below the bar, not into it
             print(tb, file=sys.stderr, flush=True)
             if self.writer is not None:
                 self.writer.event("error", tb, step=self.step, error=f"{type(e).__name__}: {e}")
                 self.writer.finish(rf.FAILED, f"{type(e).__name__}: {e} (see the error event)")
             return rf.FAILED
+        finally:
+            self._close_progress()
+
+    def _close_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
 
     def _loop(self) -> str:
         self._status(rf.RUNNING)
@@ -242,7 +256,8 @@ class TrainLoop:
     def _after_step(self) -> None:
         cfg, s = self.cfg, self.step
         final = s == cfg.max_steps
-        if s % cfg.log_interval == 0 or final:
+        logged = s % cfg.log_interval == 0 or final
+        if logged:
             self._log_row()
             if self.threads is not None and self.threads.recheck():  # a run of ours started or ended here
                 self._status(rf.RUNNING)
@@ -252,6 +267,8 @@ class TrainLoop:
             self._paused_for(self._sample)
         if s % cfg.checkpoint_interval == 0:
             self._paused_for(lambda: self._checkpoint(periodic=True, why="checkpoint_interval"))
+        if logged and self.progress is not None:
+            self.progress.update(s, self._row)  # after the eval, so its val loss shows at this step
 
     def _stop_reason(self) -> str | None:
         code = 0
@@ -290,6 +307,7 @@ class TrainLoop:
         if difficulty is not None:
             row[rf.CURRICULUM_DIFFICULTY] = difficulty
         self.writer.log(self.step, row)
+        self._row = row
         self.writer.set_status(step=self.step)
         self.doctor.observe("metrics", {"step": self.step, **row})
 
@@ -323,6 +341,8 @@ class TrainLoop:
             self.writer.log(self.step, {rf.VAL_LOSS: val_loss})
             self.writer.set_status(best_val_loss=self.early.best)
             self.doctor.observe("metrics", {"step": self.step, rf.VAL_LOSS: val_loss})
+            if self.progress is not None:
+                self.progress.val_loss = val_loss
         if is_best:
             self._checkpoint(last=False, best=True, why=f"best val/loss {val_loss:.4f}")
 
