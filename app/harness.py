@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from trainer import runs
-from trainer.rundir import owner
+from trainer.runs import process
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -124,13 +124,10 @@ def chromium(width: int = 1400, height: int = 1000, extra_args: list[str] | None
 
 
 def stop_trainers(runs_dir: Path) -> None:
-    """Stop every trainer under runs_dir: stop file, verified SIGTERM, then SIGKILL of the recorded pid."""
-
+    """Stop every trainer under runs_dir: stop request, verified SIGTERM, then a verified SIGKILL."""
     for info in runs.list_runs(runs_dir):
         status = runs.read_status(Path(runs_dir) / info.run_id) or {}
         with contextlib.suppress(Exception):
             if info.state in ("starting", "running", "stopping"):
                 runs.stop(runs_dir, info.run_id, grace_s=5.0)
-        if owner.is_trainer_process(status):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(status["pid"], signal.SIGKILL)
+        process.safe_terminate(status, signal.SIGKILL)  # only if it is still that trainer

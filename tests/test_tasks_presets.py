@@ -144,7 +144,7 @@ def test_regression_healthy_preset_shows_none_of_the_failures(runs_dir):
     assert loss.iloc[-5:].mean() < 0.8 * loss.iloc[:3].mean()
     assert_doctor_quiet(run)
     # a forecaster counts samples, and says so (format version 2)
-    assert metrics(run)["speed/samples_per_s"].notna().all() and "speed/tokens_per_s" not in metrics(run)
+    assert len(series(run, "speed/samples_per_s")) >= 20 and "speed/tokens_per_s" not in metrics(run)
 
 
 # --- discrete_diffusion (report 002) ------------------------------------------------------------
