@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import math
 import sys
 import threading
 import time
@@ -43,6 +44,10 @@ from trainer.rundir.writer import RunWriter, open_run
 from trainer.training.doctor_hook import record_alert, stops_run
 
 FLUSH_SECONDS = 1.0  # the queue is drained this often, so rows reach the files within about a second
+# Every row is written, but the online doctor sees a row of the same keys at most this often (plus
+# every row with a non-finite value or a new set of keys), as diagnose samples a long file: a loop
+# logging each millisecond step would otherwise spend ~3% of its time in the doctor.
+DOCTOR_EVERY_S = 0.02
 METRICS, GRADS, SAMPLES = "metrics", "grads", "samples"
 
 
@@ -60,8 +65,12 @@ class Run:
         self._max_step = 0
         self._queue: collections.deque = collections.deque()  # append/popleft are thread-safe
         self._watches: list[GradWatch] = []
+        self._doctor_seen: dict[tuple, float] = {}  # row keys -> when the doctor last saw such a row
         self._closed = False
         self._stop = threading.Event()
+        self._wake = threading.Event()  # flush() asks for a drain now
+        self._drained = threading.Condition()
+        self._drains_started = self._drains_done = 0
         self._thread = threading.Thread(target=self._background, name="trainer-api-flush", daemon=True)
         self._thread.start()
 
@@ -71,10 +80,14 @@ class Run:
         background flush: no GPU sync here). step=None: one past the previous log's step (0 first)."""
         self._check_open("log")
         step = self._next_step(step)
-        row = {}
+        row, tensor_keys = {}, None
         for key, value in metrics.items():
-            row[key] = value if type(value) in PLAIN else held(key, value)
-        self._queue.append((METRICS, step, time.time(), row))
+            if type(value) not in PLAIN:
+                value = held(key, value)
+                if isinstance(value, torch.Tensor):
+                    tensor_keys = (tensor_keys or []) + [key]
+            row[key] = value
+        self._queue.append((METRICS, step, time.time(), row, tensor_keys))
 
     def variance(self, pred: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:
         """out/pred_std, out/target_std and out/variance_ratio (pred_std / target_std) of one batch:
@@ -85,7 +98,7 @@ class Run:
             pred_std, target_std = pred.detach().float().std(), target.detach().float().std()
             ratio = torch.where(target_std > 0, pred_std / target_std, torch.full_like(pred_std, float("nan")))
         row = {rf.PRED_STD: pred_std, rf.TARGET_STD: target_std, rf.VARIANCE_RATIO: ratio}
-        self._queue.append((METRICS, self._same_step(step), time.time(), row))
+        self._queue.append((METRICS, self._same_step(step), time.time(), row, list(row)))
 
     def sample(self, text: str | None = None, pred=None, target=None, step: int | None = None, **extra) -> None:
         """One samples.jsonl record: generated text, or a short window of predictions and targets
@@ -94,7 +107,7 @@ class Run:
         if text is None and pred is None and target is None:
             raise TypeError("run.sample() needs text=... or pred=... and target=...")
         record = {"text": text, "pred": _window(pred), "target": _window(target), **extra}
-        self._queue.append((SAMPLES, self._same_step(step), time.time(), record))
+        self._queue.append((SAMPLES, self._same_step(step), time.time(), record, None))
 
     def watch(self, model: torch.nn.Module, every: int = 100) -> None:
         """Per-parameter gradient norms and update ratios to grads.jsonl every `every` optimizer
@@ -111,6 +124,14 @@ class Run:
             elif self.writer.stop_requested():  # one stat call
                 self._stopped_by = "stop requested (control/stop)"
         return self._stopped_by is not None
+
+    def flush(self) -> None:
+        """Write everything logged so far now, and return when it is written (else within ~1 s)."""
+        self._check_open("flush")
+        with self._drained:
+            target = self._drains_started + 1  # a drain that starts after this call sees our rows
+            self._wake.set()
+            self._drained.wait_for(lambda: self._drains_done >= target or self._closed, timeout=60)
 
     def finish(self) -> None:
         """Flush everything and record the end: stopped if a stop was asked, else finished."""
@@ -160,12 +181,20 @@ class Run:
         return int(step) if step is not None else (self._step or 0)
 
     def _queue_grads(self, step: int, names: list[str], norms: torch.Tensor, ratios: torch.Tensor) -> None:
-        self._queue.append((GRADS, step, time.time(), (names, norms, ratios)))
+        self._queue.append((GRADS, step, time.time(), (names, norms, ratios), None))
 
     # --- internals: the background thread ---------------------------------------------------------
     def _background(self) -> None:
-        while not self._stop.wait(FLUSH_SECONDS):
+        while not self._stop.is_set():
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            with self._drained:
+                self._drains_started += 1
+                number = self._drains_started
             self._drain_safely()
+            with self._drained:
+                self._drains_done = number
+                self._drained.notify_all()
 
     def _drain_safely(self) -> None:
         try:
@@ -180,15 +209,15 @@ class Run:
         if not items:
             return
         # 1) every tensor waiting in this flush becomes a number: one sync per device and dtype
-        slots = [(row, key) for kind, _, _, row in items if kind == METRICS for key in row]
-        slots = [(row, key) for row, key in slots if isinstance(row[key], torch.Tensor)]
+        slots = [(row, key) for _, _, _, row, keys in items if keys for key in keys]
         for (row, key), number in zip(slots, to_numbers([row[key] for row, key in slots])):
             row[key] = number
         # 2) written in the order logged, and shown to the doctor
-        for kind, step, logged_at, payload in items:
+        for kind, step, logged_at, payload, _ in items:
             if kind == METRICS:
                 self.writer.log(step, payload, time_=logged_at)
-                self._observe(METRICS, {"step": step, **payload})
+                if self._doctor_sees(payload, logged_at):
+                    self._observe(METRICS, {"step": step, **payload})
                 self._max_step = max(self._max_step, step)
             elif kind == GRADS:
                 names, norms, ratios = payload
@@ -202,6 +231,17 @@ class Run:
                 self._observe(SAMPLES, {"step": step, **record})
         self.writer.set_status(step=self._max_step)
         self.writer.flush()
+
+    def _doctor_sees(self, row: dict, logged_at: float) -> bool:
+        """At most one row of these keys per DOCTOR_EVERY_S, and every row with a non-finite value."""
+        if self.doctor is None:
+            return False
+        keys = tuple(row)
+        last = self._doctor_seen.get(keys)
+        if last is None or logged_at - last >= DOCTOR_EVERY_S or not all(map(_finite, row.values())):
+            self._doctor_seen[keys] = logged_at
+            return True
+        return False
 
     def _observe(self, kind: str, record: dict) -> None:
         if self.doctor is None:
@@ -224,6 +264,7 @@ class Run:
     def _close_background(self) -> None:
         self._closed = True
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=30)
         for watch in self._watches:
             watch.close()
@@ -248,6 +289,10 @@ class Run:
         self.writer.set_status(step=self._max_step)
         self.writer.finish(state, message)
         _open_runs.discard(self)
+
+
+def _finite(value) -> bool:
+    return value is not None and (type(value) is not float or math.isfinite(value))
 
 
 def _window(values):
