@@ -123,8 +123,18 @@ def control_row(info: runs.RunInfo) -> None:
                 on_click=_act,
                 args=(_stop, info.run_id),
             )
-            st.button("Resume", key=f"resume_{info.run_id}", disabled=live, on_click=_act, args=(_resume, info.run_id))
-            if st.button("Fork", key=f"fork_{info.run_id}"):
+            # A script's own loop (trainer.init) cannot be restarted from here: only our trainer's runs.
+            foreign = info.writer == rf.WRITER_API
+            why = "Written by its own script through trainer.init: run that script again." if foreign else None
+            st.button(
+                "Resume",
+                key=f"resume_{info.run_id}",
+                disabled=live or foreign,
+                help=why,
+                on_click=_act,
+                args=(_resume, info.run_id),
+            )
+            if st.button("Fork", key=f"fork_{info.run_id}", disabled=foreign, help=why):
                 layout.open_fork_form(info.run_id)
                 st.rerun()
             # A link, not a button: a click cannot be lost to the table's own refresh.

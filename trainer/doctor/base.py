@@ -163,13 +163,15 @@ class RunContext:
     """What the config declares about the run, with safe answers when there is no config.
 
     config is the resolved config dict (config.yaml or Config.to_dict()); a config from another
-    program that our schema refuses still gives whatever plain keys it has.
+    program that our schema refuses still gives whatever plain keys it has. schema=False says the
+    config is not our trainer's even if it happens to validate (a script's own dict through
+    trainer.init, e.g. {"lr": 0.01}, would otherwise be read as our default warm-up and schedule).
     """
 
-    def __init__(self, config: dict | None):
+    def __init__(self, config: dict | None, schema: bool = True):
         self.raw = dict(config or {})
         self.cfg = None
-        if config:
+        if config and schema:
             try:
                 self.cfg = from_dict(self.raw)
             except Exception:  # another program's config: use what we can read

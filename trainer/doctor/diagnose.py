@@ -33,7 +33,9 @@ def diagnose(run_dir) -> dict:
         raise RunNotFound(f"no run directory {run_dir}; `python -m trainer list` shows the runs")
     config = read_config(run_dir)
     status = read_status(run_dir)
-    doctor, rows, stride = replay(run_dir, config)
+    # A script's own loop (trainer.init) wrote its own config: not ours to read as our schema.
+    ours = (status or {}).get(rf.STATUS_WRITER) != rf.WRITER_API
+    doctor, rows, stride = replay(run_dir, config, schema=ours)
     alerts = sorted(doctor.alerts, key=lambda a: a["step"] if a["step"] is not None else -1)
     alerts = [name_our_competitors(alert, run_dir) for alert in alerts]
     run = {
@@ -57,7 +59,7 @@ def diagnose(run_dir) -> dict:
     }
 
 
-def replay(run_dir, config: dict | None = None) -> tuple[OnlineDoctor, int, int]:
+def replay(run_dir, config: dict | None = None, schema: bool = True) -> tuple[OnlineDoctor, int, int]:
     """A fresh OnlineDoctor fed the run's metrics, grads and samples in step order, with the last
     resume/fork/config change noted: (doctor, metrics rows in the file, sample stride).
 
@@ -66,7 +68,7 @@ def replay(run_dir, config: dict | None = None) -> tuple[OnlineDoctor, int, int]
     `alerts` are then the ones already reported, and `observe` returns only new ones.
     """
     run_dir = Path(run_dir)
-    doctor = OnlineDoctor(config)
+    doctor = OnlineDoctor(config, schema)
     events = read_records(run_dir / rf.EVENTS_FILE)
     restarts = [e["step"] for e in events if e.get("kind") in RESTART_EVENTS]
     if restarts:

@@ -21,8 +21,9 @@ __all__ = ["CODES", "DETECTORS", "OnlineDoctor"]
 class OnlineDoctor:
     """All detectors over one run. observe(kind, record) -> list of new alerts (usually empty)."""
 
-    def __init__(self, config: dict | None = None):
-        self.ctx = RunContext(config)
+    def __init__(self, config: dict | None = None, schema: bool = True):
+        """schema=False: config is another program's dict, never read as ours (RunContext)."""
+        self.ctx = RunContext(config, schema)
         self.ctx.train = LossTrack()
         self.detectors = [cls(self.ctx) for cls in DETECTORS]
         self._metrics = [d for d in self.detectors if "metrics" in d.kind]

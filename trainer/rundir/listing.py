@@ -57,6 +57,7 @@ class RunInfo:
     pid: int | None
     alert_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(rf.SEVERITIES, 0))
     message: str = ""
+    writer: str | None = None  # status.json "writer": "api" for a script's own loop (not resumable here)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -86,6 +87,7 @@ def run_info(run_dir: str | Path, now: float | None = None) -> RunInfo:
         pid=status.get("pid"),
         alert_counts=alert_counts(run_dir),
         message=str(status.get("message") or "") if status else last_log_line(run_dir),
+        writer=status.get(rf.STATUS_WRITER),
     )
 
 

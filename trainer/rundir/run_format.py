@@ -52,6 +52,12 @@ STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 # this, while a reused pid is created at least a scheduler tick (10 ms) later.
 CREATE_TIME_TOLERANCE_S = 0.01
 
+# status.json "writer": what wrote the run. Absent in runs of our trainer (its "argv" is the
+# `python -m trainer` command that resume and fork repeat); "api" for a user's own script through
+# trainer.init, which neither can restart.
+STATUS_WRITER = "writer"
+WRITER_API = "api"
+
 # events.jsonl "kind"
 EVENT_KINDS = (
     "start",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 from trainer import PROJECT_ROOT
@@ -17,33 +16,20 @@ from trainer import config as C
 from trainer.errors import RunExists
 from trainer.rundir import run_format as rf
 
+# Where runs live and fresh ids are decided one layer down, shared with trainer.api; re-exported.
+from trainer.rundir.location import RUNS_DIR_ENV, _issued_ids, default_runs_dir, fresh_run_id  # noqa: F401
+
 ROOT = PROJECT_ROOT
 DEFAULT_CONFIG = ROOT / "configs" / "shakespeare_char.yaml"
-RUNS_DIR_ENV = "TRAINER_RUNS_DIR"
 
 # Run ids start with a readable name for the task's default data.
 _TASK_PREFIX = {"char_lm": "shakespeare"}
 
 
-def default_runs_dir() -> Path:
-    """The runs directory: $TRAINER_RUNS_DIR, else ./runs. The only place this is decided."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or "runs").resolve()
-
-
 def new_run_id(task: str, runs_dir: str | Path | None = None, now: float | None = None) -> str:
     """A fresh id like shakespeare-20261123-142501; -2, -3, ... is added if that one is taken."""
     prefix = _TASK_PREFIX.get(task) or re.sub(r"[^A-Za-z0-9.-]+", "-", task).strip("-") or "run"
-    base = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
-    candidate, n = base, 1
-    # Ids handed out earlier count as taken too: two clicks in one second must not share a run.
-    while candidate in _issued_ids or (runs_dir is not None and (Path(runs_dir) / candidate).exists()):
-        n += 1
-        candidate = f"{base}-{n}"
-    _issued_ids.add(candidate)
-    return candidate
-
-
-_issued_ids: set[str] = set()
+    return fresh_run_id(prefix, runs_dir, now)
 
 
 def resolve_new(

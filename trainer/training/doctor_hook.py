@@ -67,16 +67,26 @@ class DoctorHook:
             self._record(name_our_competitors(alert, self.writer.run_dir), record.get("step"))
 
     def _record(self, alert: dict, step) -> None:
-        code, severity = alert.get("code", "unknown"), alert.get("severity", "warning")
-        fields = {k: alert[k] for k in ("evidence", "remedy") if k in alert}
-        event = self.writer.event(
-            "alert", alert.get("message", code), step=alert.get("step", step), code=code, severity=severity, **fields
-        )
+        event = record_alert(self.writer, alert, step)
         if self.on_alert is not None:
             self.on_alert(event)
-        if code in self.stop_on or (self.on_critical == "stop" and severity == "critical"):
-            self.stop_requested = self.stop_requested or f"{code}: {alert.get('message', '')}"
+        if stops_run(alert, self.on_critical, self.stop_on):
+            self.stop_requested = self.stop_requested or f"{alert.get('code')}: {alert.get('message', '')}"
 
     def _disable(self, message: str) -> None:
         self.doctor = None
         self.writer.event("alert", message, code="doctor_unavailable", severity="warning", evidence={}, remedy=[])
+
+
+def record_alert(writer, alert: dict, step=None) -> dict:
+    """Write one doctor alert as an `alert` event (docs/run-format.md); returns the event."""
+    code, severity = alert.get("code", "unknown"), alert.get("severity", "warning")
+    fields = {k: alert[k] for k in ("evidence", "remedy") if k in alert}
+    return writer.event(
+        "alert", alert.get("message", code), step=alert.get("step", step), code=code, severity=severity, **fields
+    )
+
+
+def stops_run(alert: dict, on_critical: str, stop_on) -> bool:
+    """Does this alert ask the run to stop (doctor.on_critical: stop, or its code in doctor.stop_on)?"""
+    return alert.get("code") in stop_on or (on_critical == "stop" and alert.get("severity") == "critical")

@@ -61,25 +61,36 @@ class IntervalMeter:
         self.count = state["count"]
 
 
+def grad_norm_tensor(named_params: list[tuple[str, nn.Parameter]]) -> torch.Tensor:
+    """L2 norm of each parameter's gradient, stacked on the device (no sync); 0 without a gradient."""
+    norms = [
+        p.grad.detach().float().norm() if p.grad is not None else torch.zeros((), device=p.device)
+        for _, p in named_params
+    ]
+    return torch.stack(norms) if norms else torch.zeros(0)
+
+
 def grad_norms(named_params: list[tuple[str, nn.Parameter]]) -> dict[str, float]:
     """L2 norm of each parameter's gradient; a parameter without a gradient reports 0.0."""
-    norms = [p.grad.detach().float().norm() if p.grad is not None else None for _, p in named_params]
-    present = [n for n in norms if n is not None]
-    values = iter(torch.stack(present).tolist() if present else [])
-    return {name: (next(values) if n is not None else 0.0) for (name, _), n in zip(named_params, norms)}
+    return dict(zip((n for n, _ in named_params), grad_norm_tensor(named_params).tolist()))
 
 
 def snapshot(named_params: list[tuple[str, nn.Parameter]]) -> list[torch.Tensor]:
     return [p.detach().clone() for _, p in named_params]
 
 
-def update_ratios(named_params: list[tuple[str, nn.Parameter]], before: list[torch.Tensor]) -> dict[str, float]:
-    """|w_after - w_before| / |w_before| per parameter for the optimizer step just taken."""
+def update_ratio_tensor(named_params: list[tuple[str, nn.Parameter]], before: list[torch.Tensor]) -> torch.Tensor:
+    """|w_after - w_before| / |w_before| per parameter for the optimizer step just taken, stacked (no sync)."""
     ratios = [
         (p.detach().float() - w.float()).norm() / w.float().norm().clamp_min(1e-12)
         for (_, p), w in zip(named_params, before)
     ]
-    return dict(zip((n for n, _ in named_params), torch.stack(ratios).tolist())) if ratios else {}
+    return torch.stack(ratios) if ratios else torch.zeros(0)
+
+
+def update_ratios(named_params: list[tuple[str, nn.Parameter]], before: list[torch.Tensor]) -> dict[str, float]:
+    """|w_after - w_before| / |w_before| per parameter for the optimizer step just taken."""
+    return dict(zip((n for n, _ in named_params), update_ratio_tensor(named_params, before).tolist()))
 
 
 class SystemProbe:

@@ -1,0 +1,119 @@
+"""What trainer.init costs a plain loop: (a) step time of the example's loop (examples/plain_loop.py:
+tiny MLP, one CPU thread) with and without run.log of 10 scalars per step, the online doctor on;
+(b) points per second through run.log against TensorBoard's SummaryWriter.add_scalar.
+
+    PYTHONPATH=. python benchmarks/api_overhead.py [--steps 500] [--rounds 7] [--points 200000]
+
+(a) alternates blocks of `steps` steps without and with the API in one process, and compares the
+medians of the per-step times; each block with the API ends only when the background thread has
+written its rows (run.flush), so the writing and the doctor are inside the timed block.
+Target: at most 1%. (b) times log calls until the rows are on disk (finish) for run.log, and
+add_scalar until close() for TensorBoard. Target: at least 10x. A shared machine is noisy:
+compare medians, and rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+import trainer
+from trainer.rundir import run_format as rf
+
+SCALARS = 10
+
+
+def make_loop():
+    torch.manual_seed(0)
+    x_all = torch.linspace(-2, 2, 4096).unsqueeze(1)
+    y_all = torch.sin(3 * x_all)
+    model = nn.Sequential(nn.Linear(1, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step():
+        idx = torch.randint(0, len(x_all), (128,))
+        pred = model(x_all[idx])
+        loss = nn.functional.mse_loss(pred, y_all[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss, pred
+
+    return step
+
+
+def block(step, steps: int, run=None, first: int = 0) -> float:
+    """Seconds per step over one block; with a run, 10 scalars a step and its rows written."""
+    start = time.perf_counter()
+    for i in range(first, first + steps):
+        loss, pred = step()
+        if run is not None:
+            row = {rf.TRAIN_LOSS: loss, rf.LR: 1e-3, "pred/mean": pred.mean()}
+            row.update({f"extra/{k}": float(k) for k in range(SCALARS - len(row))})
+            run.log(row, step=i)
+    if run is not None:
+        run.flush()
+    return (time.perf_counter() - start) / steps
+
+
+def overhead(steps: int, rounds: int, runs_dir: str) -> None:
+    step = make_loop()
+    block(step, steps)  # warm-up
+    plain, api = [], []
+    with trainer.init(run_id="overhead", runs_dir=runs_dir, config={"lr": 1e-3}) as run:
+        for r in range(rounds):
+            plain.append(block(step, steps))
+            api.append(block(step, steps, run, first=r * steps))
+    p, a = statistics.median(plain), statistics.median(api)
+    print(f"(a) step time, median of {rounds} blocks of {steps} steps, {SCALARS} scalars/step, doctor on:")
+    print(
+        f"    plain loop {p * 1e3:.3f} ms/step, with run.log {a * 1e3:.3f} ms/step: overhead {100 * (a - p) / p:+.2f}%"
+    )
+    print(f"    (per block, plain: {' '.join(f'{v * 1e3:.3f}' for v in plain)})")
+    print(f"    (per block, api:   {' '.join(f'{v * 1e3:.3f}' for v in api)})")
+
+
+def throughput(points: int, runs_dir: str) -> None:
+    calls = points // SCALARS
+    row = {f"series/{k}": 0.5 for k in range(SCALARS)}
+    start = time.perf_counter()
+    run = trainer.init(run_id="throughput", runs_dir=runs_dir)
+    for i in range(calls):
+        run.log(row, step=i)
+    run.finish()
+    ours = calls * SCALARS / (time.perf_counter() - start)
+    print(f"(b) run.log: {ours:,.0f} points/s ({calls:,} calls of {SCALARS} scalars, until written, doctor on)")
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        print(f"    TensorBoard is not importable ({e}); the SummaryWriter comparison is skipped")
+        return
+    start = time.perf_counter()
+    writer = SummaryWriter(log_dir=f"{runs_dir}/tensorboard")
+    for i in range(calls):
+        for name, value in row.items():
+            writer.add_scalar(name, value, i)
+    writer.close()
+    theirs = calls * SCALARS / (time.perf_counter() - start)
+    print(f"    SummaryWriter.add_scalar: {theirs:,.0f} points/s; run.log is {ours / theirs:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=500, help="steps per block")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--points", type=int, default=200_000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as the example: a tiny model is fastest on one thread
+    with tempfile.TemporaryDirectory() as runs_dir:
+        overhead(args.steps, args.rounds, runs_dir)
+        throughput(args.points, runs_dir)
+
+
+if __name__ == "__main__":
+    main()

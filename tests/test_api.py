@@ -1,0 +1,185 @@
+"""trainer.init: a run directory from your own loop that our reader, CLI, doctor and dashboard
+treat like ours (docs/logging-api.md)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import trainer
+from trainer import cli, runs
+from trainer.doctor import diagnose
+from trainer.rundir import run_format as rf
+from trainer.rundir.jsonl import read_records
+from trainer.rundir.reader import RunReader
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lines(run_dir: Path, name: str) -> list[dict]:
+    return read_records(run_dir / name)
+
+
+def alert_codes(run_dir: Path) -> list[str]:
+    return [e["code"] for e in lines(run_dir, rf.EVENTS_FILE) if e["kind"] == "alert"]
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+class WithUnusedLayer(nn.Module):
+    """A regression net with a layer that is never on the forward path: its gradient is never set."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+        self.unused = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def train(run, steps: int, model=None, nan_from: int | None = None) -> None:
+    torch.manual_seed(0)
+    model = model or WithUnusedLayer()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(1, steps + 1):
+        x = torch.randn(32, 4)
+        y = x.sum(1, keepdim=True)
+        pred = model(x)
+        loss = nn.functional.mse_loss(pred, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        logged = torch.tensor(float("nan")) if nan_from is not None and step >= nan_from else loss
+        run.log({rf.TRAIN_LOSS: logged, rf.LR: 0.05, "count": step}, step=step)
+        run.variance(pred, y)
+
+
+def test_run_directory_reads_like_ours_in_the_reader_and_the_cli(runs_dir, capsys):
+    with trainer.init(run_id="mine", runs_dir=runs_dir, config={"lr": 0.05, "hidden": [16]}) as run:
+        train(run, 5)
+    run_dir = runs_dir / "mine"
+    reader = RunReader(run_dir)
+    reader.refresh()
+    assert reader.status["state"] == rf.FINISHED and reader.status[rf.STATUS_WRITER] == rf.WRITER_API
+    assert reader.config == {"lr": 0.05, "hidden": [16]}  # as given, not our schema
+    train_rows = reader.metrics.dropna(subset=[rf.TRAIN_LOSS])
+    assert train_rows["step"].tolist() == [1, 2, 3, 4, 5]
+    assert train_rows[rf.TRAIN_LOSS].between(0, 100).all()
+    assert [e["kind"] for e in reader.events.to_dict("records")] == ["start", "finish"]
+    assert cli.main(["list", "--runs-dir", str(runs_dir)]) == 0
+    assert "mine" in capsys.readouterr().out
+    assert cli.main(["diagnose", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["state"] == rf.FINISHED
+    assert runs.list_runs(runs_dir)[0].writer == rf.WRITER_API
+
+
+def test_tensors_logged_without_item_arrive_as_numbers_and_nan_as_null(runs_dir):
+    loss = torch.tensor(2.5, requires_grad=True) * 1.0  # part of a graph, as a loss is
+    with trainer.init(run_id="values", runs_dir=runs_dir) as run:
+        run.log({"a": loss, "b": torch.tensor(3), "c": float("nan"), "d": torch.tensor(float("inf")), "e": 7}, step=4)
+        with pytest.raises(TypeError, match="'vec' is a tensor of shape \\(3,\\)"):
+            run.log({"vec": torch.ones(3)}, step=5)
+    text = (runs_dir / "values" / rf.METRICS_FILE).read_text()
+    row = json.loads(text.splitlines()[0])
+    assert row["step"] == 4 and row["a"] == 2.5 and row["b"] == 3 and row["e"] == 7
+    assert row["c"] is None and row["d"] is None and '"c":null' in text
+
+
+def test_watch_writes_grads_and_a_parameter_without_gradient_is_dead_to_the_doctor(runs_dir):
+    model = WithUnusedLayer()
+    with trainer.init(run_id="dead", runs_dir=runs_dir) as run:
+        run.watch(model, every=2)
+        train(run, 10, model=model)
+    grads = lines(runs_dir / "dead", rf.GRADS_FILE)
+    assert [g["step"] for g in grads] == [2, 4, 6, 8, 10]
+    assert all(g["norms"]["unused.weight"] == 0.0 and g["update_ratios"]["unused.weight"] == 0.0 for g in grads)
+    assert all(g["norms"]["net.0.weight"] > 0 and g["update_ratios"]["net.0.weight"] > 0 for g in grads)
+    report = diagnose(runs_dir / "dead")
+    dead = [a for a in report["alerts"] if a["code"] == "dead_parameters"]
+    assert dead and dead[0]["evidence"]["dead"] == ["unused.bias", "unused.weight"]
+    assert "dead_parameters" in alert_codes(runs_dir / "dead")  # the online doctor saw it too
+    assert "lr_anomaly" not in [a["code"] for a in report["alerts"]]  # a script's config is not our schedule
+
+
+def test_should_stop_after_a_stop_request_and_the_run_ends_stopped(runs_dir):
+    run = trainer.init(run_id="stoppable", runs_dir=runs_dir)
+    train(run, 3)
+    assert not run.should_stop()
+    runs.request_stop(runs_dir, "stoppable")  # what the dashboard's Stop and `trainer stop` do
+    assert run.should_stop()
+    run.finish()
+    status = runs.read_status(runs_dir / "stoppable")
+    assert status["state"] == rf.STOPPED and "stop requested" in status["message"]
+    assert lines(runs_dir / "stoppable", rf.EVENTS_FILE)[-1]["kind"] == "stop"
+    assert not (runs_dir / "stoppable" / rf.CONTROL_DIR / rf.STOP_FILE).exists()  # consumed
+
+
+def test_an_exception_inside_the_with_block_marks_the_run_failed_and_is_reraised(runs_dir):
+    with pytest.raises(ValueError, match="bad batch"):
+        with trainer.init(run_id="broken", runs_dir=runs_dir) as run:
+            train(run, 2)
+            raise ValueError("bad batch")
+    status = runs.read_status(runs_dir / "broken")
+    assert status["state"] == rf.FAILED and status["message"] == "ValueError: bad batch"
+    error = lines(runs_dir / "broken", rf.EVENTS_FILE)[-1]
+    assert error["kind"] == "error" and "Traceback" in error["message"]
+    with pytest.raises(RuntimeError, match="after run.finish"):
+        run.log({"x": 1})
+
+
+def test_a_nan_loss_alert_reaches_events_and_stderr_once_and_on_critical_stops(runs_dir, capsys):
+    run = trainer.init(run_id="nan", runs_dir=runs_dir, on_critical="stop", stop_on=[])
+    train(run, 12, nan_from=8)
+    wait_until(run.should_stop)  # the doctor runs on the background thread
+    train(run, 3, nan_from=1)  # more NaN rows: the same episode, not a new alert
+    run.finish()
+    assert alert_codes(runs_dir / "nan").count("non_finite") == 1
+    printed = [line for line in capsys.readouterr().err.splitlines() if "non_finite" in line]
+    assert len(printed) == 1 and printed[0].startswith("[doctor] non_finite at step 8:")
+    status = runs.read_status(runs_dir / "nan")
+    assert status["state"] == rf.STOPPED and "doctor: non_finite" in status["message"]
+
+
+def test_import_trainer_does_not_import_torch_and_init_is_lazy():
+    code = "import sys, trainer; assert 'torch' not in sys.modules; trainer.init; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_example_script_runs_to_the_end_and_its_run_diagnoses(runs_dir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), runs.RUNS_DIR_ENV: str(runs_dir)}
+    argv = [sys.executable, str(ROOT / "examples" / "plain_loop.py"), "--steps", "300", "--run-id", "example"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = diagnose(runs_dir / "example")
+    assert report["run"]["state"] == rf.FINISHED and report["run"]["step"] == 300
+    assert not [a for a in report["alerts"] if a["severity"] == "critical"]
+    assert lines(runs_dir / "example", rf.GRADS_FILE) and lines(runs_dir / "example", rf.SAMPLES_FILE)
+
+
+def test_runs_table_disables_resume_and_fork_for_a_script_run(runs_dir, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app import run_watch
+
+    monkeypatch.setenv(runs.RUNS_DIR_ENV, str(runs_dir))
+    with trainer.init(run_id="script", runs_dir=runs_dir) as run:
+        train(run, 2)
+    try:
+        at = AppTest.from_file(str(ROOT / "app" / "Home.py"), default_timeout=30).run()
+        assert not at.exception, at.exception
+        assert at.button(key="resume_script").disabled and at.button(key="fork_script").disabled
+        assert "trainer.init" in at.button(key="fork_script").help
+    finally:
+        run_watch.stop_watcher()

@@ -1,0 +1,375 @@
+"""The run handle of your own training loop: trainer.init() -> Run (docs/logging-api.md).
+
+    import trainer
+    with trainer.init(config={"lr": 3e-4}) as run:
+        run.watch(model, every=100)
+        for step in range(1000):
+            loss = ...                                        # your loop, unchanged
+            run.log({"train/loss": loss, "lr": 3e-4}, step=step)
+            if run.should_stop():                             # the dashboard's Stop, `python -m trainer stop`
+                break                                         # (save your checkpoint first)
+
+The run directory is the one our trainer writes (docs/run-format.md), so the dashboard,
+`python -m trainer list` and `diagnose` read it as they read ours; status.json says "writer": "api"
+so the dashboard does not offer to resume or fork a script it cannot restart.
+
+Threads: log(), variance() and sample() only check, detach and queue; a daemon thread drains the
+queue about once a second, turns tensors into numbers there (one sync per device per flush), writes
+the rows through the RunWriter and shows each record to the online doctor. Its alerts become alert
+events and one line each on stderr; a stopping alert (doctor.stop_on, or on_critical="stop") makes
+should_stop() true.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import math
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import yaml
+
+from trainer.api.grads import GradWatch
+from trainer.api.values import PLAIN, held, to_numbers
+from trainer.config import DoctorConfig
+from trainer.doctor import OnlineDoctor
+from trainer.rundir import run_format as rf
+from trainer.rundir.location import default_runs_dir, fresh_run_id
+from trainer.rundir.writer import RunWriter, open_run
+from trainer.training.doctor_hook import record_alert, stops_run
+
+FLUSH_SECONDS = 1.0  # the queue is drained this often, so rows reach the files within about a second
+# Every row is written, but the online doctor sees a row of the same keys at most this often (plus
+# every row with a non-finite value or a new set of keys), as diagnose samples a long file: a loop
+# logging each millisecond step would otherwise spend ~3% of its time in the doctor.
+DOCTOR_EVERY_S = 0.02
+METRICS, GRADS, SAMPLES = "metrics", "grads", "samples"
+
+
+class Run:
+    """One run of your own loop. Made by trainer.init(); every method is safe to call each step."""
+
+    def __init__(self, writer: RunWriter, config: dict, doctor: bool, on_critical: str, stop_on):
+        self.writer = writer
+        self.run_id, self.run_dir = writer.run_id, writer.run_dir
+        self.on_critical, self.stop_on = on_critical, set(stop_on)
+        self.doctor = OnlineDoctor(config, schema=False) if doctor else None
+        self.doctor_stop: str | None = None  # "code: message" of the alert that asks to stop
+        self._stopped_by: str | None = None  # why should_stop() said True
+        self._step: int | None = None  # the latest step logged
+        self._max_step = 0
+        self._queue: collections.deque = collections.deque()  # append/popleft are thread-safe
+        self._watches: list[GradWatch] = []
+        self._doctor_seen: dict[tuple, float] = {}  # row keys -> when the doctor last saw such a row
+        self._closed = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # flush() asks for a drain now
+        self._drained = threading.Condition()
+        self._drains_started = self._drains_done = 0
+        self._thread = threading.Thread(target=self._background, name="trainer-api-flush", daemon=True)
+        self._thread.start()
+
+    # --- what the loop calls ------------------------------------------------------------------
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        """One metrics row. Values: Python numbers or one-element tensors (kept as tensors until the
+        background flush: no GPU sync here). step=None: one past the previous log's step (0 first)."""
+        self._check_open("log")
+        step = self._next_step(step)
+        row, tensor_keys = {}, None
+        for key, value in metrics.items():
+            if type(value) not in PLAIN:
+                value = held(key, value)
+                if isinstance(value, torch.Tensor):
+                    tensor_keys = (tensor_keys or []) + [key]
+            row[key] = value
+        self._queue.append((METRICS, step, time.time(), row, tensor_keys))
+
+    def variance(self, pred: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:
+        """out/pred_std, out/target_std and out/variance_ratio (pred_std / target_std) of one batch:
+        the figure that shows a regression collapsing to the mean (report 001). step=None: the
+        latest logged step."""
+        self._check_open("variance")
+        with torch.no_grad():
+            pred_std, target_std = pred.detach().float().std(), target.detach().float().std()
+            ratio = torch.where(target_std > 0, pred_std / target_std, torch.full_like(pred_std, float("nan")))
+        row = {rf.PRED_STD: pred_std, rf.TARGET_STD: target_std, rf.VARIANCE_RATIO: ratio}
+        self._queue.append((METRICS, self._same_step(step), time.time(), row, list(row)))
+
+    def sample(self, text: str | None = None, pred=None, target=None, step: int | None = None, **extra) -> None:
+        """One samples.jsonl record: generated text, or a short window of predictions and targets
+        (lists or tensors, converted in the background). step=None: the latest logged step."""
+        self._check_open("sample")
+        if text is None and pred is None and target is None:
+            raise TypeError("run.sample() needs text=... or pred=... and target=...")
+        record = {"text": text, "pred": _window(pred), "target": _window(target), **extra}
+        self._queue.append((SAMPLES, self._same_step(step), time.time(), record, None))
+
+    def watch(self, model: torch.nn.Module, every: int = 100) -> None:
+        """Per-parameter gradient norms and update ratios to grads.jsonl every `every` optimizer
+        steps, through optimizer hooks: the loop itself does not change (trainer/api/grads.py)."""
+        self._check_open("watch")
+        self._watches.append(GradWatch(model, every, self._queue_grads))
+
+    def should_stop(self) -> bool:
+        """True once the dashboard's Stop or `python -m trainer stop ID` asked, or a stopping alert
+        fired: save what you need and leave the loop; finish() then records the run as stopped."""
+        if self._stopped_by is None:
+            if self.doctor_stop is not None:
+                self._stopped_by = f"doctor: {self.doctor_stop}"
+            elif self.writer.stop_requested():  # one stat call
+                self._stopped_by = "stop requested (control/stop)"
+        return self._stopped_by is not None
+
+    def flush(self) -> None:
+        """Write everything logged so far now, and return when it is written (else within ~1 s)."""
+        self._check_open("flush")
+        with self._drained:
+            target = self._drains_started + 1  # a drain that starts after this call sees our rows
+            self._wake.set()
+            self._drained.wait_for(lambda: self._drains_done >= target or self._closed, timeout=60)
+
+    def finish(self) -> None:
+        """Flush everything and record the end: stopped if a stop was asked, else finished."""
+        if self._closed:
+            return
+        self._close_background()
+        reason = self._stop_reason()
+        if reason:
+            self._end(rf.STOPPED, "stop", f"stopped at step {self._max_step}: {reason}")
+        else:
+            self._end(rf.FINISHED, "finish", f"finished at step {self._max_step}")
+
+    def fail(self, exc: BaseException) -> None:
+        """Record the run as failed with the exception (a Ctrl-C as stopped), as the with block does."""
+        if self._closed:
+            return
+        self._close_background()
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyboardInterrupt):
+            self._end(rf.STOPPED, "stop", f"stopped at step {self._max_step}: interrupted (KeyboardInterrupt)")
+            return
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.writer.event("error", tb, step=self._max_step, error=error)
+        self._end(rf.FAILED, None, error)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.finish()
+        else:
+            self.fail(exc)
+        return False  # the exception goes on to the caller
+
+    # --- internals: the training thread ---------------------------------------------------------
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"run.{what}() after run.finish(): call trainer.init() again to start a new run")
+
+    def _next_step(self, step: int | None) -> int:
+        step = (0 if self._step is None else self._step + 1) if step is None else int(step)
+        self._step = step
+        return step
+
+    def _same_step(self, step: int | None) -> int:
+        return int(step) if step is not None else (self._step or 0)
+
+    def _queue_grads(self, step: int, names: list[str], norms: torch.Tensor, ratios: torch.Tensor) -> None:
+        self._queue.append((GRADS, step, time.time(), (names, norms, ratios), None))
+
+    # --- internals: the background thread ---------------------------------------------------------
+    def _background(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            with self._drained:
+                self._drains_started += 1
+                number = self._drains_started
+            self._drain_safely()
+            with self._drained:
+                self._drains_done = number
+                self._drained.notify_all()
+
+    def _drain_safely(self) -> None:
+        try:
+            self._drain()
+        except Exception:  # a bad record must not kill the thread that writes everything else
+            print(f"trainer: could not write a record of run {self.run_id}:\n{traceback.format_exc()}", file=sys.stderr)
+
+    def _drain(self) -> None:
+        items = []
+        while self._queue:
+            items.append(self._queue.popleft())
+        if not items:
+            return
+        # 1) every tensor waiting in this flush becomes a number: one sync per device and dtype
+        slots = [(row, key) for _, _, _, row, keys in items if keys for key in keys]
+        for (row, key), number in zip(slots, to_numbers([row[key] for row, key in slots])):
+            row[key] = number
+        # 2) written in the order logged, and shown to the doctor
+        for kind, step, logged_at, payload, _ in items:
+            if kind == METRICS:
+                self.writer.log(step, payload, time_=logged_at)
+                if self._doctor_sees(payload, logged_at):
+                    self._observe(METRICS, {"step": step, **payload})
+                self._max_step = max(self._max_step, step)
+            elif kind == GRADS:
+                names, norms, ratios = payload
+                norms, ratios = dict(zip(names, norms.tolist())), dict(zip(names, ratios.tolist()))
+                self.writer.log_grads(step, norms, ratios)
+                self._observe(GRADS, {"step": step, "norms": norms, "update_ratios": ratios})
+            else:
+                record = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in payload.items()}
+                record = {k: v for k, v in record.items() if v is not None}
+                self.writer.log_sample(step, **record)
+                self._observe(SAMPLES, {"step": step, **record})
+        self.writer.set_status(step=self._max_step)
+        self.writer.flush()
+
+    def _doctor_sees(self, row: dict, logged_at: float) -> bool:
+        """At most one row of these keys per DOCTOR_EVERY_S, and every row with a non-finite value."""
+        if self.doctor is None:
+            return False
+        keys = tuple(row)
+        last = self._doctor_seen.get(keys)
+        if last is None or logged_at - last >= DOCTOR_EVERY_S or not all(map(_finite, row.values())):
+            self._doctor_seen[keys] = logged_at
+            return True
+        return False
+
+    def _observe(self, kind: str, record: dict) -> None:
+        if self.doctor is None:
+            return
+        try:
+            alerts = self.doctor.observe(kind, record)
+        except Exception:  # as in our trainer: a failing doctor is switched off, training goes on
+            self.doctor = None
+            message = "online doctor failed and is off for this run:\n" + traceback.format_exc()
+            self.writer.event("alert", message, code="doctor_unavailable", severity="warning", evidence={}, remedy=[])
+            return
+        for alert in alerts:
+            record_alert(self.writer, alert, record.get("step"))
+            message = " ".join(str(alert.get("message", "")).split())  # one line
+            print(f"[doctor] {alert.get('code')} at step {alert.get('step')}: {message}", file=sys.stderr, flush=True)
+            if stops_run(alert, self.on_critical, self.stop_on):
+                self.doctor_stop = self.doctor_stop or f"{alert.get('code')}: {message}"
+
+    # --- internals: the end -----------------------------------------------------------------------
+    def _close_background(self) -> None:
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        for watch in self._watches:
+            watch.close()
+            if watch.steps == 0:
+                print(
+                    f"trainer: run.watch() saw no optimizer.step() over the model's parameters in run "
+                    f"{self.run_id}, so grads.jsonl is empty; it needs a torch.optim optimizer",
+                    file=sys.stderr,
+                )
+        self._drain_safely()
+
+    def _stop_reason(self) -> str | None:
+        """Stopped: the loop was told to stop (should_stop() said True), or a stop request is waiting.
+        A doctor's stop the loop never saw leaves the run finished, with the alert in its events."""
+        if self._stopped_by is None and self.writer.stop_requested():
+            return "stop requested (control/stop)"
+        return self._stopped_by
+
+    def _end(self, state: str, event: str | None, message: str) -> None:
+        if event is not None:
+            self.writer.event(event, message, step=self._max_step)
+        self.writer.set_status(step=self._max_step)
+        self.writer.finish(state, message)
+        _open_runs.discard(self)
+
+
+def _finite(value) -> bool:
+    return value is not None and (type(value) is not float or math.isfinite(value))
+
+
+def _window(values):
+    """A prediction/target window as it may be kept until the flush: a detached flat tensor or a list."""
+    if values is None:
+        return None
+    if isinstance(values, torch.Tensor):
+        return values.detach().float().flatten()
+    return [float(v) for v in values]
+
+
+def init(
+    run_id: str | None = None,
+    runs_dir: str | Path | None = None,
+    config: dict | None = None,
+    *,
+    doctor: bool = True,
+    on_critical: str | None = None,
+    stop_on: list[str] | None = None,
+) -> Run:
+    """Start a run directory for your own training loop and return its handle.
+
+    run_id: None makes a fresh id from the script's name and the time (plain_loop-20261123-142501).
+    runs_dir: None is our trainer's default ($TRAINER_RUNS_DIR, else ./runs).
+    config: any dict, written to config.yaml as given (not checked against our trainer's schema).
+    doctor: run the online doctor. on_critical ("off" | "stop") and stop_on (alert codes) decide
+    which alerts make should_stop() true; the defaults are our trainer's (stop on non_finite).
+    """
+    defaults = DoctorConfig()
+    on_critical = defaults.on_critical if on_critical is None else on_critical
+    if on_critical not in ("off", "stop"):
+        raise ValueError(f"on_critical={on_critical!r}: use 'off' or 'stop' (stop on any critical alert)")
+    config = dict(config or {})
+    try:
+        yaml.safe_dump(config)
+    except yaml.YAMLError as e:
+        raise TypeError(
+            f"config cannot be written to config.yaml ({e}); use numbers, strings, lists and dicts "
+            "(e.g. vars(args) for argparse, str() for paths and devices)"
+        ) from None
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    run_id = run_id or fresh_run_id(_script_name(), runs_dir)
+    writer = open_run(runs_dir, run_id, config=config)
+    writer.set_status(state=rf.RUNNING, **{rf.STATUS_WRITER: rf.WRITER_API})
+    writer.event("start", f"{' '.join(writer.status['argv']) or 'python'}: trainer.init")
+    run = Run(writer, config, doctor, on_critical, defaults.stop_on if stop_on is None else stop_on)
+    _track(run)
+    return run
+
+
+def _script_name() -> str:
+    name = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip("-.")[:40] or "run"
+
+
+# --- runs left open when the script ends ---------------------------------------------------------
+# A script that raises without a with block: the exception hook records it as failed; one that just
+# ends without finish(): atexit finishes it. Either way its last rows are flushed.
+_open_runs: set[Run] = set()
+_previous_excepthook = None
+
+
+def _track(run: Run) -> None:
+    global _previous_excepthook
+    _open_runs.add(run)
+    if _previous_excepthook is None:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _fail_open_runs
+        atexit.register(_finish_open_runs)
+
+
+def _fail_open_runs(exc_type, exc, tb) -> None:
+    for run in list(_open_runs):
+        run.fail(exc)
+    _previous_excepthook(exc_type, exc, tb)
+
+
+def _finish_open_runs() -> None:
+    for run in list(_open_runs):
+        run.finish()

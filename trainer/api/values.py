@@ -1,0 +1,52 @@
+"""What run.log accepts, and how the values become numbers later, off the training thread.
+
+On the training thread, `held(key, value)` only checks and detaches: a 0-d (or one-element)
+tensor stays a tensor, so logging never waits for the GPU. On the background thread,
+`to_numbers(tensors)` turns every tensor waiting in one flush into Python numbers with one
+`.tolist()` per device and dtype (one sync per flush, not one per value).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+# Written as they are; anything else goes through held() (checked by exact type: fast).
+PLAIN = frozenset((float, int, bool, type(None)))
+
+
+def held(key: str, value):
+    """The value to keep until the flush: a detached tensor, or a Python number. Raises TypeError
+    for anything that is not one number, naming the key."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:  # metadata only: no sync
+            raise TypeError(
+                f"metric {key!r} is a tensor of shape {tuple(value.shape)}; log one number per key "
+                "(e.g. loss, or loss.mean()) and pass arrays to run.sample(pred=..., target=...)"
+            )
+        return value.detach()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)  # IntEnum and other int subclasses as plain ints
+    if not isinstance(value, (str, bytes)):
+        try:
+            return float(value)  # numpy scalars and other number types
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(
+        f"metric {key!r} has value {value!r} of type {type(value).__name__}, which is not a number; "
+        "log one number per key and put text in run.sample(text=...)"
+    )
+
+
+def to_numbers(tensors: list[torch.Tensor]) -> list:
+    """The Python number of each one-element tensor, in order; one .tolist() per (device, dtype)."""
+    out: list = [None] * len(tensors)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, t in enumerate(tensors):
+        groups[(t.device, t.dtype)].append(i)
+    for indices in groups.values():
+        values = torch.stack([tensors[i].reshape(()) for i in indices]).tolist()
+        for i, v in zip(indices, values):
+            out[i] = v
+    return out
