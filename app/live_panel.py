@@ -103,7 +103,13 @@ def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float) 
     drawn = 0
     cols = st.columns(2)
     for chart in charts.CHARTS:
-        title, series, y_title, band, log_applies = chart.title, chart.series, chart.y_title, chart.band, chart.log_applies
+        title, series, y_title, band, log_applies = (
+            chart.title,
+            chart.series,
+            chart.y_title,
+            chart.band,
+            chart.log_applies,
+        )
         weight = smoothing if chart.smooth else 0.0
         long = charts.series_table(frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies)
         if not long.num_rows:

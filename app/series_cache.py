@@ -102,7 +102,9 @@ class IncrementalSeries:
             start = self._done_buckets * size
             grid = ys[start : full * size].reshape(-1, size)
             offsets = start + np.arange(len(grid)) * size
-            self._kept = np.concatenate([self._kept, _pairs(offsets + grid.argmin(axis=1), offsets + grid.argmax(axis=1))])
+            self._kept = np.concatenate(
+                [self._kept, _pairs(offsets + grid.argmin(axis=1), offsets + grid.argmax(axis=1))]
+            )
             self._done_buckets = full
         parts = [np.array([0]), self._kept]
         if full * size < n:

@@ -85,7 +85,10 @@ def listed(rows: list[dict]) -> dict[str, list[str]]:
     failures = [r for r in rows if r["code"] is not None]
     return {
         "false alarms, healthy": [
-            f"{r['name']}-{r['seed']} {a['code']}@{a['step']}" for r in rows if r["code"] is None for a in r["false_alarms"]
+            f"{r['name']}-{r['seed']} {a['code']}@{a['step']}"
+            for r in rows
+            if r["code"] is None
+            for a in r["false_alarms"]
         ],
         "false alarms, before onset": [
             f"{r['name']}-{r['seed']} {a['code']}@{a['step']}" for r in failures for a in r["false_alarms"]

@@ -33,7 +33,11 @@ RAMP = {"curriculum": {"ramp": "linear", "preschool_steps": 100, "start": 0.1}}
 
 def _curriculum_run(loss_after_ramp, max_steps=400, log_interval=10) -> list[dict]:
     """Alerts of a run whose loss follows a linear 100-step ramp, then loss_after_ramp(step)."""
-    config = from_dict(apply_overrides(Config().to_dict(), {"max_steps": max_steps, "schedule": "constant", "warmup_steps": 50, **RAMP}))
+    config = from_dict(
+        apply_overrides(
+            Config().to_dict(), {"max_steps": max_steps, "schedule": "constant", "warmup_steps": 50, **RAMP}
+        )
+    )
     doctor = OnlineDoctor(config.to_dict())
     for step in range(log_interval, max_steps + 1, log_interval):
         difficulty = curriculum_difficulty(step, config.curriculum)
@@ -184,6 +188,8 @@ def test_a_val_rise_that_dips_and_comes_back_without_a_new_best_is_one_episode()
 
 def test_a_new_best_val_ends_the_episode():
     def val_at(step):  # +8%, a new best 2% below the first, then +8% above that
-        return 1.55 * (1.08 if 600 <= step < 800 else 0.98 if 800 <= step < 1100 else 0.98 * 1.08 if step >= 1100 else 1.0)
+        return 1.55 * (
+            1.08 if 600 <= step < 800 else 0.98 if 800 <= step < 1100 else 0.98 * 1.08 if step >= 1100 else 1.0
+        )
 
     assert len(_overfitting_alerts(val_at)) == 2

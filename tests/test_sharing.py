@@ -74,7 +74,9 @@ def test_placement_only_when_auto_and_several_gpus(runs_dir, monkeypatch):
 def test_the_background_starter_passes_the_placement_and_the_thread_share(runs_dir, monkeypatch):
     launched = []
     monkeypatch.setattr(process, "check_data", lambda cfg: None)
-    monkeypatch.setattr(process, "launch", lambda argv, runs_dir_, run_id, threads=None: launched.append((argv, threads)))
+    monkeypatch.setattr(
+        process, "launch", lambda argv, runs_dir_, run_id, threads=None: launched.append((argv, threads))
+    )
     monkeypatch.setattr(sharing, "gpu_free_memory", lambda: [10, 30, 20])
     monkeypatch.setattr(sharing, "physical_cores", lambda: 4)
     make_run(runs_dir, "neighbour", device="cuda:1")
@@ -125,4 +127,3 @@ def test_a_training_run_records_its_share_and_takes_a_new_one_when_a_run_starts_
     assert seen[0] == 4 and seen[-1] == 2, seen
     status = json.loads((runs_dir / "shared" / rf.STATUS_FILE).read_text())
     assert status["threads"] == 2 and status["device"] == "cpu"
-

@@ -107,7 +107,9 @@ class Config:
     init_from: str = knob("", None, "checkpoint whose weights a new run starts from (fine-tuning; '' = scratch)")
     seed: int = knob(1337, _non_negative)
     device: str = knob("auto", None, "auto | cpu | cuda | cuda:N | mps (auto: a GPU none of our runs is on)")
-    threads: str = knob("auto", _threads_setting, "CPU threads; auto = an equal share of the physical cores among our live runs")
+    threads: str = knob(
+        "auto", _threads_setting, "CPU threads; auto = an equal share of the physical cores among our live runs"
+    )
     max_steps: int = knob(2000, _at_least_one)
     batch_size: int = knob(12, _at_least_one)
     block_size: int = knob(64, _at_least_one, "sequence length")
@@ -185,7 +187,7 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if typ_name == "str":
             if isinstance(value, bool):  # an unquoted off/on/yes/no in a YAML file
                 raise ConfigError(
-                    f"{key}: {value!r} is a boolean to YAML (unquoted off/on/yes/no); quote it, e.g. {key}: \"off\""
+                    f'{key}: {value!r} is a boolean to YAML (unquoted off/on/yes/no); quote it, e.g. {key}: "off"'
                 )
             if isinstance(value, (dict, list)) or value is None:
                 raise ValueError
@@ -242,7 +244,9 @@ def validate(cfg: Config) -> Config:
             "pick n_head so that n_embd / n_head is whole"
         )
     if cfg.min_lr > cfg.lr and cfg.schedule != "constant":
-        raise ConfigError(f"min_lr: {cfg.min_lr} is above lr {cfg.lr}; use at most {cfg.lr} (--set min_lr=...) or schedule=constant")
+        raise ConfigError(
+            f"min_lr: {cfg.min_lr} is above lr {cfg.lr}; use at most {cfg.lr} (--set min_lr=...) or schedule=constant"
+        )
     if cfg.warmup_steps >= cfg.max_steps and cfg.schedule != "constant":
         raise ConfigError(
             f"warmup_steps: {cfg.warmup_steps} is not below max_steps {cfg.max_steps}; "

@@ -1,7 +1,7 @@
 """Files of a run directory as files: written atomically, and a key that changes when one does.
 
-    atomic_write_text(run_dir / "status.json", text)   # readers see the old or the new file
-    file_key(path)                                     # (inode, mtime_ns, size), None if missing
+atomic_write_text(run_dir / "status.json", text)   # readers see the old or the new file
+file_key(path)                                     # (inode, mtime_ns, size), None if missing
 """
 
 from __future__ import annotations

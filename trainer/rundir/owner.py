@@ -94,5 +94,3 @@ def wait_exit(pid: int, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return _process(pid) is None
-
-

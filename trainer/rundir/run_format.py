@@ -119,8 +119,7 @@ def validate_run_id(run_id: str) -> str:
     """Return run_id if it is a safe directory name, else raise RunIdError saying what is allowed."""
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or run_id in (".", ".."):
         raise RunIdError(
-            f"invalid run id {run_id!r}: use 1-64 characters from letters, digits, '.', '_' "
-            "and '-' (not '.' or '..')"
+            f"invalid run id {run_id!r}: use 1-64 characters from letters, digits, '.', '_' and '-' (not '.' or '..')"
         )
     return run_id
 

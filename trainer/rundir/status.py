@@ -1,7 +1,9 @@
 """What state a run is in: status.json and config.yaml as written, and "crashed" derived.
 
     from trainer.rundir.status import run_state
-    run_state("runs/fc1")  # "running", ..., or "crashed" when the heartbeat is stale and the process gone
+    run_state("runs/fc1")  # "running", ..., or "crashed" when its process is gone
+
+The one reader of status.json and config.yaml: every layer and the app read them through here.
 """
 
 from __future__ import annotations

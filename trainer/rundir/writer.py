@@ -161,7 +161,9 @@ class RunWriter:
             "parent": parent,
             "message": "",
         }
-        self._stop_watch = stop_request.Watch(self.run_dir, proc.pid, self._status["pid_create_time"], trainer.PROCESS_STARTED)
+        self._stop_watch = stop_request.Watch(
+            self.run_dir, proc.pid, self._status["pid_create_time"], trainer.PROCESS_STARTED
+        )
         # A request left for a process that has ended is nobody's now; one made while this process
         # was starting (Stop pressed during a resume's start-up) is ours and stays.
         self._stop_watch.discard_stale()

@@ -3,6 +3,8 @@
     from trainer.runs.control import request_stop, stop
     request_stop("runs", "fc1")      # returns at once; the run stops after its current step
     stop("runs", "fc1", grace_s=10)  # the same, then waits (and escalates) until it is not live
+
+Every signal this package sends goes through trainer.runs.process.safe_terminate.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
     from trainer.runs import new_run
     cfg = new_run.resolve_new("configs/regression.yaml", ["lr=3e-3"])
     run_dir = new_run.ensure_new_run(new_run.default_runs_dir(), new_run.new_run_id(cfg.task))
+
+The command line and the dashboard both start new runs through these functions.
 """
 
 from __future__ import annotations

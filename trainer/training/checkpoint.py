@@ -97,7 +97,10 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> int:
     state = load_checkpoint(path)
     keys = {k: v for k, v in (state.get("config") or {}).items() if k in ("task", "model", "block_size")}
     load_weights(
-        model, state, f"init_from: {path}", f"use the model keys of the run that wrote it ({keys}) or leave init_from empty"
+        model,
+        state,
+        f"init_from: {path}",
+        f"use the model keys of the run that wrote it ({keys}) or leave init_from empty",
     )
     return int(state["step"])
 

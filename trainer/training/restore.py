@@ -27,7 +27,10 @@ def open_writer(cfg: Config, runs_dir, run_id: str, mode: str, parent: str | Non
 def restore(loop, state: dict, mode: str) -> int:
     """Put a checkpoint into a fresh TrainLoop; returns how many processes wrote it."""
     load_weights(
-        loop.raw, state, "the checkpoint's weights", "keep the model shape keys (task, model.*, block_size) as they were"
+        loop.raw,
+        state,
+        "the checkpoint's weights",
+        "keep the model shape keys (task, model.*, block_size) as they were",
     )
     loop.optimizer.load_state_dict(state["optimizer"])
     # The new config wins over the checkpoint's optimizer settings (lr follows the schedule).
