@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from trainer import runs
 from trainer.doctor import diagnose
@@ -133,4 +134,87 @@ def test_hf_trainer_that_raises_leaves_the_run_failed(runs_dir, tmp_path):
     with pytest.raises(RuntimeError, match="disk full"), doctor:
         hf_trainer(tmp_path, [doctor, Broken()]).train()
     status = read_status(runs_dir / "gpt2-fail")
+    assert status["state"] == rf.FAILED and "RuntimeError: disk full" in status["message"]
+
+
+# --- Lightning ------------------------------------------------------------------------------------
+def lightning_fit(runs_dir, run_id: str, max_steps: int = 40, extra_callbacks=(), step_hook=None):
+    """A tiny MLP regression (y = sin(3x)) fitted by lightning.pytorch.Trainer with our callback."""
+    L = pytest.importorskip("lightning.pytorch")
+    from trainer.integrations.lightning import DoctorCallback
+
+    class Regression(L.LightningModule):
+        def __init__(self, lr: float = 3e-3, hidden: int = 32):
+            super().__init__()
+            self.save_hyperparameters()
+            self.net = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+        def training_step(self, batch, batch_idx):
+            if step_hook is not None:
+                step_hook(self.trainer.global_step)
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
+
+    torch.manual_seed(0)
+    x = torch.linspace(-2, 2, 2048).unsqueeze(1)
+    data = torch.utils.data.TensorDataset(x, torch.sin(3 * x))
+    train = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True)
+    val = torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(0, 2048, 16)), batch_size=128)
+    doctor = DoctorCallback(run_id=run_id, runs_dir=runs_dir, log_every=5)
+    fit = L.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        val_check_interval=20,
+        num_sanity_val_steps=0,
+        callbacks=[*extra_callbacks, doctor],
+    )
+    fit.fit(Regression(), train, val)
+    return fit
+
+
+def test_lightning_run_directory_has_our_series_grads_and_a_diagnosis(runs_dir):
+    lightning_fit(runs_dir, "mlp")
+    run_dir = runs_dir / "mlp"
+    assert_watched_run(run_dir, rf.FINISHED)
+    assert [s for s, _ in series(run_dir, rf.TRAIN_LOSS)] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert [s for s, _ in series(run_dir, rf.VAL_LOSS)] == [20, 40]
+    assert [v for _, v in series(run_dir, rf.LR)] == [3e-3] * 8
+    assert [g["step"] for g in read_records(run_dir / rf.GRADS_FILE)] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert read_config(run_dir) | {"precision": None} == {
+        "lr": 3e-3,
+        "hidden": 32,
+        "module": "Regression",
+        "max_steps": 40,
+        "max_epochs": -1,
+        "accumulate_grad_batches": 1,
+        "gradient_clip_val": None,
+        "precision": None,
+    }
+
+
+def test_lightning_stops_early_on_a_stop_request(runs_dir):
+    fit = lightning_fit(runs_dir, "mlp-stop", step_hook=stop_after(10, runs_dir, "mlp-stop"))
+    assert fit.global_step == 11  # the request came inside step 11's training_step: that step ends
+    assert read_status(runs_dir / "mlp-stop")["state"] == rf.STOPPED
+
+
+def test_lightning_fit_that_raises_leaves_the_run_failed(runs_dir):
+    def broken(step: int) -> None:
+        if step == 3:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        lightning_fit(runs_dir, "mlp-fail", step_hook=broken)
+    status = read_status(runs_dir / "mlp-fail")
     assert status["state"] == rf.FAILED and "RuntimeError: disk full" in status["message"]

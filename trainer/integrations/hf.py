@@ -55,8 +55,14 @@ class DoctorCallback(TrainerCallback):
     init_kwargs: passed on to trainer.init (doctor, on_critical, stop_on).
     """
 
-    def __init__(self, run_id: str | None = None, runs_dir: str | Path | None = None, config: dict | None = None,
-                 watch_every: int | None = None, **init_kwargs):  # fmt: skip
+    def __init__(
+        self,
+        run_id: str | None = None,
+        runs_dir: str | Path | None = None,
+        config: dict | None = None,
+        watch_every: int | None = None,
+        **init_kwargs,
+    ):
         self.run_id, self.runs_dir, self.config = run_id, runs_dir, config
         self.watch_every = watch_every
         self.init_kwargs = init_kwargs
