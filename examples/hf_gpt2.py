@@ -9,6 +9,7 @@ one callback (trainer.integrations.hf.DoctorCallback). Random init, nothing down
 """
 
 import argparse
+import tempfile
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
@@ -45,7 +46,7 @@ class CharWindows(torch.utils.data.Dataset):
 torch.manual_seed(0)
 model = GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=BLOCK, n_embd=32, n_layer=2, n_head=2))
 training_args = TrainingArguments(
-    output_dir="runs/.hf_gpt2",  # the HF Trainer's own output (nothing is saved: save_strategy="no")
+    output_dir=tempfile.mkdtemp(prefix="hf_gpt2-"),  # the HF Trainer's own folder; save_strategy="no"
     max_steps=args.steps,
     per_device_train_batch_size=16,
     learning_rate=3e-3,
