@@ -77,6 +77,7 @@ TRAIN_LOSS = "train/loss"
 VAL_LOSS = "val/loss"
 LR = "lr"
 GRAD_NORM = "grad/norm"
+EPOCH = "epoch"  # fractional epochs done, as the Hugging Face and Lightning trainers count them
 PRED_STD = "out/pred_std"
 TARGET_STD = "out/target_std"
 VARIANCE_RATIO = "out/variance_ratio"
