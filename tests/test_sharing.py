@@ -127,3 +127,20 @@ def test_a_training_run_records_its_share_and_takes_a_new_one_when_a_run_starts_
     assert seen[0] == 4 and seen[-1] == 2, seen
     status = json.loads((runs_dir / "shared" / rf.STATUS_FILE).read_text())
     assert status["threads"] == 2 and status["device"] == "cpu"
+
+
+def test_the_logging_api_takes_the_same_share_for_a_users_loop(runs_dir, monkeypatch):
+    import trainer
+
+    monkeypatch.setattr(sharing, "physical_cores", lambda: 6)
+    make_run(runs_dir, "neighbour")  # one run of ours already live here
+    before = torch.get_num_threads()
+    try:
+        with trainer.init(run_id="mine", runs_dir=runs_dir, threads="auto") as run:
+            assert run.threads.threads == 3 and torch.get_num_threads() == 3
+            run.log({"train/loss": 1.0}, step=1)
+        assert json.loads((runs_dir / "mine" / rf.STATUS_FILE).read_text())["threads"] == 3
+        with trainer.init(run_id="untouched", runs_dir=runs_dir) as run:  # threads=None: torch left alone
+            assert run.threads is None and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -42,6 +42,7 @@ from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
 from trainer.rundir.writer import RunWriter, open_run
 from trainer.training.doctor_hook import record_alert, stops_run
+from trainer.training.threads import ThreadShare
 
 FLUSH_SECONDS = 1.0  # the queue is drained this often, so rows reach the files within about a second
 # Every row is written, but the online doctor sees a row of the same keys at most this often (plus
@@ -54,8 +55,17 @@ METRICS, GRADS, SAMPLES = "metrics", "grads", "samples"
 class Run:
     """One run of your own loop. Made by trainer.init(); every method is safe to call each step."""
 
-    def __init__(self, writer: RunWriter, config: dict, doctor: bool, on_critical: str, stop_on):
+    def __init__(
+        self,
+        writer: RunWriter,
+        config: dict,
+        doctor: bool,
+        on_critical: str,
+        stop_on,
+        threads: ThreadShare | None = None,
+    ):
         self.writer = writer
+        self.threads = threads  # this loop's share of the cores, when init(threads=...) asked for one
         self.run_id, self.run_dir = writer.run_id, writer.run_dir
         self.on_critical, self.stop_on = on_critical, set(stop_on)
         self.doctor = OnlineDoctor(config, schema=False) if doctor else None
@@ -79,6 +89,8 @@ class Run:
         """One metrics row. Values: Python numbers or one-element tensors (kept as tensors until the
         background flush: no GPU sync here). step=None: one past the previous log's step (0 first)."""
         self._check_open("log")
+        if self.threads is not None and self.threads.recheck():  # on this thread: OpenMP's setting is per thread
+            self.writer.set_status(threads=self.threads.threads)
         step = self._next_step(step)
         row, tensor_keys = {}, None
         for key, value in metrics.items():
@@ -312,6 +324,7 @@ def init(
     doctor: bool = True,
     on_critical: str | None = None,
     stop_on: list[str] | None = None,
+    threads: str | int | None = None,
 ) -> Run:
     """Start a run directory for your own training loop and return its handle.
 
@@ -320,6 +333,9 @@ def init(
     config: any dict, written to config.yaml as given (not checked against our trainer's schema).
     doctor: run the online doctor. on_critical ("off" | "stop") and stop_on (alert codes) decide
     which alerts make should_stop() true; the defaults are our trainer's (stop on non_finite).
+    threads: "auto" takes this loop's share of the host's physical cores among our live runs, as our
+    trainer does (torch.set_num_threads, looked at again from log() every few seconds); N takes N;
+    None (the default) leaves torch's threads as they are. Call init() from the training thread.
     """
     defaults = DoctorConfig()
     on_critical = defaults.on_critical if on_critical is None else on_critical
@@ -336,9 +352,11 @@ def init(
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     run_id = run_id or fresh_run_id(_script_name(), runs_dir)
     writer = open_run(runs_dir, run_id, config=config)
-    writer.set_status(state=rf.RUNNING, **{rf.STATUS_WRITER: rf.WRITER_API})
+    share = ThreadShare(str(threads), runs_dir, run_id) if threads is not None else None
+    extra = {"threads": share.threads} if share is not None else {}
+    writer.set_status(state=rf.RUNNING, **{rf.STATUS_WRITER: rf.WRITER_API}, **extra)
     writer.event("start", f"{' '.join(writer.status['argv']) or 'python'}: trainer.init")
-    run = Run(writer, config, doctor, on_critical, defaults.stop_on if stop_on is None else stop_on)
+    run = Run(writer, config, doctor, on_critical, defaults.stop_on if stop_on is None else stop_on, share)
     _track(run)
     return run
 
