@@ -28,6 +28,7 @@ STATE_COLOURS = {
     rf.CRASHED: "red",
 }
 STOP_GRACE_S = 10.0
+MESSAGE_S = 20.0  # how long a control's outcome stays above the table
 HEADER = ("run", "state", "step", "best val loss", "alerts", "started", "actions")
 WIDTHS = (3, 1.2, 1.3, 1.2, 1.6, 1.5, 3.2)
 
@@ -82,9 +83,9 @@ def enforce_pending_stops(runs_dir, infos: list[runs.RunInfo]) -> None:
 def _act(action, run_id: str) -> None:
     """Button callback: run a control action and leave a message for the table."""
     try:
-        st.session_state["table_message"] = ("success", action(run_id))
+        st.session_state["table_message"] = ("success", action(run_id), time.time())
     except TrainerError as e:
-        st.session_state["table_message"] = ("error", str(e))
+        st.session_state["table_message"] = ("error", str(e), time.time())
     state.note_change(run_id)
 
 
@@ -142,11 +143,17 @@ def control_row(info: runs.RunInfo) -> None:
                 st.page_link(layout.page("live.py"), label="Live", query_params={"run": info.run_id})
 
 
-def table_message() -> None:
-    message = st.session_state.pop("table_message", None)
-    if message:
-        kind, text = message
-        (st.success if kind == "success" else st.error)(text)
+def table_message(now: float | None = None) -> None:
+    """The last control's outcome, shown for MESSAGE_S: the table redraws every second, so a message
+    shown once would vanish before it could be read (a refused Resume looked like a dead button)."""
+    message = st.session_state.get("table_message")
+    if not message:
+        return
+    kind, text, shown_at = message
+    if (time.time() if now is None else now) - shown_at > MESSAGE_S:
+        st.session_state.pop("table_message", None)
+        return
+    (st.success if kind == "success" else st.error)(text)
 
 
 def new_run_form() -> None:

@@ -121,6 +121,23 @@ def test_resume_button_launches_the_same_command_as_the_cli(launched, runs_dir):
     assert "Resumed paused" in texts(at)
 
 
+def test_a_refused_resume_says_why_and_the_message_outlives_the_tables_refreshes(launched, runs_dir, monkeypatch):
+    """Tried as a new user: kill -9 a run before its first checkpoint, press Resume. The refusal was
+    shown for one refresh of the table (under a second), so the button looked dead."""
+    from app import runs_table
+
+    make_run(runs_dir, "early", state=rf.STOPPED, checkpoint=False)
+    at = open_app()
+    at.button(key="resume_early").click().run()
+    assert not launched and "has no checkpoint to resume from" in texts(at)
+    at.run()  # the next refresh of the table
+    assert "has no checkpoint to resume from" in texts(at)
+    later = __import__("time").time() + runs_table.MESSAGE_S + 1
+    monkeypatch.setattr(runs_table.time, "time", lambda: later)
+    at.run()
+    assert "has no checkpoint to resume from" not in texts(at)
+
+
 def test_fork_form_refuses_a_bad_change_then_starts_the_fork(launched, runs_dir):
     make_run(runs_dir, "base", state=rf.STOPPED)
     at = open_app()
