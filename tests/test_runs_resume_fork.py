@@ -160,7 +160,8 @@ def test_resume_accepts_a_start_claimed_for_this_very_process_only(runs_dir):
     status.update(pid=psutil.Process().pid, pid_create_time=psutil.Process().create_time())
     (run_dir / rf.STATUS_FILE).write_text(json.dumps(status))
     assert runs.prepare_resume(runs_dir, "a", [], environ={}).changes == {}
-    status.update(pid=psutil.Process().ppid())  # a start claimed for another process: a rival
+    rival = psutil.Process().parent()  # a start claimed for another live process: a rival
+    status.update(pid=rival.pid, pid_create_time=rival.create_time())
     (run_dir / rf.STATUS_FILE).write_text(json.dumps(status))
     with pytest.raises(RunStateError, match="is starting"):
         runs.prepare_resume(runs_dir, "a", [], environ={})
