@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 
 from trainer import config as C
@@ -17,6 +18,14 @@ ALERT = {
     "evidence": {"loss": 12.5, "median": 1.54, "ratio": 8.1},
     "remedy": [{"set": {"lr": 0.0003}, "why": "a smaller step size stops the overshoot"}],
 }
+
+
+def fake_checkpoint(path: Path) -> Path:
+    """A whole zip archive (what torch.save writes) that these tests never load: resume checks that a
+    checkpoint is whole before choosing it, and loads it only in a real trainer."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", b"not loaded in these tests")
+    return path
 
 
 def make_run(
@@ -58,7 +67,7 @@ def make_run(
     if alert:
         run.event("alert", ALERT["message"], step=steps, **{k: v for k, v in ALERT.items() if k != "message"})
     if checkpoint:
-        (runs_dir / run_id / rf.CHECKPOINT_DIR / rf.CKPT_LAST).write_bytes(b"not loaded in these tests")
+        fake_checkpoint(runs_dir / run_id / rf.CHECKPOINT_DIR / rf.CKPT_LAST)
     run.set_status(
         state=rf.RUNNING,
         step=steps,

@@ -8,6 +8,7 @@ import time
 import psutil
 import pytest
 import yaml
+from app_fixtures import fake_checkpoint
 
 from trainer import cli
 from trainer import config as C
@@ -26,7 +27,7 @@ def run_cli(capsys, *argv):
 def make_run(runs_dir, run_id, state=rf.STOPPED, updated=None, pid=None, create_time=None, sets=(), argv=None):
     run_dir = runs_dir / run_id
     (run_dir / rf.CHECKPOINT_DIR).mkdir(parents=True)
-    (run_dir / rf.CHECKPOINT_DIR / rf.CKPT_LAST).write_bytes(b"x")
+    fake_checkpoint(run_dir / rf.CHECKPOINT_DIR / rf.CKPT_LAST)
     (run_dir / rf.CONFIG_FILE).write_text(yaml.safe_dump(C.resolve(None, list(sets)).to_dict()))
     me = psutil.Process()
     status = {
@@ -191,3 +192,18 @@ def test_diagnose_prints_the_doctors_findings(capsys, runs_dir):
     assert code == 0 and "non_finite" in [a["code"] for a in result["alerts"]]
     code, out, _ = run_cli(capsys, "diagnose", "nan", "--runs-dir", runs_dir)  # a run id works too
     assert code == 0 and out.startswith("# ") and "non_finite" in out
+
+
+def test_resume_says_which_damaged_checkpoint_it_passed_over(capsys, runs_dir, monkeypatch):
+    from trainer.runs import process
+
+    run_dir = make_run(runs_dir, "a")
+    fake_checkpoint(run_dir / rf.CHECKPOINT_DIR / "step_00000040.pt")
+    (run_dir / rf.CHECKPOINT_DIR / rf.CKPT_LAST).write_bytes(b"PK\x03\x04 cut short")
+    launched = []
+    monkeypatch.setattr(process, "check_data", lambda cfg: None)
+    monkeypatch.setattr(process, "launch", lambda argv, *a, **k: launched.append(argv) or 4242)
+    code, out, err = run_cli(capsys, "resume", "a", "--background", "--runs-dir", runs_dir)
+    assert code == 0 and launched
+    assert "checkpoint last.pt is damaged (not a whole checkpoint" in err
+    assert "resuming from checkpoints/step_00000040.pt, the newest whole checkpoint" in out

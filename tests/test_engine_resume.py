@@ -94,3 +94,24 @@ def test_resume_after_kill_matches_uninterrupted(runs_dir, uninterrupted):
     assert train_losses(run_dir) == uninterrupted
     resumes = events(run_dir, "resume")
     assert resumes and resumes[-1]["step"] % 10 == 0
+
+
+def test_resume_passes_over_a_damaged_last_checkpoint_and_matches_uninterrupted(runs_dir, uninterrupted):
+    """A last.pt cut short (a full disk, a kill during a copy) must not cost the run: resume takes
+    the newest whole checkpoint, says which file it passed over, and never loads the damaged one."""
+    from trainer import runs
+
+    proc = start_slow_run(tiny_cfg(), runs_dir, "damaged")
+    run_dir = runs_dir / "damaged"
+    wait_until(lambda: any(e["kind"] == "checkpoint" and e["step"] >= 20 for e in events(run_dir)))
+    (run_dir / "control" / "stop").write_text("")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    last = run_dir / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    prepared = runs.prepare_resume(runs_dir, "damaged", [], environ={})
+    assert prepared.checkpoint.name.startswith("step_") and prepared.skipped[0][0] == "last.pt"
+    assert "not a whole checkpoint" in prepared.skipped[0][1]
+    with single_thread():
+        assert train(tiny_cfg(), runs_dir, "damaged", mode="resume", checkpoint=prepared.checkpoint) == rf.FINISHED
+    assert train_losses(run_dir) == uninterrupted

@@ -5,6 +5,7 @@ import os
 import time
 
 import pytest
+from app_fixtures import fake_checkpoint
 
 from trainer import config as C
 from trainer import runs
@@ -186,7 +187,7 @@ def captured_launch(monkeypatch):
 def make_stopped_run(runs_dir, run_id):
     run_dir = runs_dir / run_id
     (run_dir / rf.CHECKPOINT_DIR).mkdir(parents=True)
-    (run_dir / rf.CHECKPOINT_DIR / rf.CKPT_LAST).write_bytes(b"x")
+    fake_checkpoint(run_dir / rf.CHECKPOINT_DIR / rf.CKPT_LAST)
     (run_dir / rf.CONFIG_FILE).write_text(C.to_yaml(runs.resolve_new(None, [], environ={})))
     (run_dir / rf.STATUS_FILE).write_text(json.dumps({"state": rf.STOPPED, "step": 5, "updated": time.time()}))
 

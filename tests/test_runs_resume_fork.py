@@ -8,6 +8,7 @@ import time
 import psutil
 import pytest
 import yaml
+from app_fixtures import fake_checkpoint
 
 from trainer import config as C
 from trainer import runs
@@ -20,7 +21,7 @@ def make_stopped_run(runs_dir, run_id, sets=(), checkpoints=("last.pt",), state=
     (run_dir / rf.CHECKPOINT_DIR).mkdir(parents=True)
     (run_dir / rf.CONFIG_FILE).write_text(yaml.safe_dump(C.resolve(None, list(sets)).to_dict()))
     for name in checkpoints:
-        (run_dir / rf.CHECKPOINT_DIR / name).write_bytes(b"not really a checkpoint")
+        fake_checkpoint(run_dir / rf.CHECKPOINT_DIR / name)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     status = {"run_id": run_id, "state": state, "step": 100, "pid": child.pid, "pid_create_time": 0.0}
@@ -31,7 +32,7 @@ def make_stopped_run(runs_dir, run_id, sets=(), checkpoints=("last.pt",), state=
 
 def test_resume_returns_last_checkpoint_and_the_changes(runs_dir):
     run_dir = make_stopped_run(runs_dir, "a")
-    cfg, checkpoint, changes = runs.prepare_resume(runs_dir, "a", ["max_steps=4000", "lr=3e-4"], environ={})
+    cfg, checkpoint, changes, _ = runs.prepare_resume(runs_dir, "a", ["max_steps=4000", "lr=3e-4"], environ={})
     assert checkpoint == run_dir / rf.CHECKPOINT_DIR / rf.CKPT_LAST
     assert (cfg.max_steps, cfg.lr) == (4000, 3e-4)
     assert changes == {"lr": (1e-3, 3e-4), "max_steps": (2000, 4000)}
@@ -39,13 +40,13 @@ def test_resume_returns_last_checkpoint_and_the_changes(runs_dir):
 
 def test_resume_without_changes_has_no_changes(runs_dir):
     make_stopped_run(runs_dir, "a", sets=["lr=5e-4"])
-    cfg, _, changes = runs.prepare_resume(runs_dir, "a", [], environ={})
+    cfg, _, changes, _ = runs.prepare_resume(runs_dir, "a", [], environ={})
     assert cfg.lr == 5e-4 and changes == {}
 
 
 def test_resume_applies_environment_overrides(runs_dir):
     make_stopped_run(runs_dir, "a")
-    _, _, changes = runs.prepare_resume(runs_dir, "a", [], environ={"BATCH_SIZE": "32"})
+    _, _, changes, _ = runs.prepare_resume(runs_dir, "a", [], environ={"BATCH_SIZE": "32"})
     assert changes == {"batch_size": (12, 32)}
 
 
@@ -102,7 +103,7 @@ def test_resume_refuses_invalid_new_values(runs_dir):
 )
 def test_fork_picks_the_requested_checkpoint(runs_dir, from_, name):
     make_stopped_run(runs_dir, "a", checkpoints=("last.pt", "best.pt", "step_00000500.pt"))
-    cfg, checkpoint, changes = runs.prepare_fork(runs_dir, "a", from_, "b", ["lr=3e-4"], environ={})
+    cfg, checkpoint, changes, _ = runs.prepare_fork(runs_dir, "a", from_, "b", ["lr=3e-4"], environ={})
     assert checkpoint.name == name and cfg.lr == 3e-4 and changes == {"lr": (1e-3, 3e-4)}
     assert not (runs_dir / "b").exists()  # preparing writes nothing
 
@@ -164,4 +165,18 @@ def test_resume_accepts_a_start_claimed_for_this_very_process_only(runs_dir):
     status.update(pid=rival.pid, pid_create_time=rival.create_time())
     (run_dir / rf.STATUS_FILE).write_text(json.dumps(status))
     with pytest.raises(RunStateError, match="is starting"):
+        runs.prepare_resume(runs_dir, "a", [], environ={})
+
+
+def test_resume_takes_the_newest_whole_checkpoint_and_refuses_when_none_is(runs_dir):
+    run_dir = make_stopped_run(
+        runs_dir, "a", checkpoints=("last.pt", "step_00000040.pt", "step_00000020.pt", "best.pt")
+    )
+    ckpts = run_dir / rf.CHECKPOINT_DIR
+    (ckpts / "last.pt").write_bytes((ckpts / "last.pt").read_bytes()[:-30])  # cut short
+    prepared = runs.prepare_resume(runs_dir, "a", [], environ={})
+    assert prepared.checkpoint.name == "step_00000040.pt" and [n for n, _ in prepared.skipped] == ["last.pt"]
+    for name in ("step_00000040.pt", "step_00000020.pt", "best.pt"):
+        (ckpts / name).write_bytes(b"\0" * 64)  # not an archive at all
+    with pytest.raises(CheckpointError, match="no whole checkpoint to resume from .*last.pt: .*best.pt: "):
         runs.prepare_resume(runs_dir, "a", [], environ={})

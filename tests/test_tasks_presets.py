@@ -191,7 +191,7 @@ def test_char_spike_preset_spikes_when_resumed_with_a_raised_lr(runs_dir):
     learnt = series(run, "train/loss")
     assert learnt.iloc[-5:].mean() < 0.8 * learnt.iloc[:3].mean()  # it had come down
     assert spikes(run).empty
-    cfg, checkpoint, changes = prepare_resume(runs_dir, run.name, SPIKE_RESUME_SETS, environ=SPIKE_RESUME_ENV)
+    cfg, checkpoint, changes, _ = prepare_resume(runs_dir, run.name, SPIKE_RESUME_SETS, environ=SPIKE_RESUME_ENV)
     assert changes["lr"] == (0.002, 0.03)
     assert train(cfg, runs_dir, run.name, mode="resume", checkpoint=checkpoint, changes=changes) == "finished"
     jumps = spikes(run)

@@ -218,8 +218,12 @@ def cmd_run(args, runs_dir: Path) -> int:
 def cmd_resume(args, runs_dir: Path) -> int:
     main_rank = runs.is_main_rank()
     prepared = runs.prepare_resume(runs_dir, args.run_id, _sets(args), check_exclusive=main_rank)
-    cfg, checkpoint, changes = prepared
+    cfg, checkpoint, changes = prepared.config, prepared.checkpoint, prepared.changes
     if main_rank:
+        for name, damage in prepared.skipped:
+            print(f"checkpoint {name} is damaged ({damage}); passed over", file=sys.stderr)
+        if prepared.skipped:
+            print(f"resuming from {rf.CHECKPOINT_DIR}/{checkpoint.name}, the newest whole checkpoint")
         _print_changes(changes)
     if args.background:
         pid = process.start_resume(runs_dir, args.run_id, _sets(args), prepared=prepared)
@@ -235,7 +239,7 @@ def cmd_resume(args, runs_dir: Path) -> int:
 def cmd_fork(args, runs_dir: Path) -> int:
     main_rank = runs.is_main_rank()
     prepared = runs.prepare_fork(runs_dir, args.run_id, args.from_, args.new_id, _sets(args), check_exclusive=main_rank)
-    cfg, checkpoint, changes = prepared
+    cfg, checkpoint, changes = prepared.config, prepared.checkpoint, prepared.changes
     if main_rank:
         _print_changes(changes)
     if args.background:

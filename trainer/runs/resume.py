@@ -12,6 +12,7 @@ that change parameter shapes, since the checkpoint's weights must still load.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,11 +24,35 @@ from trainer.runs.new_run import ensure_new_run
 
 
 class Prepared(NamedTuple):
-    """What the engine needs to continue training: unpacks as (config, checkpoint, changes)."""
+    """What the engine needs to continue training: (config, checkpoint, changes, skipped)."""
 
     config: C.Config
     checkpoint: Path
     changes: dict[str, tuple[Any, Any]]
+    skipped: tuple[tuple[str, str], ...] = ()  # (file name, what is wrong with it) passed over for a resume
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint file, or None if it is whole. torch.save writes a zip archive,
+    so a file cut short (a kill during a copy, a full disk) or with changed bytes fails the archive's
+    own checks (its central directory, each member's CRC); no torch needed, nothing unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+        return f"not a whole checkpoint ({type(e).__name__}: {e})"
+    return f"member {bad} fails its checksum" if bad else None
+
+
+def _resume_candidates(run_dir: Path) -> list[Path]:
+    """last.pt, then the numbered checkpoints newest first, then best.pt."""
+    ckpt_dir = run_dir / rf.CHECKPOINT_DIR
+    numbered = sorted(
+        (p for p in ckpt_dir.iterdir() if rf.CKPT_STEP_RE.match(p.name)) if ckpt_dir.is_dir() else [],
+        key=lambda p: int(rf.CKPT_STEP_RE.match(p.name).group(1)),
+        reverse=True,
+    )
+    return [p for p in (ckpt_dir / rf.CKPT_LAST, *numbered, ckpt_dir / rf.CKPT_BEST) if p.is_file()]
 
 
 def _changed_config(
@@ -74,14 +99,24 @@ def prepare_resume(
             f"run {run_id!r} is {state} (pid {pid}); stop it first with `python -m trainer stop {run_id} --wait`"
         )
     cfg, changes = _changed_config(run_dir, sets, environ, "resume")
-    checkpoint = run_dir / rf.CHECKPOINT_DIR / rf.CKPT_LAST
-    if not checkpoint.is_file():
+    candidates = _resume_candidates(run_dir)
+    if not candidates:
         raise CheckpointError(
             f"run {run_id!r} has no checkpoint to resume from ({rf.CHECKPOINT_DIR}/{rf.CKPT_LAST} is missing: it "
             f"ended before its first checkpoint); start it afresh with "
             f"`python -m trainer run --config {run_dir / rf.CONFIG_FILE}`, or lower checkpoint_interval"
         )
-    return Prepared(cfg, checkpoint, changes)
+    skipped = []
+    for checkpoint in candidates:  # the newest whole one: a damaged last.pt must not cost the run
+        damage = checkpoint_damage(checkpoint)
+        if damage is None:
+            return Prepared(cfg, checkpoint, changes, tuple(skipped))
+        skipped.append((checkpoint.name, damage))
+    listed = "; ".join(f"{name}: {why}" for name, why in skipped)
+    raise CheckpointError(
+        f"run {run_id!r} has no whole checkpoint to resume from ({listed}); fork another run or start afresh "
+        f"with `python -m trainer run --config {run_dir / rf.CONFIG_FILE}`"
+    )
 
 
 def available_checkpoints(run_dir: str | Path) -> list[str]:
