@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from trainer import config as C
 from trainer import runs
-from trainer.errors import TrainerError
+from trainer.errors import RunNotFound, TrainerError
 from trainer.rundir import run_format as rf
 from trainer.runs import process
 
@@ -314,6 +315,8 @@ def cmd_list(args, runs_dir: Path) -> int:
 def cmd_diagnose(args, runs_dir: Path) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
+        if os.sep in args.run_dir or args.run_dir.startswith("."):  # meant as a path, not a run id
+            raise RunNotFound(f"no run directory {args.run_dir}; `python -m trainer list` shows the runs")
         run_dir = rf.existing_run_path(runs_dir, args.run_dir)
     from trainer import doctor  # lazy for start-up cost alone: numpy (~0.1 s) only this command needs
 

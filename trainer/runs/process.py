@@ -164,7 +164,7 @@ def check_data(cfg) -> None:
     # dashboard never need; only a run about to start does.
     from trainer.training import engine
 
-    engine.build_task(cfg)
+    engine.check_fits(engine.build_task(cfg), cfg)
 
 
 def start_new(

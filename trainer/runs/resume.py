@@ -99,6 +99,12 @@ def prepare_resume(
             f"run {run_id!r} is {state} (pid {pid}); stop it first with `python -m trainer stop {run_id} --wait`"
         )
     cfg, changes = _changed_config(run_dir, sets, environ, "resume")
+    status = read_status(run_dir) or {}
+    if state == rf.FINISHED and isinstance(status.get("step"), int) and status["step"] >= cfg.max_steps:
+        raise RunStateError(
+            f"run {run_id!r} finished at step {status['step']} of max_steps {cfg.max_steps}; to train it longer, "
+            f"resume with more steps: `python -m trainer resume {run_id} --set max_steps={2 * cfg.max_steps}`"
+        )
     candidates = _resume_candidates(run_dir)
     if not candidates:
         raise CheckpointError(

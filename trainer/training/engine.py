@@ -31,6 +31,7 @@ from trainer.config import Config
 from trainer.config.schedule import lr_at
 from trainer.errors import CheckpointError
 from trainer.rundir import run_format as rf
+from trainer.training import memory
 from trainer.training.checkpoint import CheckpointWriter, capture_rng, init_weights, load_checkpoint, weights_finite
 from trainer.training.ddp import DistContext
 from trainer.training.device import amp_dtype, autocast, pick_device
@@ -55,6 +56,11 @@ def build_task(cfg: Config, device: torch.device | None = None, rank: int = 0, w
         device = pick_device(cfg.device)
     amp_dtype(cfg.amp, device)
     return get_task_class(cfg.task)(cfg, device, rank, world_size)
+
+
+def check_fits(task: Task, cfg: Config, device: torch.device | None = None) -> int:
+    """The model's parameter count; ConfigError, before anything is allocated, when it cannot fit."""
+    return memory.check_fits(task, cfg, device if device is not None else pick_device(cfg.device))
 
 
 def train(
@@ -88,6 +94,7 @@ def train(
         threads = ThreadShare(cfg.threads, runs_dir, run_id)  # before the model: building it uses them too
         ctx.init(device)
         task = get_task_class(cfg.task)(cfg, device, ctx.rank, ctx.world_size)
+        memory.check_fits(task, cfg, device)  # before the model is allocated, and before anything is written
         state = load_checkpoint(checkpoint) if mode != "new" else None
         # The model is built (and init_from loaded) before the run directory is touched, so a
         # checkpoint that does not fit is refused with nothing written.
