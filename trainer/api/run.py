@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import math
 import sys
 import threading
 import time
@@ -227,8 +226,8 @@ class Run:
         # 2) written in the order logged, and shown to the doctor
         for kind, step, logged_at, payload, _ in items:
             if kind == METRICS:
-                self.writer.log(step, payload, time_=logged_at)
-                if self._doctor_sees(payload, logged_at):
+                line = self.writer.log(step, payload, time_=logged_at)
+                if self._doctor_sees(payload, line, logged_at):
                     self._observe(METRICS, {"step": step, **payload})
                 self._max_step = max(self._max_step, step)
             elif kind == GRADS:
@@ -244,13 +243,17 @@ class Run:
         self.writer.set_status(step=self._max_step)
         self.writer.flush()
 
-    def _doctor_sees(self, row: dict, logged_at: float) -> bool:
-        """At most one row of these keys per DOCTOR_EVERY_S, and every row with a non-finite value."""
+    def _doctor_sees(self, row: dict, line: bytes, logged_at: float) -> bool:
+        """At most one row of these keys per DOCTOR_EVERY_S, and every row with a non-finite value.
+
+        The written line says which rows have one: the writer writes NaN, inf and None as null, so
+        a row without ":null" in its line is all finite (~0.1 us, against ~3 us for checking 10
+        values; a key that contains ":null" only makes the doctor see more rows)."""
         if self.doctor is None:
             return False
         keys = tuple(row)
         last = self._doctor_seen.get(keys)
-        if last is None or logged_at - last >= DOCTOR_EVERY_S or not all(map(_finite, row.values())):
+        if last is None or logged_at - last >= DOCTOR_EVERY_S or b":null" in line:
             self._doctor_seen[keys] = logged_at
             return True
         return False
@@ -301,10 +304,6 @@ class Run:
         self.writer.set_status(step=self._max_step)
         self.writer.finish(state, message)
         _open_runs.discard(self)
-
-
-def _finite(value) -> bool:
-    return value is not None and (type(value) is not float or math.isfinite(value))
 
 
 def _window(values):

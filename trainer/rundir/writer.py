@@ -172,14 +172,17 @@ class RunWriter:
         self._thread.start()
 
     # --- public API -------------------------------------------------------------------------
-    def log(self, step: int, scalars: dict[str, Any], time_: float | None = None) -> None:
-        """One metrics.jsonl row: {"step", "time", **scalars}; non-finite values become null."""
+    def log(self, step: int, scalars: dict[str, Any], time_: float | None = None) -> bytes:
+        """One metrics.jsonl row: {"step", "time", **scalars}; non-finite values become null.
+        Returns the line as written (no newline)."""
         record = {"step": int(step), "time": time.time() if time_ is None else time_}
         record.update(scalars)
         for key, value in scalars.items():
             if type(value) not in _PLAIN_SCALARS:
                 record[key] = _as_scalar(key, value)
-        self._append(rf.METRICS_FILE, _dumps(record))
+        line = _dumps(record)
+        self._append(rf.METRICS_FILE, line)
+        return line
 
     def log_sample(self, step: int, text: str | None = None, pred=None, target=None, **extra) -> None:
         """One samples.jsonl row: text for text tasks, pred/target windows for numeric tasks."""
