@@ -75,6 +75,7 @@ class Run:
         self._queue: collections.deque = collections.deque()  # append/popleft are thread-safe
         self._watches: list[GradWatch] = []
         self._doctor_seen: dict[tuple, float] = {}  # row keys -> when the doctor last saw such a row
+        self._status_written = 0.0  # time.monotonic() of the last status.json write by a drain
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()  # flush() asks for a drain now
@@ -240,7 +241,12 @@ class Run:
                 record = {k: v for k, v in record.items() if v is not None}
                 self.writer.log_sample(step, **record)
                 self._observe(SAMPLES, {"step": step, **record})
-        self.writer.set_status(step=self._max_step)
+        # 3) status.json's step: its write costs an fsync (~5-10 ms, most of a run.flush()), so it is
+        # written at most once per FLUSH_SECONDS; between, the writer's heartbeat writes the step
+        now = time.monotonic()
+        write = now - self._status_written >= FLUSH_SECONDS
+        self._status_written = now if write else self._status_written
+        self.writer.set_status(step=self._max_step, write=write)
         self.writer.flush()
 
     def _doctor_sees(self, row: dict, line: bytes, logged_at: float) -> bool:

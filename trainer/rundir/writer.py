@@ -217,9 +217,17 @@ class RunWriter:
         return record
 
     def set_status(
-        self, state: str | None = None, step: int | None = None, message: str | None = None, **extra
+        self,
+        state: str | None = None,
+        step: int | None = None,
+        message: str | None = None,
+        *,
+        write: bool = True,
+        **extra,
     ) -> None:
-        """Update status.json; extra keys (e.g. best_val_loss) are stored beside the standard ones."""
+        """Update status.json; extra keys (e.g. best_val_loss) are stored beside the standard ones.
+        write=False only updates what the next write (the heartbeat, within a few seconds) writes:
+        a write costs an fsync (~5-10 ms on some disks)."""
         if state is not None and state not in rf.STATES:
             raise ValueError(f"state {state!r} is not one of {', '.join(rf.STATES)}")
         with self._lock:
@@ -230,7 +238,8 @@ class RunWriter:
             if message is not None:
                 self._status["message"] = message
             self._status.update(extra)
-        self._write_status()
+        if write:
+            self._write_status()
 
     def stop_requested(self) -> bool:
         """True once someone asked this run to stop (the dashboard's Stop, `python -m trainer stop`):
