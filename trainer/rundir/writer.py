@@ -175,14 +175,22 @@ class RunWriter:
     def log(self, step: int, scalars: dict[str, Any], time_: float | None = None) -> bytes:
         """One metrics.jsonl row: {"step", "time", **scalars}; non-finite values become null.
         Returns the line as written (no newline)."""
-        record = {"step": int(step), "time": time.time() if time_ is None else time_}
-        record.update(scalars)
-        for key, value in scalars.items():
-            if type(value) not in _PLAIN_SCALARS:
-                record[key] = _as_scalar(key, value)
-        line = _dumps(record)
-        self._append(rf.METRICS_FILE, line)
-        return line
+        return self.log_rows([(step, scalars, time.time() if time_ is None else time_)])[0]
+
+    def log_rows(self, rows: list[tuple[int, dict[str, Any], float]]) -> list[bytes]:
+        """Many metrics.jsonl rows, (step, scalars, time) each, as log() writes them but under one
+        lock (trainer.init's background flush writes a second's rows at once). Returns the lines."""
+        lines = []
+        for step, scalars, time_ in rows:
+            record = {"step": int(step), "time": time_}
+            record.update(scalars)
+            if not _PLAIN_SCALARS.issuperset(map(type, scalars.values())):
+                for key, value in scalars.items():
+                    if type(value) not in _PLAIN_SCALARS:
+                        record[key] = _as_scalar(key, value)
+            lines.append(_dumps(record))
+        self._append_lines(rf.METRICS_FILE, lines)
+        return lines
 
     def log_sample(self, step: int, text: str | None = None, pred=None, target=None, **extra) -> None:
         """One samples.jsonl row: text for text tasks, pred/target windows for numeric tasks."""
@@ -289,11 +297,14 @@ class RunWriter:
 
     # --- internals --------------------------------------------------------------------------
     def _append(self, name: str, line: bytes) -> None:
+        self._append_lines(name, [line])
+
+    def _append_lines(self, name: str, lines: list[bytes]) -> None:
         if self._closed:
             raise RuntimeError("this run is finished; open it again with open_run(..., resume_step=STEP) to log more")
         with self._lock:
-            self._buffers.setdefault(name, []).append(line)
-            self._buffered += 1
+            self._buffers.setdefault(name, []).extend(lines)
+            self._buffered += len(lines)
             full = self._buffered >= MAX_BUFFERED_LINES
         if full:
             self.flush()
