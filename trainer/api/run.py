@@ -92,14 +92,15 @@ class Run:
         if self.threads is not None and self.threads.recheck():  # on this thread: OpenMP's setting is per thread
             self.writer.set_status(threads=self.threads.threads)
         step = self._next_step(step)
-        row, tensor_keys = {}, None
-        for key, value in metrics.items():
-            if type(value) not in PLAIN:
-                value = held(key, value)
-                if isinstance(value, torch.Tensor):
-                    tensor_keys = (tensor_keys or []) + [key]
-            row[key] = value
-        self._queue.append((METRICS, step, time.time(), row, tensor_keys))
+        row, tensor_keys = dict(metrics), None  # a copy: the caller may reuse its dict
+        if not PLAIN.issuperset(map(type, row.values())):  # one C-level pass when all are numbers
+            tensor_keys = []
+            for key, value in row.items():
+                if type(value) not in PLAIN:
+                    row[key] = value = held(key, value)
+                    if isinstance(value, torch.Tensor):
+                        tensor_keys.append(key)
+        self._queue.append((METRICS, step, time.time(), row, tensor_keys or None))
 
     def variance(self, pred: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:
         """out/pred_std, out/target_std and out/variance_ratio (pred_std / target_std) of one batch:
