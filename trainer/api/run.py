@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import math
 import sys
 import threading
 import time
@@ -76,6 +75,7 @@ class Run:
         self._queue: collections.deque = collections.deque()  # append/popleft are thread-safe
         self._watches: list[GradWatch] = []
         self._doctor_seen: dict[tuple, float] = {}  # row keys -> when the doctor last saw such a row
+        self._status_written = 0.0  # time.monotonic() of the last status.json write by a drain
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()  # flush() asks for a drain now
@@ -92,14 +92,15 @@ class Run:
         if self.threads is not None and self.threads.recheck():  # on this thread: OpenMP's setting is per thread
             self.writer.set_status(threads=self.threads.threads)
         step = self._next_step(step)
-        row, tensor_keys = {}, None
-        for key, value in metrics.items():
-            if type(value) not in PLAIN:
-                value = held(key, value)
-                if isinstance(value, torch.Tensor):
-                    tensor_keys = (tensor_keys or []) + [key]
-            row[key] = value
-        self._queue.append((METRICS, step, time.time(), row, tensor_keys))
+        row, tensor_keys = dict(metrics), None  # a copy: the caller may reuse its dict
+        if not PLAIN.issuperset(map(type, row.values())):  # one C-level pass when all are numbers
+            tensor_keys = []
+            for key, value in row.items():
+                if type(value) not in PLAIN:
+                    row[key] = value = held(key, value)
+                    if isinstance(value, torch.Tensor):
+                        tensor_keys.append(key)
+        self._queue.append((METRICS, step, time.time(), row, tensor_keys or None))
 
     def variance(self, pred: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:
         """out/pred_std, out/target_std and out/variance_ratio (pred_std / target_std) of one batch:
@@ -224,11 +225,12 @@ class Run:
         slots = [(row, key) for _, _, _, row, keys in items if keys for key in keys]
         for (row, key), number in zip(slots, to_numbers([row[key] for row, key in slots])):
             row[key] = number
-        # 2) written in the order logged, and shown to the doctor
+        # 2) the metrics rows written in one call, in the order logged
+        lines = iter(self.writer.log_rows([(step, row, at) for kind, step, at, row, _ in items if kind == METRICS]))
+        # 3) grads and samples written, and everything shown to the doctor in the order logged
         for kind, step, logged_at, payload, _ in items:
             if kind == METRICS:
-                self.writer.log(step, payload, time_=logged_at)
-                if self._doctor_sees(payload, logged_at):
+                if self._doctor_sees(payload, next(lines), logged_at):
                     self._observe(METRICS, {"step": step, **payload})
                 self._max_step = max(self._max_step, step)
             elif kind == GRADS:
@@ -241,16 +243,25 @@ class Run:
                 record = {k: v for k, v in record.items() if v is not None}
                 self.writer.log_sample(step, **record)
                 self._observe(SAMPLES, {"step": step, **record})
-        self.writer.set_status(step=self._max_step)
+        # 4) status.json's step: its write costs an fsync (~5-10 ms, most of a run.flush()), so it is
+        # written at most once per FLUSH_SECONDS; between, the writer's heartbeat writes the step
+        now = time.monotonic()
+        write = now - self._status_written >= FLUSH_SECONDS
+        self._status_written = now if write else self._status_written
+        self.writer.set_status(step=self._max_step, write=write)
         self.writer.flush()
 
-    def _doctor_sees(self, row: dict, logged_at: float) -> bool:
-        """At most one row of these keys per DOCTOR_EVERY_S, and every row with a non-finite value."""
+    def _doctor_sees(self, row: dict, line: bytes, logged_at: float) -> bool:
+        """At most one row of these keys per DOCTOR_EVERY_S, and every row with a non-finite value.
+
+        The written line says which rows have one: the writer writes NaN, inf and None as null, so
+        a row without ":null" in its line is all finite (~0.1 us, against ~3 us for checking 10
+        values; a key that contains ":null" only makes the doctor see more rows)."""
         if self.doctor is None:
             return False
         keys = tuple(row)
         last = self._doctor_seen.get(keys)
-        if last is None or logged_at - last >= DOCTOR_EVERY_S or not all(map(_finite, row.values())):
+        if last is None or logged_at - last >= DOCTOR_EVERY_S or b":null" in line:
             self._doctor_seen[keys] = logged_at
             return True
         return False
@@ -301,10 +312,6 @@ class Run:
         self.writer.set_status(step=self._max_step)
         self.writer.finish(state, message)
         _open_runs.discard(self)
-
-
-def _finite(value) -> bool:
-    return value is not None and (type(value) is not float or math.isfinite(value))
 
 
 def _window(values):

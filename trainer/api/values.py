@@ -25,7 +25,9 @@ def held(key: str, value):
                 f"metric {key!r} is a tensor of shape {tuple(value.shape)}; log one number per key "
                 "(e.g. loss, or loss.mean()) and pass arrays to run.sample(pred=..., target=...)"
             )
-        return value.detach()
+        # detach() only cuts the graph (so it is freed now, not at the flush); ~0.5 us, so skip it
+        # when there is no graph
+        return value.detach() if value.requires_grad else value
     if isinstance(value, int) and not isinstance(value, bool):
         return int(value)  # IntEnum and other int subclasses as plain ints
     if not isinstance(value, (str, bytes)):
@@ -40,13 +42,19 @@ def held(key: str, value):
 
 
 def to_numbers(tensors: list[torch.Tensor]) -> list:
-    """The Python number of each one-element tensor, in order; one .tolist() per (device, dtype)."""
+    """The Python number of each one-element tensor, in order; one .tolist() per (device, dtype).
+
+    A CPU tensor is read with .item(): there is no device to wait for, and stacking costs more
+    (reshape, stack and the (device, dtype) key are ~1-2 us each per tensor, against ~0.3 us)."""
     out: list = [None] * len(tensors)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, t in enumerate(tensors):
-        groups[(t.device, t.dtype)].append(i)
+        if t.is_cpu:
+            out[i] = t.item()
+        else:
+            groups[(t.device, t.dtype)].append(i)
     for indices in groups.values():
-        values = torch.stack([tensors[i].reshape(()) for i in indices]).tolist()
-        for i, v in zip(indices, values):
+        values = torch.stack([tensors[i] if tensors[i].ndim == 0 else tensors[i].reshape(()) for i in indices])
+        for i, v in zip(indices, values.tolist()):
             out[i] = v
     return out

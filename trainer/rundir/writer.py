@@ -172,14 +172,25 @@ class RunWriter:
         self._thread.start()
 
     # --- public API -------------------------------------------------------------------------
-    def log(self, step: int, scalars: dict[str, Any], time_: float | None = None) -> None:
-        """One metrics.jsonl row: {"step", "time", **scalars}; non-finite values become null."""
-        record = {"step": int(step), "time": time.time() if time_ is None else time_}
-        record.update(scalars)
-        for key, value in scalars.items():
-            if type(value) not in _PLAIN_SCALARS:
-                record[key] = _as_scalar(key, value)
-        self._append(rf.METRICS_FILE, _dumps(record))
+    def log(self, step: int, scalars: dict[str, Any], time_: float | None = None) -> bytes:
+        """One metrics.jsonl row: {"step", "time", **scalars}; non-finite values become null.
+        Returns the line as written (no newline)."""
+        return self.log_rows([(step, scalars, time.time() if time_ is None else time_)])[0]
+
+    def log_rows(self, rows: list[tuple[int, dict[str, Any], float]]) -> list[bytes]:
+        """Many metrics.jsonl rows, (step, scalars, time) each, as log() writes them but under one
+        lock (trainer.init's background flush writes a second's rows at once). Returns the lines."""
+        lines = []
+        for step, scalars, time_ in rows:
+            record = {"step": int(step), "time": time_}
+            record.update(scalars)
+            if not _PLAIN_SCALARS.issuperset(map(type, scalars.values())):
+                for key, value in scalars.items():
+                    if type(value) not in _PLAIN_SCALARS:
+                        record[key] = _as_scalar(key, value)
+            lines.append(_dumps(record))
+        self._append_lines(rf.METRICS_FILE, lines)
+        return lines
 
     def log_sample(self, step: int, text: str | None = None, pred=None, target=None, **extra) -> None:
         """One samples.jsonl row: text for text tasks, pred/target windows for numeric tasks."""
@@ -214,9 +225,17 @@ class RunWriter:
         return record
 
     def set_status(
-        self, state: str | None = None, step: int | None = None, message: str | None = None, **extra
+        self,
+        state: str | None = None,
+        step: int | None = None,
+        message: str | None = None,
+        *,
+        write: bool = True,
+        **extra,
     ) -> None:
-        """Update status.json; extra keys (e.g. best_val_loss) are stored beside the standard ones."""
+        """Update status.json; extra keys (e.g. best_val_loss) are stored beside the standard ones.
+        write=False only updates what the next write (the heartbeat, within a few seconds) writes:
+        a write costs an fsync (~5-10 ms on some disks)."""
         if state is not None and state not in rf.STATES:
             raise ValueError(f"state {state!r} is not one of {', '.join(rf.STATES)}")
         with self._lock:
@@ -227,7 +246,8 @@ class RunWriter:
             if message is not None:
                 self._status["message"] = message
             self._status.update(extra)
-        self._write_status()
+        if write:
+            self._write_status()
 
     def stop_requested(self) -> bool:
         """True once someone asked this run to stop (the dashboard's Stop, `python -m trainer stop`):
@@ -277,11 +297,14 @@ class RunWriter:
 
     # --- internals --------------------------------------------------------------------------
     def _append(self, name: str, line: bytes) -> None:
+        self._append_lines(name, [line])
+
+    def _append_lines(self, name: str, lines: list[bytes]) -> None:
         if self._closed:
             raise RuntimeError("this run is finished; open it again with open_run(..., resume_step=STEP) to log more")
         with self._lock:
-            self._buffers.setdefault(name, []).append(line)
-            self._buffered += 1
+            self._buffers.setdefault(name, []).extend(lines)
+            self._buffered += len(lines)
             full = self._buffered >= MAX_BUFFERED_LINES
         if full:
             self.flush()
