@@ -4,29 +4,15 @@ import io
 import time
 
 import pytest
+from test_cli_lifecycle import TINY as CLI_TINY
 
 from trainer import cli, runs
 from trainer.rundir import run_format as rf
 from trainer.runs import process
 from trainer.training import progress
 
-TINY = [
-    "model.n_layer=1",
-    "model.n_embd=32",
-    "model.n_head=2",
-    "block_size=16",
-    "batch_size=4",
-    "eval_steps=2",
-    "eval_interval=8",
-    "sample_interval=1000",
-    "sample_length=8",
-    "checkpoint_interval=1000",
-    "log_interval=4",
-    "warmup_steps=2",
-    "max_steps=12",
-    "threads=1",
-    "device=cpu",
-]
+# The CLI lifecycle's tiny model, with evals and checkpoints where these tests look for them.
+TINY = [*CLI_TINY, "eval_interval=8", "checkpoint_interval=1000", "log_interval=4", "max_steps=12", "threads=1"]
 
 
 def progress_lines(out: str) -> list[str]:

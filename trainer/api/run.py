@@ -370,7 +370,7 @@ def init(
 
 def _script_name() -> str:
     name = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
-    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip("-.")[:40] or "run"
+    return rf.id_part(name, limit=40) or "run"
 
 
 # --- runs left open when the script ends ---------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from trainer.rundir import run_format as rf
+from trainer.rundir.sharing import runs_on_host
 from trainer.rundir.status import read_status
 
 
@@ -24,18 +24,16 @@ def competitors(run_dir: str | Path, since: float, until: float) -> list[dict]:
     run_dir = Path(run_dir)
     host = (read_status(run_dir) or {}).get("host") or socket.gethostname()
     found = []
-    try:
-        siblings = sorted(p for p in run_dir.parent.iterdir() if p != run_dir and rf.RUN_ID_RE.match(p.name))
-    except OSError:
-        return []
-    for sibling in siblings:
-        status = read_status(sibling)
-        if not status or status.get("host") != host:
+    for sibling, status in runs_on_host(run_dir.parent, host, exclude=run_dir.name):
+        if status.get("host") != host:  # a run that does not say where it ran is not named
             continue
         started, updated = status.get("started"), status.get("updated")
-        if not isinstance(started, (int, float)) or not isinstance(updated, (int, float)):
-            continue
-        if started <= until and updated >= since:
+        if (
+            isinstance(started, (int, float))
+            and isinstance(updated, (int, float))
+            and started <= until
+            and updated >= since
+        ):
             found.append({"run_id": sibling.name, "started": started})
     return sorted(found, key=lambda r: r["started"])
 

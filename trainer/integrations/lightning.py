@@ -38,6 +38,7 @@ from lightning.pytorch import Callback
 from trainer.api import Run, init
 from trainer.integrations.plain import plain
 from trainer.rundir import run_format as rf
+from trainer.training.probes import grad_norm_tensor
 
 VAL_LOSS_NAMES = ("val_loss", "val/loss")  # what a module's self.log(...) calls its validation loss
 
@@ -76,12 +77,10 @@ class DoctorCallback(Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if self.run is not None and (trainer.global_step + 1) % self.log_every == 0:  # the step about to be taken
-            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            if grads:
-                with torch.no_grad():
-                    self._grad_norm = torch.linalg.vector_norm(
-                        torch.stack([torch.linalg.vector_norm(g) for g in grads])
-                    )
+            params = [(str(i), p) for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])]
+            if any(p.grad is not None for _, p in params):
+                with torch.no_grad():  # the global norm: of the per-parameter norms the probes compute
+                    self._grad_norm = torch.linalg.vector_norm(grad_norm_tensor(params))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.run is None:

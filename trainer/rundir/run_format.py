@@ -116,6 +116,12 @@ CKPT_STEP_RE = re.compile(r"^step_(\d{8})\.pt$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def id_part(name: str, limit: int = 64) -> str:
+    """name made safe for a run id: other characters become '-', ends trimmed, at most limit long
+    ('' when nothing is left: the caller picks a fallback)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.")[:limit]
+
+
 def validate_run_id(run_id: str) -> str:
     """Return run_id if it is a safe directory name, else raise RunIdError saying what is allowed."""
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or run_id in (".", ".."):

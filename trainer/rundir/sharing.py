@@ -36,23 +36,30 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def live_neighbours(runs_dir: str | Path, exclude: str | None = None) -> list[dict]:
-    """status.json of each of our runs that is live on this host (run `exclude` left out)."""
-    here, now = socket.gethostname(), time.time()
-    found = []
+def runs_on_host(runs_dir: str | Path, host: str | None = None, exclude: str | None = None):
+    """(run directory, status.json) of each run under runs_dir written on `host` (this one by
+    default; a status without a host counts as here), run `exclude` left out."""
+    host = host or socket.gethostname()
     try:
-        entries = list(Path(runs_dir).iterdir())
+        entries = sorted(Path(runs_dir).iterdir())
     except OSError:
-        return []
+        return
     for run_dir in entries:
         if run_dir.name == exclude or not rf.RUN_ID_RE.match(run_dir.name):
             continue
         status = read_status(run_dir)
-        if status is None or status.get("host") not in (None, here):
-            continue
-        if state_from_status(run_dir, status, now) in rf.LIVE_STATES:
-            found.append({**status, "run_id": run_dir.name})
-    return found
+        if status is not None and status.get("host", host) == host:
+            yield run_dir, status
+
+
+def live_neighbours(runs_dir: str | Path, exclude: str | None = None) -> list[dict]:
+    """status.json of each of our runs that is live on this host (run `exclude` left out)."""
+    now = time.time()
+    return [
+        {**status, "run_id": run_dir.name}
+        for run_dir, status in runs_on_host(runs_dir, exclude=exclude)
+        if state_from_status(run_dir, status, now) in rf.LIVE_STATES
+    ]
 
 
 def thread_share(cores: int, runs: int, ranks: int = 1) -> int:

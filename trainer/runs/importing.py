@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -85,7 +84,7 @@ def series_names(names) -> dict[str, str]:
 
 def safe_run_id(name: str) -> str:
     """A folder or file name as a run id: other characters become '-', at most 64 characters."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:64] or "imported"
+    return rf.id_part(name) or "imported"
 
 
 # --- TensorBoard --------------------------------------------------------------------------------

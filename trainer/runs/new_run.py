@@ -10,7 +10,6 @@ The command line and the dashboard both start new runs through these functions.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from trainer import PROJECT_ROOT
@@ -30,7 +29,7 @@ _TASK_PREFIX = {"char_lm": "shakespeare"}
 
 def new_run_id(task: str, runs_dir: str | Path | None = None, now: float | None = None) -> str:
     """A fresh id like shakespeare-20261123-142501; -2, -3, ... is added if that one is taken."""
-    prefix = _TASK_PREFIX.get(task) or re.sub(r"[^A-Za-z0-9.-]+", "-", task).strip("-") or "run"
+    prefix = _TASK_PREFIX.get(task) or rf.id_part(task).replace("_", "-") or "run"
     return fresh_run_id(prefix, runs_dir, now)
 
 

@@ -29,6 +29,7 @@ from trainer.errors import RunExists
 from trainer.rundir import owner, sharing, stop_request
 from trainer.rundir import run_format as rf
 from trainer.rundir.files import atomic_write_text
+from trainer.rundir.status import read_status
 from trainer.runs import new_run, resume
 
 # Commands that create a run directory, so launch() refuses one that already exists.
@@ -104,10 +105,12 @@ def _claim_status(run_dir: Path, pid: int, argv: list[str]) -> None:
     resume check accepts a live status that names its own pid.
     """
     path = run_dir / rf.STATUS_FILE
+    status = read_status(run_dir)
     try:
-        status = json.loads(path.read_text(encoding="utf-8"))
         create_time = psutil.Process(pid).create_time()
-    except (OSError, ValueError, psutil.Error):
+    except psutil.Error:
+        return
+    if status is None:
         return  # the child's writer will write a fresh status anyway
     status.update(
         state=rf.STARTING,
