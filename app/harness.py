@@ -4,6 +4,7 @@ benchmarks/dashboard_latency.py; needs playwright (requirements-test.txt) and /u
 
 with dashboard(runs_dir, env) as url, chromium() as page:
     page.goto(url)
+    kill_dashboard(url)   # the server dies as in a crash; trainers it started live on
 """
 
 from __future__ import annotations
@@ -40,6 +41,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The server behind each URL dashboard() has yielded and not yet cleaned up.
+_servers: dict[str, subprocess.Popen] = {}
+
+
+def server_pid(url: str) -> int:
+    """The pid of the Streamlit server dashboard() started on url (for its RSS, or to kill it)."""
+    return _servers[url].pid
+
+
+def kill_dashboard(url: str, sig: int = signal.SIGKILL) -> None:
+    """Kill the server on url and its process group at once (a crash or a killed terminal), and
+    wait for it. Trainers it launched are in sessions of their own, so they go on."""
+    proc = _servers[url]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    proc.wait(10)
 
 
 def _kill_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -97,8 +116,10 @@ def dashboard(runs_dir: Path, extra_env: dict[str, str] | None = None, start_tim
             if time.monotonic() > deadline:
                 raise TimeoutError(f"streamlit did not answer on {url} within {start_timeout} s; see {log.name}")
             time.sleep(0.3)
+        _servers[url] = proc
         yield url
     finally:
+        _servers.pop(url, None)
         _kill_group(proc)
         log.close()
 
