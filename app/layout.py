@@ -110,7 +110,8 @@ def fork_form(key: str = "fork") -> None:
             suggested, n = f"{source}-fork{n}", n + 1
         errors = st.session_state.get(f"{key}_errors", {})
         with st.form(f"{key}_form"):
-            from_ = st.selectbox("From checkpoint", checkpoints, key=f"{key}_from")
+            choices = run_forms.checkpoint_choices(checkpoints, st.session_state.get(f"{key}_from"))
+            from_ = st.selectbox("From checkpoint", choices, key=f"{key}_from")
             _field_error(errors, "from")
             new_id = st.text_input("New run id", value=suggested, key=f"{key}_new_id")
             _field_error(errors, "new_id")

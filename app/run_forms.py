@@ -11,6 +11,7 @@ config is mapped back to the field it names so the page can show the error next 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,12 +96,16 @@ def preset_field_values(preset: Path) -> dict[str, str]:
     return field_values(C.resolve(preset).to_dict())
 
 
+# A separator between pairs: commas or spaces, but only where the next key=value starts, so that a
+# YAML value holding them ("lr=[1e-3, 2]", "x={a: 1, b: 2}") stays one pair, as one `--set` would.
+_PAIR_SEPARATOR = re.compile(r"[,\s]+(?=[A-Za-z_][\w.]*=)")
+
+
 def parse_sets_text(text: str) -> list[str]:
-    """'lr=3e-4\\nmodel.n_layer=6' (or comma/space separated) -> ['lr=3e-4', 'model.n_layer=6']."""
+    """'lr=3e-4\nmodel.n_layer=6' (or comma/space separated) -> ['lr=3e-4', 'model.n_layer=6']."""
     pairs = []
-    for line in (text or "").replace(",", "\n").split():
-        if line.strip():
-            pairs.append(line.strip())
+    for line in (text or "").splitlines():
+        pairs += [pair.strip(", \t") for pair in _PAIR_SEPARATOR.split(line.strip()) if pair.strip(", \t")]
     return pairs
 
 
@@ -161,6 +166,18 @@ def start_resume(runs_dir: Path, run_id: str, sets_text: str = "") -> FormResult
     except TrainerError as e:
         return FormResult(field_errors={"sets": str(e)})
     return FormResult(run_id=run_id, pid=pid)
+
+
+def checkpoint_choices(available: list[str], picked: str | None) -> list[str]:
+    """The fork form's checkpoints: those on disk, plus the one the user picked if it has gone since
+    (the trainer keeps only the newest few). Dropped from the options, a picked checkpoint would
+    silently fall back to another one and the fork would start from it; kept, the fork is refused
+    with the CLI's message, which lists what exists."""
+    if picked is None or picked in available:
+        return list(available)
+    named = [name for name in ("last", "best") if name in (*available, picked)]
+    steps = sorted({int(name) for name in (*available, picked) if name.isdigit()})
+    return named + [str(step) for step in steps]
 
 
 def start_fork(runs_dir: Path, run_id: str, from_: str, new_id: str, sets_text: str = "") -> FormResult:

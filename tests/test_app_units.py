@@ -244,3 +244,24 @@ def test_every_live_chart_spec_passes_vega_lite_schema_validation():
         for x, smoothed, log_y in [*options, (charts.X_STEP, True, True)]:
             spec = charts._line_spec(x, chart.y_title, log_y, smoothed, chart.band, show_points=True, validate=True)
             assert spec == charts._line_spec(x, chart.y_title, log_y, smoothed, chart.band, show_points=True)
+
+
+def test_changes_text_splits_pairs_but_keeps_a_yaml_value_with_commas_and_spaces_whole():
+    assert run_forms.parse_sets_text("lr=3e-4, model.n_layer=6\ngrad_clip=1.0 dropout=0.1,") == [
+        "lr=3e-4",
+        "model.n_layer=6",
+        "grad_clip=1.0",
+        "dropout=0.1",
+    ]
+    assert run_forms.parse_sets_text("lr=[1e-3, 2]\nseed={a: 1, b: 2}\nlr") == [
+        "lr=[1e-3, 2]",
+        "seed={a: 1, b: 2}",
+        "lr",
+    ]
+
+
+def test_a_picked_checkpoint_stays_offered_after_it_is_deleted_in_its_place():
+    assert run_forms.checkpoint_choices(["last", "best", "20"], "10") == ["last", "best", "10", "20"]
+    assert run_forms.checkpoint_choices(["last", "20"], "best") == ["last", "best", "20"]
+    assert run_forms.checkpoint_choices(["last", "20"], "20") == ["last", "20"]
+    assert run_forms.checkpoint_choices(["last"], None) == ["last"]
