@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import run_forms, state
+from app.markdown import escape
 from trainer import runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,14 +137,20 @@ def fork_form(key: str = "fork") -> None:
 
 def _field_error(errors: dict, name: str) -> None:
     if errors.get(name):
-        st.error(errors[name], icon=":material/error:")
+        refusal(errors[name])
+
+
+def refusal(message: str) -> None:
+    """A refused form or control, as text: messages quote what the user typed, and markdown would
+    turn `*1e-3*` or `[a](b)` in it into formatting, so the page would not say what the CLI says."""
+    st.error(escape(message), icon=":material/error:")
 
 
 def flash() -> None:
     """Show (once) the message left by the last action."""
     message = st.session_state.pop("flash", None)
     if message:
-        st.success(message)
+        st.success(escape(message))
 
 
 def no_runs_guard() -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import layout, run_forms, state
+from app.markdown import escape
 from trainer import runs
 from trainer.errors import TrainerError
 from trainer.rundir import run_format as rf
@@ -153,7 +154,10 @@ def table_message(now: float | None = None) -> None:
     if (time.time() if now is None else now) - shown_at > MESSAGE_S:
         st.session_state.pop("table_message", None)
         return
-    (st.success if kind == "success" else st.error)(text)
+    if kind == "success":
+        st.success(escape(text))
+    else:
+        layout.refusal(text)
 
 
 def new_run_form() -> None:
@@ -163,7 +167,7 @@ def new_run_form() -> None:
     try:
         original = run_forms.preset_field_values(preset)
     except TrainerError as e:
-        st.error(f"Preset {preset.name} cannot be used: {e}")
+        layout.refusal(f"Preset {preset.name} cannot be used: {e}")
         return
     errors = st.session_state.get("new_errors", {})
     with st.form("new_run_form"):
@@ -173,13 +177,13 @@ def new_run_form() -> None:
             with cols[i % 3]:
                 edited[key] = st.text_input(key, value=value, key=f"new_{preset.stem}_{key}")
                 if errors.get(key):
-                    st.error(errors[key], icon=":material/error:")
+                    layout.refusal(errors[key])
         run_id = st.text_input("Run id (empty: automatic)", key="new_run_id")
         if errors.get("run_id"):
-            st.error(errors["run_id"], icon=":material/error:")
+            layout.refusal(errors["run_id"])
         extra = st.text_area("More changes (key=value, one per line)", key="new_extra")
         if errors.get(run_forms.GENERAL):
-            st.error(errors[run_forms.GENERAL], icon=":material/error:")
+            layout.refusal(errors[run_forms.GENERAL])
         submitted = st.form_submit_button("Start run", type="primary")
     if submitted:
         result = run_forms.start_new_run(preset, edited, original, state.runs_dir(), extra, run_id)

@@ -49,7 +49,7 @@ with st.form("config_edit"):
         "Changes (key=value, one per line)", key="config_sets", placeholder="max_steps=4000\nlr=3e-4"
     )
     if errors.get("sets"):
-        st.error(errors["sets"], icon=":material/error:")
+        layout.refusal(errors["sets"])
     resume_col, fork_col = st.columns(2)
     resume = resume_col.form_submit_button("Resume with changes", type="primary")
     fork = fork_col.form_submit_button("Fork with changes")

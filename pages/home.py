@@ -19,7 +19,7 @@ if not state.run_ids():
             st.session_state["flash"] = f"Started {result.run_id} (pid {result.pid})."
             st.switch_page(layout.page("live.py"))
         for message in result.field_errors.values():
-            st.error(message)
+            layout.refusal(message)
 
 
 @st.fragment(run_every=1.0)

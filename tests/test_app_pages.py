@@ -69,7 +69,7 @@ def unescaped(markdown: str) -> str:
 
 def texts(at) -> str:
     parts = [t.value for t in at.text] + [m.value for m in at.markdown] + [c.value for c in at.caption]
-    parts += [str(e.value) for kind in (at.error, at.warning, at.info, at.success) for e in kind]
+    parts += [unescaped(str(e.value)) for kind in (at.error, at.warning, at.info, at.success) for e in kind]
     return "\n".join(parts)
 
 
@@ -157,7 +157,7 @@ def test_new_run_form_shows_the_error_next_to_the_field_and_starts_nothing(launc
     at.text_input(key="new_shakespeare_char_lr").input("-1")
     at.text_input(key="new_shakespeare_char_model.n_head").input("4")
     at.button(key="FormSubmitter:new_run_form-Start run").click().run()
-    errors = [e.value for e in at.error]
+    errors = [unescaped(e.value) for e in at.error]
     assert any(e.startswith("lr: -1") and "must be > 0" in e for e in errors)
     assert launched == [] and list(runs_dir.iterdir()) == []
 
@@ -257,7 +257,7 @@ def test_config_page_shows_config_diff_and_refuses_shape_change_on_resume(launch
     assert diff["key"].tolist() == ["lr"]
     at.text_area(key="config_sets").input("model.n_embd=256")
     at.button(key="FormSubmitter:config_edit-Resume with changes").click().run()
-    assert any("model.n_embd: cannot change" in e.value for e in at.error) and launched == []
+    assert any("model.n_embd: cannot change" in unescaped(e.value) for e in at.error) and launched == []
     at.text_area(key="config_sets").input("max_steps=400")
     at.button(key="FormSubmitter:config_edit-Resume with changes").click().run()
     assert launched and launched[0][:2] == ["resume", "child"] and "max_steps=400" in launched[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_pages import open_app
+from test_app_pages import open_app, unescaped
 from test_bad_input import CASES, SMALL, snapshot
 
 from app import run_forms, run_watch
@@ -102,7 +102,7 @@ def steady(message: str) -> str:
 
 def shown_errors(at: AppTest) -> list[str]:
     assert not at.exception, at.exception
-    return [steady(str(e.value)) for e in at.error]
+    return [steady(unescaped(str(e.value))) for e in at.error]
 
 
 def set_pairs(argv: list[str]) -> list[str]:
