@@ -52,17 +52,31 @@ ROOT = Path(__file__).resolve().parents[1]
 CAPTION_STEP_JS = """(step) => { const m = document.body.innerText.match(/Loss · \\d+ points · step (\\d+)/);
     return m !== null && +m[1] >= step; }"""
 
+# A run written by the real writer at `rate` rows/s on a fixed schedule (it catches up after a stall);
+# SIGTERM finishes it (the last rows flushed) and it prints how many rows it logged.
 WRITER_SCRIPT = """
-import sys, time, math
+import signal, sys, time, math
 from trainer.rundir.writer import open_run
 run = open_run({runs!r}, {run_id!r}, config={{"task": "char_lm", "max_steps": 10**9}})
 run.set_status(state="running", task="char_lm", max_steps=10**9)
-step = 0
-while True:
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+step, started = 0, time.monotonic()
+while not stopping:
     step += 1
     run.log(step, {{"train/loss": 2 + math.sin(step / 50), "lr": 1e-3, "grad/norm": 1.0}})
-    time.sleep(0.1)
+    time.sleep(max(0.0, started + step / {rate} - time.monotonic()))
+run.finish("stopped")
+print(step, flush=True)
 """
+
+
+def start_writer(runs_dir, run_id, rate=10, **popen_args) -> subprocess.Popen:
+    """WRITER_SCRIPT in its own process and session."""
+    script = WRITER_SCRIPT.format(runs=str(runs_dir), run_id=run_id, rate=rate)
+    return subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.DEVNULL, start_new_session=True, **popen_args
+    )
 
 
 def percentile(values, q):
@@ -258,14 +272,7 @@ def bench_many(tmp, args):
     """3. many runs training at once, Runs and Live pages open."""
     runs_dir = tmp / "runs3"
     runs_dir.mkdir()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER_SCRIPT.format(runs=str(runs_dir), run_id=f"w{i}")],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for i in range(args.writers)
-    ]
+    procs = [start_writer(runs_dir, f"w{i}") for i in range(args.writers)]
     writer = live_run(runs_dir, "latency")
     many_log = tmp / "many-refresh-times.txt"
     try:
@@ -296,12 +303,13 @@ def bench_many(tmp, args):
         writer.finish(rf.STOPPED)
 
 
-def _cpu_seconds(select) -> float:
-    """User + system CPU seconds so far of the processes whose command line select() accepts."""
+def cpu_seconds(select, processes=None) -> float:
+    """User + system CPU seconds so far of the processes whose command line select() accepts, among
+    `processes` (default: all; on a shared machine, pass this process's descendants)."""
     total = 0.0
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter() if processes is None else processes:
         try:
-            if select(" ".join(proc.info["cmdline"] or [])):
+            if select(" ".join(proc.cmdline())):
                 times = proc.cpu_times()
                 total += times.user + times.system
         except psutil.Error:
@@ -315,8 +323,7 @@ def bench_cost(tmp, args):
     for label, env in (("ours", {}), ("streamlit_default_post_script_gc", {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "true"})):
         runs_dir = tmp / f"runs4-{label}"
         runs_dir.mkdir()
-        script = WRITER_SCRIPT.format(runs=str(runs_dir), run_id="w0")
-        writer = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.DEVNULL, start_new_session=True)
+        writer = start_writer(runs_dir, "w0")
         try:
             with dashboard(runs_dir, env) as url, chromium() as page:
                 port = url.rsplit(":", 1)[1]
@@ -326,11 +333,11 @@ def bench_cost(tmp, args):
                 }
                 open_live(page, url, "w0")
                 page.wait_for_timeout(8000)  # past the first chart loads
-                before = {k: _cpu_seconds(f) for k, f in groups.items()}
+                before = {k: cpu_seconds(f) for k, f in groups.items()}
                 t0 = time.perf_counter()
                 page.wait_for_timeout(2 * args.steady_s * 1000)
                 elapsed = time.perf_counter() - t0
-                out[label] = {k: round((_cpu_seconds(f) - before[k]) / elapsed, 3) for k, f in groups.items()}
+                out[label] = {k: round((cpu_seconds(f) - before[k]) / elapsed, 3) for k, f in groups.items()}
         finally:
             writer.kill()
             writer.wait()
