@@ -90,7 +90,8 @@ def world(tmp_path_factory):
 
 
 def snapshot(runs_dir: Path) -> dict:
-    return {str(p.relative_to(runs_dir)): p.read_bytes() for p in sorted(runs_dir.rglob("*")) if p.is_file()}
+    """Every file's bytes and every directory (None), so an empty directory left behind shows too."""
+    return {str(p.relative_to(runs_dir)): p.read_bytes() if p.is_file() else None for p in sorted(runs_dir.rglob("*"))}
 
 
 @pytest.mark.parametrize("case", list(CASES))
