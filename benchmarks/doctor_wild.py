@@ -6,8 +6,9 @@
 
 Per code: runs, recall (an alert of that code at warning/critical at or after the onset), false
 alarms per 100 healthy runs (healthy rows; failing runs count a warning before their onset), median
-delay (log intervals from the onset for sudden failures; fraction of the run from the evidence step
-for slow ones), and each miss and false alarm as name-seed. Never tune the doctor on the report
+delay (log intervals from the onset for sudden failures, and rows of the series that shows the
+failure: evals, samples, probes; fraction of the run from the evidence step for slow ones), and each
+miss and false alarm as name-seed. Never tune the doctor on the report
 block: it is for reporting only (docs/doctor.md, "The second generator").
 """
 
@@ -26,7 +27,7 @@ def _fmt(value, spec: str) -> str:
 
 
 def print_table(summary: dict, healthy_runs: int) -> None:
-    print(f"{'code':<22}{'runs':>6}{'recall':>8}{'FA/100h':>9}{'delay sudden':>14}{'delay slow':>12}")
+    print(f"{'code':<22}{'runs':>6}{'recall':>8}{'FA/100h':>9}{'sudden (li)':>12}{'(rows)':>8}{'slow (run)':>12}")
     for code in sorted(summary, key=lambda c: (c is not None, c or "")):
         row = summary[code]
         fa = 100 * row["false_alarm_runs"] / max(1, healthy_runs) if code is None else row["false_alarm_runs"]
@@ -34,7 +35,8 @@ def print_table(summary: dict, healthy_runs: int) -> None:
         fa_text = f"{fa:.1f}" if code is None else f"{fa} early"
         print(
             f"{label:<22}{row['runs']:>6}{_fmt(row['recall'], '.0%'):>8}{fa_text:>9}"
-            f"{_fmt(row['median_delay_sudden'], '.1f'):>14}{_fmt(row['median_delay_slow'], '.3f'):>12}"
+            f"{_fmt(row['median_delay_sudden'], '.1f'):>12}{_fmt(row['median_delay_rows'], '.1f'):>8}"
+            f"{_fmt(row['median_delay_slow'], '.3f'):>12}"
         )
     for code in sorted(summary, key=lambda c: (c is not None, c or "")):
         row = summary[code]

@@ -46,6 +46,8 @@ def test_labels_are_consistent(name):
         assert run.onset <= run.evidence <= run.max_steps, (name, seed)
         if run.sudden:
             assert run.evidence == run.onset
+        else:  # a slow failure takes time to become plain
+            assert run.evidence > run.onset, (name, seed)
 
 
 def test_there_is_a_healthy_and_a_failing_shape_for_every_code():
@@ -186,3 +188,10 @@ def test_scoring_any_warning_on_a_healthy_run_is_a_false_alarm():
     run = make("hf_linear", 0)
     score = evaluate(run, [_alert("lr_anomaly", 10), _alert("slowdown", 20, "info")])
     assert score["detected"] is None and [a["code"] for a in score["false_alarms"]] == ["lr_anomaly"]
+
+
+def test_scoring_counts_a_sudden_delay_in_rows_of_the_series_that_shows_it():
+    run = make("val_below_train", 1)
+    assert run.seen_every > run.log_interval  # evals are sparser than train rows
+    score = evaluate(run, [_alert("val_below_train", run.onset + 2 * run.seen_every)])
+    assert score["delay_rows"] == 2 and score["delay"] == 2 * run.seen_every / run.log_interval

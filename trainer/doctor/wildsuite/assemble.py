@@ -80,8 +80,26 @@ def _metrics(d: Draft, rng, clock: np.ndarray) -> list[dict]:
         row = {"step": int(step), "time": round(t, 3), rf.VAL_LOSS: _value(d, rf.VAL_LOSS, int(step), float(value))}
         if "epoch" in d.extra:
             row["epoch"] = float(np.interp(step, d.steps, d.extra["epoch"]))
+        if d.program == "hf_trainer":  # the Trainer's eval metrics, under its own names
+            row.update(
+                eval_runtime=round(float(rng.uniform(5, 60)), 2),
+                eval_steps_per_second=round(float(rng.uniform(2, 20)), 2),
+            )
         rows.append(row)
-    rows.sort(key=lambda r: (r["step"], rf.VAL_LOSS in r))
+    if d.program == "hf_trainer" and d.last_step is None:
+        # The Trainer's last on_log: run totals under its own names (train_loss is the run's mean).
+        runtime = float(clock[-1] - clock[0])
+        rows.append(
+            {
+                "step": int(d.steps[-1]),
+                "time": round(float(clock[-1]) + 0.5, 3),
+                "train_runtime": round(runtime, 2),
+                "train_steps_per_second": round(d.max_steps / runtime, 3),
+                "total_flos": float(rng.uniform(1e15, 1e18)),
+                "train_loss": float(np.mean(loss)),
+            }
+        )
+    rows.sort(key=lambda r: (r["step"], rf.VAL_LOSS in r or "train_runtime" in r))
     return rows
 
 
@@ -170,6 +188,7 @@ def assemble(d: Draft, name: str, seed: int) -> WildRun:
         max_steps=d.max_steps,
         log_interval=d.log_interval,
         program=d.program,
+        seen_every=d.seen_every(),
         metrics=metrics,
         grads=grads,
         samples=samples,

@@ -147,6 +147,21 @@ class Draft:
         self.evidence = int(onset if sudden or evidence is None else max(onset, evidence))
         return self
 
+    def seen_every(self) -> int:
+        """Steps between rows of the series that shows this run's failure: evals for val-loss
+        failures, samples for text collapse, probes for dead parameters, else train rows."""
+        spaced = {
+            "val_below_train": self.eval_steps,
+            "overfitting": self.eval_steps,
+            "token_collapse": self.sample_steps,
+            "dead_parameters": self.probe_steps,
+        }.get(self.code)
+        if self.code == "variance_collapse" and self.ratio is not None:
+            return self.log_interval * self.ratio_every
+        if spaced is None or len(spaced) < 2:
+            return self.log_interval
+        return int(np.median(np.diff(spaced)))
+
 
 def _lengths(rng, log_interval: int | None, max_steps: int | None) -> tuple[int, int]:
     li = int(log_interval or rng.choice(LOG_INTERVALS))

@@ -61,7 +61,11 @@ def resume_gap(rng) -> Draft:
         step = int(d.steps[d.row(int(frac * d.max_steps))])
         if step < d.max_steps:
             d.resumes.append((step, float(rng.choice([3600.0, loguniform(rng, 1200, 28800)]))))
-            d.speed[d.row(step + 1)] *= rng.uniform(0.4, 0.9)  # cold caches after the restart
+            i = d.row(step + 1)
+            d.speed[i] *= rng.uniform(0.4, 0.9)  # cold caches after the restart
+            # A new process: memory starts low again and grows back to where it was.
+            tau = d.max_steps * rng.uniform(0.01, 0.04)
+            d.rss[i:] = d.rss[i:] - (d.rss[i:] - d.rss[0]) * np.exp(-(d.steps[i:] - step) / tau)
     return d
 
 
@@ -86,8 +90,24 @@ def partial_config(rng) -> Draft:
 
 
 def noisy(rng) -> Draft:
-    """A small batch: 10-25% noise per step on the loss, grad norm log-noise 0.3-0.6."""
-    return draw(rng, noisy=True, log_interval=int(rng.choice([1, 1, 5, 10])))
+    """A small batch: 10-25% noise per step on the loss, grad norm log-noise 0.3-0.6, and 0-4
+    one-row gradient-norm spikes of 3-6x (a rare hard batch; the loss does not move)."""
+    d = draw(rng, noisy=True, log_interval=int(rng.choice([1, 1, 5, 10])))
+    for i in rng.choice(len(d.steps), size=int(rng.integers(0, 5)), replace=False):
+        d.grad[i] *= rng.uniform(3, 6)
+    return d
+
+
+def shared_machine(rng) -> Draft:
+    """Another job shares the machine for a while: steps/s dips to 0.6-0.8x for 1-3% of the run,
+    once or twice, and recovers."""
+    d = draw(rng, program="script")
+    d.log_speed = True
+    for _ in range(int(rng.integers(1, 3))):
+        start = rng.uniform(0.1, 0.85) * d.max_steps
+        dip = (d.steps >= start) & (d.steps < start + rng.uniform(0.01, 0.03) * d.max_steps)
+        d.speed = np.where(dip, d.speed * rng.uniform(0.6, 0.8), d.speed)
+    return d
 
 
 def sparse_keys(rng) -> Draft:
@@ -153,6 +173,7 @@ SHAPES = {
     "no_config": no_config,
     "partial_config": partial_config,
     "noisy": noisy,
+    "shared_machine": shared_machine,
     "sparse_keys": sparse_keys,
     "dropout_gap": dropout_gap,
     "fp16_overflow": fp16_overflow,

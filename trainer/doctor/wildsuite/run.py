@@ -23,7 +23,8 @@ class WildRun:
     """One labelled run. The labels (what the scorer reads) come first, then the files' records.
 
     code: the alert code a failure should raise, None for a healthy run.
-    sudden: one logged row after `onset` is conclusive (delay is counted in log intervals);
+    sudden: one logged row after `onset` is conclusive (delay is counted in log intervals, and in
+        rows of the series that shows it, `seen_every` steps apart);
         else the failure is slow and delay counts from `evidence` as a fraction of the run.
     onset: first step of the failure (None if healthy); evidence: the step by which a slow failure
         is plain by the rule stated where the shape is defined (= onset for sudden ones).
@@ -38,6 +39,9 @@ class WildRun:
     max_steps: int
     log_interval: int
     program: str  # what wrote it: hf_trainer, timm, lightning, script
+    # Steps between rows of the series that shows the failure (evals, samples, probes, else
+    # train rows): a sudden failure's delay counted in those rows too.
+    seen_every: int = 0
     metrics: list[dict] = field(default_factory=list)
     grads: list[dict] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)
