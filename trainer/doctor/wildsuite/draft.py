@@ -14,53 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainer.doctor.wildsuite import schedules
-
-PROGRAMS = ("hf_trainer", "timm", "lightning", "script")
-# Schedules each program typically runs with (HF's default is linear; timm's cosine; Lightning
-# scripts often use OneCycleLR or MultiStepLR; a plain script anything).
-SCHEDULES = {
-    "hf_trainer": ("linear", "linear", "cosine", "constant_with_warmup", "inverse_sqrt"),
-    "timm": ("cosine", "cosine", "step"),
-    "lightning": ("one_cycle", "constant", "step", "cosine"),
-    "script": ("constant", "cosine", "one_cycle", "step", "inverse_sqrt", "linear"),
-}
-TASKS = ("text", "text", "regression", "vision")
-# Interval between logged train rows: nanoGPT logs every 1-10, HF every 10-500 (default 500),
-# Lightning every 50 by default.
-LOG_INTERVALS = (1, 5, 10, 10, 20, 25, 50, 100)
-
-PARAMS = {
-    "text": (
-        "transformer.wte.weight",
-        "transformer.wpe.weight",
-        "transformer.h.0.attn.c_attn.weight",
-        "transformer.h.0.mlp.c_fc.weight",
-        "transformer.h.1.attn.c_attn.weight",
-        "transformer.h.1.mlp.c_proj.weight",
-        "transformer.ln_f.weight",
-        "lm_head.weight",
-    ),
-    "regression": (
-        "encoder.input_proj.weight",
-        "encoder.layers.0.self_attn.in_proj_weight",
-        "encoder.layers.0.linear1.weight",
-        "encoder.layers.1.self_attn.in_proj_weight",
-        "celestial_key_projection.weight",
-        "celestial_query_projection.weight",
-        "projection.weight",
-        "projection.bias",
-    ),
-    "vision": (
-        "conv1.weight",
-        "bn1.weight",
-        "layer1.0.conv1.weight",
-        "layer2.0.conv1.weight",
-        "layer3.0.conv2.weight",
-        "layer4.1.conv2.weight",
-        "fc.weight",
-        "fc.bias",
-    ),
-}
+from trainer.doctor.wildsuite.programs import LOG_INTERVALS, PARAMS, PROGRAMS, SCHEDULES, TASKS, program_config
 
 
 def loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -163,6 +117,17 @@ class Draft:
         return int(np.median(np.diff(spaced)))
 
 
+def draw_onset(d: Draft, lo: float = 0.2, hi: float = 0.8) -> int:
+    return d.snap(d.max_steps * d.rng.uniform(lo, hi))
+
+
+def first_step(d: Draft, mask: np.ndarray, onset: int, steps: np.ndarray | None = None) -> int:
+    """The first step at or after onset where mask holds (the run's last step if it never does)."""
+    steps = d.steps if steps is None else steps
+    hits = np.flatnonzero(np.asarray(mask) & (steps >= onset))
+    return int(steps[hits[0]]) if len(hits) else int(steps[-1])
+
+
 def _lengths(rng, log_interval: int | None, max_steps: int | None) -> tuple[int, int]:
     li = int(log_interval or rng.choice(LOG_INTERVALS))
     if max_steps is None:
@@ -213,43 +178,6 @@ def _loss(rng, task: str, finetune: bool, steps, total) -> tuple[np.ndarray, flo
     return floor + (start - floor) * (1 + np.asarray(steps) / tau) ** -alpha, floor
 
 
-def _config(program, d_lr, schedule, peak, warmup, total, li, eval_every, sched_info, rng, kind):
-    if kind == "none":
-        return None
-    bs = int(rng.choice([8, 16, 32, 64, 128, 256]))
-    if program == "hf_trainer":
-        config = {
-            "output_dir": "out",
-            "learning_rate": peak,
-            "lr_scheduler_type": schedule,
-            "warmup_steps": warmup,
-            "max_steps": total,
-            "logging_steps": li,
-            "eval_steps": eval_every,
-            "per_device_train_batch_size": bs,
-            "weight_decay": float(rng.choice([0.0, 0.01])),
-            "max_grad_norm": 1.0,
-            "seed": 42,
-            "model": {"model_type": "gpt2", "n_layer": 12, "n_head": 12, "n_embd": 768},
-        }
-    elif program == "timm":
-        config = {"model": "resnet50", "lr": peak, "sched": "multistep" if schedule == "step" else "cosine"}
-        config.update({"epochs": int(rng.integers(30, 300)), "warmup_epochs": int(rng.integers(0, 6))})
-        config.update({"min_lr": sched_info.get("min_lr", 0.0), "batch_size": bs, "opt": "sgd", "momentum": 0.9})
-        if schedule == "step":
-            config.update({"decay_milestones": sched_info["milestones"], "decay_rate": sched_info["gamma"]})
-    elif program == "lightning":
-        config = {"learning_rate": peak, "batch_size": bs, "max_epochs": int(rng.integers(5, 50)), "hidden_dim": 256}
-    else:  # a plain script's own dict, as in docs/logging-api.md's example; some use our key names
-        config = (
-            {"lr": peak, "steps": total, "batch_size": bs} if rng.random() < 0.5 else {"lr": peak, "max_steps": total}
-        )
-    if kind == "partial":  # keys lost on the way (a hand-written YAML, an old export)
-        keep = [k for k in config if rng.random() < 0.5]
-        config = {k: config[k] for k in keep}
-    return config
-
-
 def draw(
     rng: np.random.Generator,
     program: str | None = None,
@@ -269,63 +197,22 @@ def draw(
     schedule = schedule or str(rng.choice(SCHEDULES[program]))
     li, total = _lengths(rng, log_interval, max_steps)
     steps = np.arange(li, total + 1, li)
-    progress = steps / total
 
-    # Peak LR: fine-tunes 1e-5..5e-5 (HF examples), Adam from scratch 1e-4..3e-3, SGD 0.05..0.4.
-    if finetune:
-        peak = loguniform(rng, 1e-5, 5e-5)
-    elif program == "timm" or (task == "vision" and rng.random() < 0.5):
-        peak = loguniform(rng, 0.05, 0.4)
-    else:
-        peak = loguniform(rng, 1e-4, 3e-3)
+    peak = _peak_lr(rng, finetune, program, task)
     warmup = int(total * rng.choice([0.0, 0.02, 0.05, 0.1])) if schedule != "one_cycle" else 0
     lr, sched_info = _lr(schedule, steps, peak, warmup, total, rng)
-
-    loss, floor = _loss(rng, task, finetune, steps, total)
-    # Per-row noise of a logged mean: batch noise 1-6% of the loss per step (10-25% for a small
-    # batch) shrinks with the rows' interval, over a floor of 0.2-1% from data-order drift.
-    step_noise = rng.uniform(0.10, 0.25) if noisy else rng.uniform(0.01, 0.06)
-    if task == "regression":
-        step_noise *= 2  # MSE of small batches is noisier than cross-entropy
-    loss_noise = math.sqrt(step_noise**2 / li + rng.uniform(0.002, 0.01) ** 2)
-
-    # Gradient norm: high at init (2-10x), settling in the first 1-10%, often drifting up 1-2.5x
-    # late as the LR decays (seen in GPT-2 and OLMo logs); one step's norm, so log-noise 0.08-0.35.
-    g_level = loguniform(rng, 0.05, 5.0)
-    g_tau = total * rng.uniform(0.01, 0.1)
-    grad = g_level * (1 + (rng.uniform(1.5, 10) - 1) * np.exp(-steps / g_tau))
-    grad *= 1 + (rng.uniform(1.0, 2.5) - 1) * progress**2
-    grad_noise = rng.uniform(0.3, 0.6) if noisy else rng.uniform(0.08, 0.35)
-
-    # Speed: 0.5-40 steps/s (a GPT-2 on MPS at 0.6 to a small MLP), 1-6% jitter, the first row
-    # slower (compilation, cudnn autotune, data workers starting).
-    speed = np.full(steps.shape, loguniform(rng, 0.5, 40.0))
-    speed[0] *= rng.uniform(0.3, 1.0)
-    # Process memory 0.4-6 GB, growing 5-30% over the first 1-8% (allocator, caches), then flat.
-    rss = loguniform(rng, 400, 6000) * (
-        1 + rng.uniform(0.05, 0.3) * (1 - np.exp(-steps / (total * rng.uniform(0.01, 0.08))))
-    )
-    cuda = loguniform(rng, 2000, 40000) * (1 + 0.05 * (steps > steps[0])) if rng.random() < 0.3 else None
-
+    loss, _ = _loss(rng, task, finetune, steps, total)
+    loss_noise = _loss_noise(rng, noisy, task, li)
+    grad, grad_noise = _grad_norm(rng, steps, total, noisy)
+    speed, rss, cuda = _system(rng, steps, total)
     eval_every, eval_steps = _evals(rng, total, eval_kind)
     gap = 1 + rng.uniform(0.0, 0.06) + rng.uniform(0.0, 0.08) * eval_steps / total
     val = np.minimum.accumulate(np.interp(eval_steps, steps, loss) * gap)
-
-    ratio = None
-    if task == "regression":
-        # Output spread at init is 20-70% of the target's (small last-layer init), reaching
-        # 85-100% in the first 1-8% of the run.
-        end, start = rng.uniform(0.85, 1.0), rng.uniform(0.2, 0.7)
-        ratio = end - (end - start) * np.exp(-steps / (total * rng.uniform(0.01, 0.08)))
+    ratio = _output_spread(rng, steps, total) if task == "regression" else None
     sample_steps = np.unique(np.linspace(0, total, int(rng.integers(6, 21)))[1:].astype(int) // li * li)
     sample_steps = sample_steps[sample_steps > 0]
     quality = 1 - np.exp(-sample_steps / (total * rng.uniform(0.03, 0.2)))
-
-    probe_every = int(max(li, rng.choice([li, 50, 100, 200])))
-    probe_every = min(probe_every, max(li, total // 12 // li * li))
-    probe_steps = np.arange(probe_every, total + 1, probe_every)
-    names = PARAMS[task]
-    param_scales = {n: loguniform(rng, 0.05, 1.0) for n in names}
+    probe_steps, param_scales = _probes(rng, li, total, task)
 
     keys = keys or str(rng.choice(["all", "all", "some"]))
     some = keys == "some"
@@ -369,8 +256,64 @@ def draw(
     if program in ("hf_trainer", "lightning"):
         draft.extra["epoch"] = steps / (total / rng.uniform(1, 10))
     kind = config_kind or str(rng.choice(["full", "full", "partial", "none"]))
-    draft.config = _config(program, lr, schedule, peak, warmup, total, li, eval_every, sched_info, rng, kind)
+    draft.config = program_config(program, schedule, peak, warmup, total, li, eval_every, sched_info, rng, kind)
     return draft
+
+
+def _peak_lr(rng, finetune: bool, program: str, task: str) -> float:
+    """Fine-tunes 1e-5..5e-5 (HF examples), Adam from scratch 1e-4..3e-3, SGD 0.05..0.4 (timm)."""
+    if finetune:
+        return loguniform(rng, 1e-5, 5e-5)
+    if program == "timm" or (task == "vision" and rng.random() < 0.5):
+        return loguniform(rng, 0.05, 0.4)
+    return loguniform(rng, 1e-4, 3e-3)
+
+
+def _loss_noise(rng, noisy: bool, task: str, li: int) -> float:
+    """Relative noise of one logged mean: batch noise 1-6% of the loss per step (10-25% for a
+    small batch) shrinks with the rows' interval, over a floor of 0.2-1% from data-order drift."""
+    step_noise = rng.uniform(0.10, 0.25) if noisy else rng.uniform(0.01, 0.06)
+    if task == "regression":
+        step_noise *= 2  # MSE of small batches is noisier than cross-entropy
+    return math.sqrt(step_noise**2 / li + rng.uniform(0.002, 0.01) ** 2)
+
+
+def _grad_norm(rng, steps, total: int, noisy: bool) -> tuple[np.ndarray, float]:
+    """High at init (1.5-10x), settling in the first 1-10%, often drifting up 1-2.5x late as the LR
+    decays (seen in GPT-2 and OLMo logs); one step's norm, so log-noise 0.08-0.35 (0.3-0.6 noisy)."""
+    level = loguniform(rng, 0.05, 5.0)
+    tau = total * rng.uniform(0.01, 0.1)
+    grad = level * (1 + (rng.uniform(1.5, 10) - 1) * np.exp(-steps / tau))
+    grad *= 1 + (rng.uniform(1.0, 2.5) - 1) * (steps / total) ** 2
+    return grad, rng.uniform(0.3, 0.6) if noisy else rng.uniform(0.08, 0.35)
+
+
+def _system(rng, steps, total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Speed 0.5-40 steps/s (a GPT-2 on MPS at 0.6 to a small MLP), the first row slower
+    (compilation, cudnn autotune, data workers starting); process memory 0.4-6 GB growing 5-30%
+    over the first 1-8% (allocator, caches), then flat; CUDA memory 2-40 GB on 30% of runs."""
+    speed = np.full(steps.shape, loguniform(rng, 0.5, 40.0))
+    speed[0] *= rng.uniform(0.3, 1.0)
+    rss = loguniform(rng, 400, 6000) * (
+        1 + rng.uniform(0.05, 0.3) * (1 - np.exp(-steps / (total * rng.uniform(0.01, 0.08))))
+    )
+    cuda = loguniform(rng, 2000, 40000) * (1 + 0.05 * (steps > steps[0])) if rng.random() < 0.3 else None
+    return speed, rss, cuda
+
+
+def _output_spread(rng, steps, total: int) -> np.ndarray:
+    """Prediction std / target std: 20-70% at init (small last-layer init), 85-100% after the
+    first 1-8% of the run."""
+    end, start = rng.uniform(0.85, 1.0), rng.uniform(0.2, 0.7)
+    return end - (end - start) * np.exp(-steps / (total * rng.uniform(0.01, 0.08)))
+
+
+def _probes(rng, li: int, total: int, task: str) -> tuple[np.ndarray, dict]:
+    """grads.jsonl rows every log interval or every 50-200 steps (trainer.init's watch), at least
+    12 in a run; each tensor's share of the global norm."""
+    every = int(max(li, rng.choice([li, 50, 100, 200])))
+    every = min(every, max(li, total // 12 // li * li))
+    return np.arange(every, total + 1, every), {n: loguniform(rng, 0.05, 1.0) for n in PARAMS[task]}
 
 
 def _evals(rng, total: int, kind: str | None) -> tuple[int, np.ndarray]:

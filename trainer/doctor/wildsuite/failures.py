@@ -12,18 +12,7 @@ import math
 
 import numpy as np
 
-from trainer.doctor.wildsuite.draft import Draft, draw, loguniform
-
-
-def draw_onset(d: Draft, lo: float = 0.2, hi: float = 0.8) -> int:
-    return d.snap(d.max_steps * d.rng.uniform(lo, hi))
-
-
-def first_step(d: Draft, mask: np.ndarray, onset: int, steps: np.ndarray | None = None) -> int:
-    """The first step at or after onset where mask holds (the run's last step if it never does)."""
-    steps = d.steps if steps is None else steps
-    hits = np.flatnonzero(np.asarray(mask) & (steps >= onset))
-    return int(steps[hits[0]]) if len(hits) else int(steps[-1])
+from trainer.doctor.wildsuite.draft import Draft, draw, draw_onset, first_step, loguniform
 
 
 def _visible(d: Draft) -> float:

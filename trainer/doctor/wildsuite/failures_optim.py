@@ -9,8 +9,7 @@ import math
 import numpy as np
 
 from trainer.doctor.wildsuite import schedules
-from trainer.doctor.wildsuite.draft import Draft, draw, loguniform
-from trainer.doctor.wildsuite.failures import draw_onset, first_step
+from trainer.doctor.wildsuite.draft import Draft, draw, draw_onset, first_step, loguniform
 
 
 def _with_grads(rng) -> Draft:

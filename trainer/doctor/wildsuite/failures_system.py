@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.doctor.wildsuite.draft import Draft, draw, loguniform
-from trainer.doctor.wildsuite.failures import draw_onset, first_step
+from trainer.doctor.wildsuite.draft import Draft, draw, draw_onset, first_step, loguniform
 
 
 def _with_speed(rng) -> Draft:
