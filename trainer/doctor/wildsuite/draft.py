@@ -201,7 +201,11 @@ def draw(
     peak = _peak_lr(rng, finetune, program, task)
     warmup = int(total * rng.choice([0.0, 0.02, 0.05, 0.1])) if schedule != "one_cycle" else 0
     lr, sched_info = _lr(schedule, steps, peak, warmup, total, rng)
-    loss, _ = _loss(rng, task, finetune, steps, total)
+    loss, floor = _loss(rng, task, finetune, steps, total)
+    # The LR's own noise floor: at a high LR the loss sits 3-15% above where it settles once the
+    # LR decays, so decaying schedules keep improving to the end and step decays drop at once
+    # (the annealing drop of cosine/linear/WSD schedules, e.g. Hagele et al. 2024).
+    loss = loss + floor * rng.uniform(0.03, 0.15) * lr / peak
     loss_noise = _loss_noise(rng, noisy, task, li)
     grad, grad_noise = _grad_norm(rng, steps, total, noisy)
     speed, rss, cuda = _system(rng, steps, total)
