@@ -138,8 +138,9 @@ def test_a_resume_jumps_the_clock_while_steps_go_on():
 
 
 def test_hf_linear_decay_ends_at_exactly_zero():
-    ends = [[r[rf.LR] for r in make("hf_linear", seed).metrics if rf.LR in r][-1] for seed in range(5)]
-    assert 0.0 in ends and all(e >= 0 for e in ends)
+    logged = [[r[rf.LR] for r in make("hf_linear", seed).metrics if rf.LR in r] for seed in range(8)]
+    logged = [lrs for lrs in logged if lrs]  # a run that logs only some keys may leave the LR out
+    assert len(logged) >= 4 and all(lrs[-1] == 0.0 and min(lrs) >= 0.0 for lrs in logged)
 
 
 def test_slow_explosion_is_tenfold_by_its_evidence_and_hundredfold_by_the_end():
