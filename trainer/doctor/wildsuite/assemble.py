@@ -78,8 +78,8 @@ def _metrics(d: Draft, rng, clock: np.ndarray) -> list[dict]:
         i = d.row(int(step))
         t = float(clock[i] - (d.steps[i] - step) / d.speed[i])
         row = {"step": int(step), "time": round(t, 3), rf.VAL_LOSS: _value(d, rf.VAL_LOSS, int(step), float(value))}
-        if "epoch" in d.extra:
-            row["epoch"] = float(np.interp(step, d.steps, d.extra["epoch"]))
+        if rf.EPOCH in d.extra:
+            row[rf.EPOCH] = float(np.interp(step, d.steps, d.extra[rf.EPOCH]))
         if d.program == "hf_trainer":  # the Trainer's eval metrics, under its own names
             row.update(
                 eval_runtime=round(float(rng.uniform(5, 60)), 2),

@@ -15,6 +15,7 @@ import numpy as np
 
 from trainer.doctor.wildsuite import schedules
 from trainer.doctor.wildsuite.programs import LOG_INTERVALS, PARAMS, PROGRAMS, SCHEDULES, TASKS, program_config
+from trainer.rundir import run_format as rf
 
 
 def loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -258,7 +259,7 @@ def draw(
         status_kind={"hf_trainer": "api", "script": "api", "lightning": "imported"}.get(program, "none"),
     )
     if program in ("hf_trainer", "lightning"):
-        draft.extra["epoch"] = steps / (total / rng.uniform(1, 10))
+        draft.extra[rf.EPOCH] = steps / (total / rng.uniform(1, 10))
     kind = config_kind or str(rng.choice(["full", "full", "partial", "none"]))
     draft.config = program_config(program, schedule, peak, warmup, total, li, eval_every, sched_info, rng, kind)
     return draft

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from trainer.doctor.wildsuite.draft import Draft, draw, draw_onset, first_step, loguniform
+from trainer.rundir import run_format as rf
 
 
 def _visible(d: Draft) -> float:
@@ -26,9 +27,9 @@ def nan_loss(rng) -> Draft:
     later with an error event."""
     d = draw(rng)
     onset = draw_onset(d)
-    d.bad["train/loss"] = (onset, math.nan)
-    d.bad["val/loss"] = (onset, math.nan)
-    d.bad["grad/norm"] = (onset, float(rng.choice([math.nan, math.inf])))
+    d.bad[rf.TRAIN_LOSS] = (onset, math.nan)
+    d.bad[rf.VAL_LOSS] = (onset, math.nan)
+    d.bad[rf.GRAD_NORM] = (onset, float(rng.choice([math.nan, math.inf])))
     if rng.random() < 0.5:
         d.last_step = int(d.steps[min(len(d.steps) - 1, d.row(onset) + int(rng.integers(0, 6)))])
         d.events.append((d.last_step, "error", "RuntimeError: loss is nan", {"error": "RuntimeError: loss is nan"}))
@@ -40,8 +41,8 @@ def inf_grad(rng) -> Draft:
     d = draw(rng)
     d.log_grad = True
     onset = draw_onset(d)
-    d.bad["grad/norm"] = (onset, math.inf)
-    d.bad["train/loss"] = (int(d.steps[min(len(d.steps) - 1, d.row(onset) + int(rng.integers(1, 6)))]), math.nan)
+    d.bad[rf.GRAD_NORM] = (onset, math.inf)
+    d.bad[rf.TRAIN_LOSS] = (int(d.steps[min(len(d.steps) - 1, d.row(onset) + int(rng.integers(1, 6)))]), math.nan)
     return d.label("non_finite", True, onset)
 
 
@@ -89,7 +90,7 @@ def curriculum_too_fast(rng) -> Draft:
     overwhelmed = 1 + rng.uniform(0.2, 0.6) * difficulty * np.exp(-np.maximum(0, d.steps - ramp) / (d.max_steps * 0.5))
     d.loss = d.curriculum_loss(difficulty) * overwhelmed
     d.val = np.minimum.accumulate(d.curriculum_loss(np.ones(d.steps.shape)) * 1.03)[[d.row(s) for s in d.eval_steps]]
-    d.extra["curriculum/difficulty"] = difficulty
+    d.extra[rf.CURRICULUM_DIFFICULTY] = difficulty
     if rng.random() < 0.6:  # our schema's keys, as report 002's fix would be written for our trainer
         curriculum = {"ramp": "exponential", "preschool_steps": ramp, "start": round(start, 3)}
     else:  # SEDD's own keys (report 002's config)

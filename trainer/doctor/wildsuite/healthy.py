@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer.doctor.wildsuite.draft import Draft, draw, loguniform
+from trainer.rundir import run_format as rf
 
 
 def hf_linear(rng) -> Draft:
@@ -141,7 +142,7 @@ def curriculum_paced(rng) -> Draft:
     ramp = int(d.max_steps * rng.uniform(0.2, 0.4))
     start = rng.uniform(0.1, 0.3)
     difficulty = np.minimum(1.0, start + (1 - start) * d.steps / ramp)
-    d.extra["curriculum/difficulty"] = difficulty
+    d.extra[rf.CURRICULUM_DIFFICULTY] = difficulty
     d.loss = d.curriculum_loss(difficulty)
     # val is measured at full difficulty, so it falls throughout
     d.val = np.minimum.accumulate(d.curriculum_loss(np.ones(d.steps.shape)) * 1.03)[[d.row(s) for s in d.eval_steps]]
