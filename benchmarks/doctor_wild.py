@@ -3,6 +3,7 @@
     python benchmarks/doctor_wild.py                        # the development block, seeds 0-99
     python benchmarks/doctor_wild.py --seeds 10 --names explode_slow,hf_linear
     python benchmarks/doctor_wild.py --report               # the fixed report block, seeds 1000-1199
+    python benchmarks/doctor_wild.py --json scores.json     # also every run's score, for tables
 
 Per code: runs, recall (an alert of that code at warning/critical at or after the onset), false
 alarms per 100 healthy runs (healthy rows; failing runs count a warning before their onset), median
@@ -15,9 +16,11 @@ block: it is for reporting only (docs/doctor.md, "The second generator").
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from trainer.doctor.wildsuite import DEV_SEEDS, NAMES, REPORT_SEEDS, by_code, run_suite
 
@@ -52,6 +55,7 @@ def main(argv=None) -> int:
     parser.add_argument("--first-seed", type=int, default=DEV_SEEDS.start)
     parser.add_argument("--report", action="store_true", help="the fixed report block, seeds 1000-1199")
     parser.add_argument("--names", default="", help="comma-separated shape names (default: all)")
+    parser.add_argument("--json", default="", help="also write every run's score to this file")
     args = parser.parse_args(argv)
     names = [n for n in args.names.split(",") if n] or list(NAMES)
     unknown = sorted(set(names) - set(NAMES))
@@ -68,7 +72,16 @@ def main(argv=None) -> int:
         f"{len(results)} runs ({healthy_runs} healthy), seeds {seeds.start}-{seeds.stop - 1}, {time.perf_counter() - started:.0f} s"
     )
     print_table(by_code(results), healthy_runs)
+    if args.json:
+        Path(args.json).write_text(json.dumps([_plain(r) for r in results], indent=1), encoding="utf-8")
     return 0
+
+
+def _plain(result: dict) -> dict:
+    """A score with its alerts cut to what a table needs (code, severity, step)."""
+    brief = [{k: a.get(k) for k in ("code", "severity", "step")} for a in result["false_alarms"]]
+    hit = result["hit"] and {k: result["hit"].get(k) for k in ("code", "severity", "step")}
+    return {**result, "false_alarms": brief, "hit": hit}
 
 
 if __name__ == "__main__":
