@@ -7,7 +7,7 @@ smoothed train/loss at the same step.
 from __future__ import annotations
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median
+from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median, theil_sen_slope
 from trainer.rundir import run_format as rf
 
 MEAN_ABS_TO_SIGMA = 0.7979  # mean absolute deviation of a normal distribution / its sd (sqrt(2/pi))
@@ -18,6 +18,14 @@ def _train_now(track) -> float | None:
     if track.count < 3:
         return None
     return median(list(track.recent)[-3:])
+
+
+def _scatter(values, mean_abs_floor: float) -> float:
+    """Robust sd of values: the MAD's, floored at mean_abs_floor x the mean absolute deviation's
+    (the MAD of a dozen values now and then reads a third of the true spread)."""
+    center = median(values)
+    mean_abs = sum(abs(v - center) for v in values) / len(values) / MEAN_ABS_TO_SIGMA
+    return max(mad_sigma(values, center), mean_abs_floor * mean_abs)
 
 
 class ValBelowTrain(Detector):
@@ -88,11 +96,17 @@ class ValBelowTrain(Detector):
 class Overfitting(Detector):
     """val/loss rising while train/loss keeps falling (or holds).
 
-    statistic: val level (median of the last 3 evals) against its best level so far; train level
-    against its level at the best eval
-    fires when the val level > best * (1 + min_relative_rise) + noise_multiple * eval-to-eval noise
-    for confirm_evals evals while the train level (median of 11 rows) has not risen above
-    its level at the best eval (by more than 1% or its per-row noise).
+    statistic: val level (median of the last 3 evals) against its best level so far, and the rise
+    of the Theil-Sen line through the evals after that best (at most trend_points of them) over
+    the steps since it; train level against its level at the best eval
+    fires when, for confirm_evals evals while the train level (median of 11 rows) has not risen
+    above its level at the best eval (by more than 1% or its per-row noise), either
+    - the val level > best * (1 + min_relative_rise) + noise_multiple * eval-to-eval noise (a rise
+      shown by the latest evals alone), or
+    - after min_trend_evals evals, the line has risen > best * min_relative_rise and
+      > trend_z * the line's own noise (noise * sqrt(12 / evals)) and the val level is above the
+      best: a creep too slow for three evals to show is shown by all of them (issue 11: a creep
+      was reported ~900 steps late).
     One alert per episode: the episode ends only when val makes a new best.
     Says where early stopping would have stopped.
     """
@@ -104,7 +118,10 @@ class Overfitting(Detector):
     noise_multiple = 2.0
     confirm_evals = 1  # the median of 3 evals already needs two of them high
     mean_abs_floor = 0.8  # the noise read is at least 0.8 x the mean-absolute-deviation estimate
-    thresholds = ("min_relative_rise", "noise_multiple", "mean_abs_floor")
+    min_trend_evals = 4
+    trend_z = 3.0
+    trend_points = 24
+    thresholds = ("min_relative_rise", "noise_multiple", "mean_abs_floor", "min_trend_evals", "trend_z", "trend_points")
 
     def healthy_reason(self) -> str:
         return f"val/loss never rose {self.min_relative_rise:.0%} above its best while train/loss fell"
@@ -113,6 +130,7 @@ class Overfitting(Detector):
         super().__init__(ctx)
         self.best = None
         self.best_step = None
+        self.anchor_step = None  # the last best that improved on the one before by more than the noise
         self.train_at_best = None
         self.evals: list[tuple[int, float]] = []
 
@@ -132,10 +150,28 @@ class Overfitting(Detector):
         if len(vals) < 6:
             return 0.0
         second = [a - 2 * b + c for a, b, c in zip(vals, vals[1:], vals[2:])]
-        center = median(second)
-        mean_abs = sum(abs(d - center) for d in second) / len(second) / MEAN_ABS_TO_SIGMA
         # 2.449 = sqrt(6): the sd of a second difference of independent noise, in units of that noise
-        return max(mad_sigma(second, center), self.mean_abs_floor * mean_abs) / 2.449
+        return _scatter(second, self.mean_abs_floor) / 2.449
+
+    def _creeping(self, step, noise) -> bool:
+        """The line through the evals since the last real improvement has risen by more than the
+        minimum rise and trend_z times its own noise. From the last *real* improvement (by more than
+        the eval noise): on a creep, noise makes a new best now and then that is no better than the
+        old one, and measuring from it would start the evidence over each time.
+
+        The noise is the evals' scatter about that line once there are 2 x min_trend_evals of them
+        (the second differences of a val loss still curving down from its fast drop read it up to
+        twice too high), else the eval-to-eval noise."""
+        after = [(s, v) for s, v in self.evals[-4 * self.trend_points :] if s > self.anchor_step]
+        n = len(after)
+        if n < self.min_trend_evals:
+            return False
+        stride = -(-n // self.trend_points)
+        slope = theil_sen_slope(after[::stride])
+        if n >= 2 * self.min_trend_evals:
+            noise = _scatter([v - slope * s for s, v in after], self.mean_abs_floor)
+        rise = slope * (step - self.anchor_step)
+        return noise > 0 and rise > self.best * self.min_relative_rise and rise > self.trend_z * noise * (12 / n) ** 0.5
 
     def observe(self, step, row):
         val = row.get(rf.VAL_LOSS)
@@ -147,11 +183,15 @@ class Overfitting(Detector):
         self.evals.append((step, val))
         level = median([v for _, v in self.evals[-3:]])
         if self.best is None or level < self.best:
+            if self.best is None or level < self.best - self._noise():
+                self.anchor_step = step  # a real improvement: the creep is measured from here
             self.best, self.best_step, self.train_at_best = level, step, train
             self.streak, self.open = 0, False  # a new best val ends an overfitting episode
             return None
         noise = self._noise()
         above = level > self.best * (1 + self.min_relative_rise) + self.noise_multiple * noise
+        if not above and level > self.best:
+            above = self._creeping(step, noise)
         train_not_rising = (
             train is not None
             and self.train_at_best is not None
