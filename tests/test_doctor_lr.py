@@ -108,8 +108,32 @@ def test_zero_mid_run_is_critical_but_a_decay_to_zero_at_the_end_is_not():
     assert not lr_alerts(ended)
 
 
-def test_an_lr_that_is_zero_from_the_start_or_not_finite_is_critical():
-    assert [a["severity"] for a in lr_alerts([(s, 0.0) for s in range(0, 50, 10)])] == ["critical"]
+def test_a_decay_that_ends_at_zero_before_the_run_does_is_critical():
+    # a linear decay sized for 1000 steps in a run that goes on: 0 from step 1000, held for 3 rows
+    rows = [(s, hf_linear(s, 1000, 50)) for s in range(100, 1301, 100)]
+    alerts = lr_alerts(rows)
+    assert [(a["step"], a["severity"]) for a in alerts] == [(1200, "critical")]
+    assert "ended before training did" in alerts[0]["message"]
+    # with max_steps in the run's config, at once
+    alerts = lr_alerts(rows, config={"max_steps": 3000})
+    assert [(a["step"], a["severity"]) for a in alerts] == [(1000, "critical")]
+
+
+def test_a_warmup_from_zero_held_for_an_epoch_is_not_an_anomaly():
+    rows = [(s, 0.0) for s in range(0, 500, 10)] + [(s, PEAK * (1 + s // 500) / 5) for s in range(500, 2500, 10)]
+    assert not lr_alerts(rows)
+
+
+def test_an_lr_far_from_the_one_its_config_names_is_a_warning():
+    above = lr_alerts([(s, 30 * PEAK) for s in range(10, 100, 10)], config={"learning_rate": PEAK})
+    assert [a["step"] for a in above] == [10] and above[0]["evidence"]["config_lr"] == PEAK
+    below = lr_alerts([(s, PEAK / 30) for s in range(10, 100, 10)], config={"lr": PEAK})
+    assert [a["step"] for a in below] == [20] and "flat from the start" in below[0]["message"]
+    warmup = [(s, PEAK * s / 1000) for s in range(10, 1000, 10)]  # starts 100x below, but rises
+    assert not lr_alerts(warmup, config={"lr": PEAK})
+
+
+def test_an_lr_that_is_not_finite_is_critical():
     nan = lr_alerts([(10, 1e-3), (20, float("nan")), (30, None)])
     assert [(a["step"], a["severity"]) for a in nan] == [(30, "critical")]
 

@@ -58,6 +58,9 @@ class LrAnomaly(Detector):
     established_rows = 10
     drop_factor = 20.0  # beyond a x0.1 step decay, which other programs declare as a schedule
     near_zero_fraction = 0.05
+    end_rows = 2  # rows at 0 a decay may end on (a last logged step, a summary row)
+    config_factor = 3.0
+    config_factor_below = 10.0
     rearm_rows = 3
     thresholds = (
         "schedule_factor",
@@ -69,6 +72,9 @@ class LrAnomaly(Detector):
         "established_rows",
         "drop_factor",
         "near_zero_fraction",
+        "end_rows",
+        "config_factor",
+        "config_factor_below",
     )
 
     def healthy_reason(self) -> str:
@@ -89,6 +95,7 @@ class LrAnomaly(Detector):
         self.positive_rows = 0
         self.first = None  # the first positive lr: a warm-up has happened once the peak is above it
         self.decayed_to_zero = False  # reached 0 along its trend: the end of a schedule, not a fault
+        self.zero_rows_seen = 0  # rows at 0 in a row
 
     def observe(self, step, row):
         if rf.LR not in row:
@@ -150,10 +157,11 @@ class LrAnomaly(Detector):
     def _by_itself(self, step, lr):
         if lr == 0:
             return self._zero(step)
+        self.zero_rows_seen = 0
         if self.decayed_to_zero:  # positive again after a decay to 0: a new stage, judged afresh
             self.history.clear()
             self.peak, self.positive_rows, self.decayed_to_zero, self.first = 0.0, 0, False, None
-        jump = self._jump(step, lr)
+        jump = self._jump(step, lr) or self._off_config(step, lr)
         self.history.append((step, lr))
         self.peak = max(self.peak, lr)
         self.positive_rows += 1
@@ -175,34 +183,44 @@ class LrAnomaly(Detector):
         return l2 + (l2 - l1) / (s2 - s1) * (step - s2)
 
     def _zero(self, step):
-        if step <= 0 or self.decayed_to_zero:
+        """0 before any positive LR is a warm-up that starts at 0 (timm holds it for a whole epoch):
+        not judged. 0 after a positive LR is a fault unless a decay led there; a decay that led
+        there and then holds 0 while the run logs on (more than end_rows rows, or short of a
+        known max_steps) ended before the run did (a schedule sized for too few steps)."""
+        if step <= 0 or not self.history:
             self.note_healthy()
             return None
-        if self.history:
-            last_step, last = self.history[-1]
+        self.zero_rows_seen += 1
+        last_step, last = self.history[-1]
+        if not self.decayed_to_zero and self.zero_rows_seen == 1:
             trend = self._trend_at(step)
             falling = trend is not None and trend < last
             near_zero = last <= self.near_zero_fraction * self.peak
-            if falling and (near_zero or trend <= self.near_zero_fraction * self.peak):
-                self.decayed_to_zero = True  # a decay that ends at 0 (linear or cosine to zero)
-                self.note_healthy()
-                return None
-        if not self.confirmed(True, self.zero_rows):
+            self.decayed_to_zero = falling and (near_zero or trend <= self.near_zero_fraction * self.peak)
+        max_steps = self.ctx.max_steps
+        early = finite(max_steps) and step < (1 - self.near_zero_fraction) * max_steps
+        if self.decayed_to_zero and not early and self.zero_rows_seen <= self.end_rows:
+            self.note_healthy()
             return None
-        if self.history:
+        if not self.confirmed(True, self.zero_rows if not self.decayed_to_zero else 1):
+            return None
+        share = f"{last / self.peak:.0%} of its peak" if self.peak else "its peak"
+        if self.decayed_to_zero:
             message = (
-                f"lr fell to 0 at step {step} from {fmt(last)} at step {last_step} ({last / self.peak:.0%} of its "
-                "peak), which its trend did not lead to: the weights are not being updated"
+                f"lr decayed to 0 by step {step} (from {fmt(last)} at step {last_step}) and stays 0 while the run "
+                f"goes on ({self.zero_rows_seen} rows{f' of max_steps {max_steps}' if finite(max_steps) else ''}): "
+                "the schedule ended before training did, so the weights are no longer updated"
             )
-            evidence = {"lr": 0.0, "before": last, "before_step": last_step, "peak": self.peak}
         else:
-            message = f"lr has been 0 since the start ({self.streak} rows to step {step}): the weights are not updated"
-            evidence = {"lr": 0.0, "rows": self.streak}
+            message = (
+                f"lr fell to 0 at step {step} from {fmt(last)} at step {last_step} ({share}), which its trend "
+                "did not lead to: the weights are not being updated"
+            )
         return self.fire(
             step,
             message,
-            evidence,
-            R.ranked(R.declared_lr(self.ctx, "a positive LR; check the schedule's minimum and warm-up")),
+            {"lr": 0.0, "before": last, "before_step": last_step, "peak": self.peak, "zero_rows": self.zero_rows_seen},
+            R.ranked(R.declared_lr(self.ctx, "a positive LR; check the schedule's length, minimum and warm-up")),
             severity="critical",
         )
 
@@ -212,26 +230,57 @@ class LrAnomaly(Detector):
             return None
         last_step, last = self.history[-1]
         since = f"from {fmt(last)} at step {last_step} to {fmt(lr)} at step {step}"
+        evidence = {"before": last, "before_step": last_step, "factor": round(lr / last, 5), "peak": self.peak}
         if lr > self.jump_factor * last and last < self.peak / self.decayed_factor:
             return (
                 f"lr rose {lr / last:.2g}x {since}, after it had come down from its peak {fmt(self.peak)}: "
                 "no schedule rises in one step once it decays (a resume that lost the schedule?)",
-                {"before": last, "before_step": last_step, "factor": round(lr / last, 3), "peak": self.peak},
+                evidence,
             )
+        # A warm-up sets new peaks too: a rise far above the peak counts after a warm-up was seen, or
+        # right after a resume (report 003's 15x), not from a flat start (timm's per-epoch warm-up).
         warmed_up = self.peak > self.decayed_factor * self.first
-        if lr > self.above_peak_factor * self.peak and self.positive_rows >= self.established_rows and warmed_up:
+        resumed = 0 < step - self.ctx.change_step <= 2 * max(1, step - last_step)
+        if (
+            lr > self.above_peak_factor * self.peak
+            and self.positive_rows >= self.established_rows
+            and (warmed_up or resumed)
+        ):
+            after = f"the resume at step {self.ctx.change_step}" if resumed else f"{self.positive_rows} rows"
             return (
-                f"lr jumped to {lr / self.peak:.3g}x its peak so far {fmt(self.peak)} ({since}), after "
-                f"{self.positive_rows} rows at or below that peak",
-                {"before": last, "before_step": last_step, "factor": round(lr / last, 3), "peak": self.peak},
+                f"lr jumped to {lr / self.peak:.3g}x its peak so far {fmt(self.peak)} ({since}), after {after}",
+                evidence,
             )
         trend = self._trend_at(step)
         predicted = last if trend is None else trend
-        if lr < last / self.drop_factor and lr < 0.5 * predicted:
+        if lr < last / self.drop_factor and lr < 0.5 * predicted and last > self.near_zero_fraction * self.peak:
             return (
                 f"lr fell {last / lr:.3g}x {since}, where its trend gave {fmt(predicted)}: more than a step "
                 "decay's x0.1 (a resume that restarted its warm-up?)",
-                {"before": last, "before_step": last_step, "factor": round(lr / last, 5), "trend": predicted},
+                {**evidence, "trend": predicted},
+            )
+        return None
+
+    def _off_config(self, step, lr) -> tuple[str, dict] | None:
+        """The run's own config names its LR (`lr` or `learning_rate`): no schedule goes above its
+        configured peak by config_factor, and none starts flat far below it."""
+        named = next((self.ctx.raw.get(k) for k in ("lr", "learning_rate") if finite(self.ctx.raw.get(k))), None)
+        if not named or named <= 0:
+            return None
+        evidence = {"config_lr": named, "factor": round(lr / named, 5)}
+        if lr > self.config_factor * named:
+            return (
+                f"lr {fmt(lr)} at step {step} is {lr / named:.3g}x the {fmt(named)} the run's config names: no "
+                "schedule goes above its configured peak",
+                evidence,
+            )
+        # Flat from its first rows and far below: a warm-up rises row by row, a decay comes later.
+        flat_start = self.history and self.positive_rows < self.established_rows and lr == self.history[-1][1]
+        if flat_start and lr < named / self.config_factor_below and self.peak <= lr:
+            return (
+                f"lr {fmt(lr)} at step {step} is {named / lr:.3g}x below the {fmt(named)} the run's config names, "
+                "flat from the start: not a warm-up",
+                evidence,
             )
         return None
 
