@@ -70,7 +70,13 @@ def lr_alerts(lrs, config=None, trainer_wrote=False):
 @pytest.mark.parametrize(("total", "every"), [(1000, 1), (3050, 10), (20_030, 100), (1000, 100)])
 def test_other_programs_schedules_raise_nothing(schedule, total, every):
     rows = [(s, schedule(s, total, max(10, total // 20))) for s in range(every, total + 1, every)]
-    assert not lr_alerts(rows), rows[-5:]
+    # timm's per-epoch warm-up from its warmup_lr is told from a raised constant LR by the run's length
+    assert not lr_alerts(rows, config={"max_steps": total}), rows[-5:]
+
+
+def test_a_constant_lr_raised_by_hand_is_a_jump():
+    rows = [(s, PEAK) for s in range(10, 1000, 10)] + [(s, 40 * PEAK) for s in range(1000, 1100, 10)]
+    assert [a["step"] for a in lr_alerts(rows)] == [1000]
 
 
 def test_a_resume_at_15x_is_a_jump_with_its_numbers():

@@ -37,9 +37,7 @@ def theil_sen_slope(points) -> float:
     """Median of the slopes between every pair of (x, y) points with different x (Theil 1950, Sen
     1968): a line's slope that up to 29% of outlying points cannot move. Quadratic in the points:
     callers pass a few dozen."""
-    slopes = [
-        (y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(points) for x2, y2 in points[i + 1 :] if x2 != x1
-    ]
+    slopes = [(y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(points) for x2, y2 in points[i + 1 :] if x2 != x1]
     return median(slopes) if slopes else 0.0
 
 

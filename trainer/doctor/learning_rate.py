@@ -13,9 +13,10 @@ judged by what no smooth schedule does (issue 11):
    at zero reaches it from a few percent of its peak, on a line through the last rows);
 3. a rise between two rows by more than `jump_factor` once it had come down from its peak (a
    resume that lost the schedule jumps back up; a warm-up only rises while it sets new peaks);
-4. a rise to `above_peak_factor` times its peak so far once it had settled there after a warm-up
-   (report 003 resumed at 15x). Not from a flat start: timm's per-epoch warm-up holds 1e-6 for a
-   whole epoch, then jumps 20-60x, the same shape as a constant LR resumed higher;
+4. a rise to `above_peak_factor` times its peak so far once it had settled there (report 003
+   resumed at 15x). From a flat start only past `early_fraction` of a run of known length: timm's
+   per-epoch warm-up holds its warmup_lr for a whole first epoch, then jumps 10-60x, the same
+   shape as a constant LR raised by hand;
 5. a fall between two rows by more than `drop_factor` that the trend does not predict (a x0.1
    step decay is a schedule; a resume that restarted its warm-up falls by hundreds).
 """
@@ -60,6 +61,7 @@ class LrAnomaly(Detector):
     near_zero_fraction = 0.05
     end_rows = 2  # rows at 0 a decay may end on (a last logged step, a summary row)
     config_factor = 3.0
+    early_fraction = 0.2
     config_factor_below = 10.0
     rearm_rows = 3
     thresholds = (
@@ -75,6 +77,7 @@ class LrAnomaly(Detector):
         "end_rows",
         "config_factor",
         "config_factor_below",
+        "early_fraction",
     )
 
     def healthy_reason(self) -> str:
@@ -237,14 +240,18 @@ class LrAnomaly(Detector):
                 "no schedule rises in one step once it decays (a resume that lost the schedule?)",
                 evidence,
             )
-        # A warm-up sets new peaks too: a rise far above the peak counts after a warm-up was seen, or
-        # right after a resume (report 003's 15x), not from a flat start (timm's per-epoch warm-up).
+        # A warm-up sets new peaks too: a rise far above the peak counts after a warm-up was seen,
+        # right after a resume (report 003's 15x), or from a flat start unless it is in the first
+        # early_fraction of a run of known length (timm's per-epoch warm-up holds warmup_lr for
+        # its first epoch, then jumps 10-60x).
         warmed_up = self.peak > self.decayed_factor * self.first
         resumed = 0 < step - self.ctx.change_step <= 2 * max(1, step - last_step)
+        max_steps = self.ctx.max_steps
+        late = not finite(max_steps) or step >= self.early_fraction * max_steps
         if (
             lr > self.above_peak_factor * self.peak
             and self.positive_rows >= self.established_rows
-            and (warmed_up or resumed)
+            and (warmed_up or resumed or late)
         ):
             after = f"the resume at step {self.ctx.change_step}" if resumed else f"{self.positive_rows} rows"
             return (
