@@ -15,6 +15,13 @@ changed (the initial loss level, now by Tukey's end-point rule: healthy_fast see
 (overfitting on healthy_noisy seed 143) is a known limit, see docs/doctor.md. --first-seed 160 and
 up are runs the doctor was fitted to in no way. The lines after the table name each miss, late detection and
 false alarm (scenario-seed), so a change can be traced to the runs it moved.
+
+Issue 11 added gradient_climb (exploding_gradients on a steady 10x climb) and overfitting_creep
+(a val loss creeping up 4-8%), and changed detectors against seeds 0-19 of this generator and the
+development block (seeds 0-99) of the second one (trainer.doctor.wildsuite,
+benchmarks/doctor_wild.py); seeds 160 and up here, and 1000-1199 there, were not run while doing so.
+This generator's runs carry no status.json, so our trainer is not known to have written them: their
+LR is judged by itself (lr_off_schedule is a rise once the LR had decayed), not against lr_at.
 """
 
 from __future__ import annotations
