@@ -164,7 +164,10 @@ def test_example_script_runs_to_the_end_and_its_run_diagnoses(runs_dir):
     assert done.returncode == 0, done.stderr
     report = diagnose(runs_dir / "example")
     assert report["run"]["state"] == rf.FINISHED and report["run"]["step"] == 300
-    assert not [a for a in report["alerts"] if a["severity"] == "critical"]
+    # issue 11 part 4: a healthy run of the plain-loop example is in the doctor's corpus; slowdown and
+    # memory_growth judge the (shared) machine, not the training (tests/test_tasks_presets.py)
+    serious = [(a["code"], a["step"], a["message"]) for a in report["alerts"] if a["severity"] != "info"]
+    assert not [a for a in serious if a[0] not in ("slowdown", "memory_growth")], serious
     assert lines(runs_dir / "example", rf.GRADS_FILE) and lines(runs_dir / "example", rf.SAMPLES_FILE)
 
 

@@ -33,6 +33,14 @@ def mad_sigma(values, center: float | None = None) -> float:
     return MAD_TO_SIGMA * median([abs(v - c) for v in values])
 
 
+def theil_sen_slope(points) -> float:
+    """Median of the slopes between every pair of (x, y) points with different x (Theil 1950, Sen
+    1968): a line's slope that up to 29% of outlying points cannot move. Quadratic in the points:
+    callers pass a few dozen."""
+    slopes = [(y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(points) for x2, y2 in points[i + 1 :] if x2 != x1]
+    return median(slopes) if slopes else 0.0
+
+
 _NUMBERS = (float, int)
 
 
@@ -166,9 +174,12 @@ class RunContext:
     program that our schema refuses still gives whatever plain keys it has. schema=False says the
     config is not our trainer's even if it happens to validate (a script's own dict through
     trainer.init, e.g. {"lr": 0.01}, would otherwise be read as our default warm-up and schedule).
+    trainer_wrote=False says our trainer did not write the run (a script through trainer.init, an
+    import, a directory without status.json): its LR is judged by itself, never against a schedule
+    formula of ours (declared_schedule is None).
     """
 
-    def __init__(self, config: dict | None, schema: bool = True):
+    def __init__(self, config: dict | None, schema: bool = True, trainer_wrote: bool = True):
         self.raw = dict(config or {})
         self.cfg = None
         if config and schema:
@@ -187,6 +198,10 @@ class RunContext:
         self.difficulty_history: list[tuple[int, float]] = []
         self.rows = 0  # metrics rows seen (train rows)
         self.change_step = 0  # last resume/fork/config change: the schedule is checked from here
+        # A schedule is declared only by our trainer's config with an explicit `schedule` key: a
+        # config without one would otherwise be read as our default warmup_cosine (issue 11).
+        declared = trainer_wrote and self.cfg is not None and "schedule" in self.raw
+        self.declared_schedule = self.cfg.schedule if declared else None
 
     def _get(self, key, default):
         if self.cfg is not None:
@@ -198,7 +213,8 @@ class RunContext:
         return step < self.warmup_steps
 
     def expected_lr(self, step: int) -> float | None:
-        if self.cfg is None:
+        """The declared schedule's LR at step; None when the run declares none."""
+        if self.declared_schedule is None:
             return None
         return lr_at(max(0, step), self.cfg)
 

@@ -20,7 +20,7 @@ from trainer.doctor.online import OnlineDoctor
 from trainer.doctor.runfiles import metrics_records, read_records
 from trainer.errors import RunNotFound
 from trainer.rundir import run_format as rf
-from trainer.rundir.status import read_config, read_status, run_state
+from trainer.rundir.status import read_config, read_status, run_state, written_by_trainer
 
 RESTART_EVENTS = ("resume", "fork", "config_change")
 _KIND_ORDER = {"grads": 0, "metrics": 1, "samples": 2}
@@ -35,7 +35,7 @@ def diagnose(run_dir) -> dict:
     status = read_status(run_dir)
     # A script's own loop (trainer.init) wrote its own config: not ours to read as our schema.
     ours = (status or {}).get(rf.STATUS_WRITER) != rf.WRITER_API
-    doctor, rows, stride = replay(run_dir, config, schema=ours)
+    doctor, rows, stride = replay(run_dir, config, schema=ours, trainer_wrote=written_by_trainer(status))
     alerts = sorted(doctor.alerts, key=lambda a: a["step"] if a["step"] is not None else -1)
     alerts = [name_our_competitors(alert, run_dir) for alert in alerts]
     run = {
@@ -59,7 +59,9 @@ def diagnose(run_dir) -> dict:
     }
 
 
-def replay(run_dir, config: dict | None = None, schema: bool = True) -> tuple[OnlineDoctor, int, int]:
+def replay(
+    run_dir, config: dict | None = None, schema: bool = True, trainer_wrote: bool = True
+) -> tuple[OnlineDoctor, int, int]:
     """A fresh OnlineDoctor fed the run's metrics, grads and samples in step order, with the last
     resume/fork/config change noted: (doctor, metrics rows in the file, sample stride).
 
@@ -68,7 +70,7 @@ def replay(run_dir, config: dict | None = None, schema: bool = True) -> tuple[On
     `alerts` are then the ones already reported, and `observe` returns only new ones.
     """
     run_dir = Path(run_dir)
-    doctor = OnlineDoctor(config, schema)
+    doctor = OnlineDoctor(config, schema, trainer_wrote)
     events = read_records(run_dir / rf.EVENTS_FILE)
     restarts = [e["step"] for e in events if e.get("kind") in RESTART_EVENTS]
     if restarts:

@@ -7,7 +7,7 @@ smoothed train/loss at the same step.
 from __future__ import annotations
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median
+from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median, theil_sen_slope
 from trainer.rundir import run_format as rf
 
 MEAN_ABS_TO_SIGMA = 0.7979  # mean absolute deviation of a normal distribution / its sd (sqrt(2/pi))
@@ -18,6 +18,14 @@ def _train_now(track) -> float | None:
     if track.count < 3:
         return None
     return median(list(track.recent)[-3:])
+
+
+def _scatter(values, mean_abs_floor: float) -> float:
+    """Robust sd of values: the MAD's, floored at mean_abs_floor x the mean absolute deviation's
+    (the MAD of a dozen values now and then reads a third of the true spread)."""
+    center = median(values)
+    mean_abs = sum(abs(v - center) for v in values) / len(values) / MEAN_ABS_TO_SIGMA
+    return max(mad_sigma(values, center), mean_abs_floor * mean_abs)
 
 
 class ValBelowTrain(Detector):
@@ -88,11 +96,17 @@ class ValBelowTrain(Detector):
 class Overfitting(Detector):
     """val/loss rising while train/loss keeps falling (or holds).
 
-    statistic: val level (median of the last 3 evals) against its best level so far; train level
-    against its level at the best eval
-    fires when the val level > best * (1 + min_relative_rise) + noise_multiple * eval-to-eval noise
-    for confirm_evals evals while the train level (median of 11 rows) has not risen above
-    its level at the best eval (by more than 1% or its per-row noise).
+    statistic: val level (median of the last 3 evals) against its best level so far, and the rise
+    of the Theil-Sen line through the evals after that best (at most trend_points of them) over
+    the steps since it; train level against its level at the best eval
+    fires when, for confirm_evals evals while the train level (median of 11 rows) has not risen
+    above its level at the best eval (by more than 1% or its per-row noise), either
+    - the val level > best * (1 + min_relative_rise) + noise_multiple * eval-to-eval noise (a rise
+      shown by the latest evals alone), or
+    - after min_trend_evals evals, the line has risen > best * min_relative_rise and
+      > trend_z * the line's own noise (noise * sqrt(12 / evals)) and the val level is above the
+      best: a creep too slow for three evals to show is shown by all of them (issue 11: a creep
+      was reported ~900 steps late).
     One alert per episode: the episode ends only when val makes a new best.
     Says where early stopping would have stopped.
     """
@@ -101,10 +115,16 @@ class Overfitting(Detector):
     title = "Overfitting"
     cause = "The model memorises the training set; training went on past the best validation point."
     min_relative_rise = 0.02
-    noise_multiple = 2.0
+    # 4, not 2: the best is the lowest of dozens of medians of 3 (about 1.5 sd of one median below
+    # the true level after 40 evals) and a fresh median as far above it now and then: on a flat val
+    # with 2% eval noise, 2 sd + 2% fired on a healthy run in several of 20 (issue 11).
+    noise_multiple = 4.0
     confirm_evals = 1  # the median of 3 evals already needs two of them high
     mean_abs_floor = 0.8  # the noise read is at least 0.8 x the mean-absolute-deviation estimate
-    thresholds = ("min_relative_rise", "noise_multiple", "mean_abs_floor")
+    min_trend_evals = 5
+    trend_z = 3.5
+    trend_points = 24
+    thresholds = ("min_relative_rise", "noise_multiple", "mean_abs_floor", "min_trend_evals", "trend_z", "trend_points")
 
     def healthy_reason(self) -> str:
         return f"val/loss never rose {self.min_relative_rise:.0%} above its best while train/loss fell"
@@ -113,12 +133,16 @@ class Overfitting(Detector):
         super().__init__(ctx)
         self.best = None
         self.best_step = None
+        self.anchor_step = None  # the last best that improved on the one before by more than the noise
         self.train_at_best = None
         self.evals: list[tuple[int, float]] = []
 
     def _noise(self) -> float:
         """Eval-to-eval noise from second differences (a trend cancels out) of the last 30 evals,
-        leaving out the early fast drop, whose curvature would pass for noise.
+        leaving out the early fast drop, whose curvature would pass for noise: from the last real
+        improvement on once there are 6 evals since (a val still curving down towards its best read
+        twice its noise, and an overfitting rise was found late), else from where val came within
+        5% of its best.
 
         The MAD of a dozen second differences is 37% efficient and now and then reads a third of
         the true spread, which lets an ordinary noisy eval pass for a rise (1 healthy run in 140
@@ -127,15 +151,38 @@ class Overfitting(Detector):
         """
         vals = [v for _, v in self.evals[-30:]]
         settled = next((i for i, v in enumerate(vals) if v <= 1.05 * self.best), 0)
-        if len(vals) - settled >= 6:
+        since_anchor = [v for s, v in self.evals[-30:] if self.anchor_step is not None and s >= self.anchor_step]
+        if len(since_anchor) >= 6:  # past the best the curve bends no more: only its noise is left
+            vals = since_anchor
+        elif len(vals) - settled >= 6:
             vals = vals[settled:]
         if len(vals) < 6:
             return 0.0
         second = [a - 2 * b + c for a, b, c in zip(vals, vals[1:], vals[2:])]
-        center = median(second)
-        mean_abs = sum(abs(d - center) for d in second) / len(second) / MEAN_ABS_TO_SIGMA
-        # 2.449 = sqrt(6): the sd of a second difference of independent noise, in units of that noise
-        return max(mad_sigma(second, center), self.mean_abs_floor * mean_abs) / 2.449
+        # 2.449 = sqrt(6): the sd of a second difference of independent noise, in units of that noise.
+        # Read from a few evals it is uncertain: the allowance grows it as Student's t would (issue 11:
+        # 6-10 evals of a flat val with 2% noise read it at a third and raised overfitting).
+        return _scatter(second, self.mean_abs_floor) / 2.449 * (1 + 2.5 / len(second))
+
+    def _creeping(self, step) -> bool:
+        """The line through the evals since the last real improvement has risen by more than the
+        minimum rise and trend_z times its own noise. From the last *real* improvement (by more than
+        the eval noise): on a creep, noise makes a new best now and then that is no better than the
+        old one, and measuring from it would start the evidence over each time.
+
+        The noise is the larger of the evals' scatter about that line and the eval-to-eval noise
+        (either alone, read from a dozen evals, now and then reads a third of the true spread), with
+        the t distribution's allowance for a spread read from few evals."""
+        after = [(s, v) for s, v in self.evals[-4 * self.trend_points :] if s > self.anchor_step]
+        n = len(after)
+        if n < self.min_trend_evals:
+            return False
+        stride = -(-n // self.trend_points)
+        slope = theil_sen_slope(after[::stride])
+        noise = max(_scatter([v - slope * s for s, v in after], self.mean_abs_floor), self._noise())
+        rise = slope * (step - self.anchor_step)
+        z = self.trend_z * (1 + 2.5 / n)  # about Student's t at 0.1% for n - 2 degrees of freedom
+        return noise > 0 and rise > self.best * self.min_relative_rise and rise > z * noise * (12 / n) ** 0.5
 
     def observe(self, step, row):
         val = row.get(rf.VAL_LOSS)
@@ -147,11 +194,16 @@ class Overfitting(Detector):
         self.evals.append((step, val))
         level = median([v for _, v in self.evals[-3:]])
         if self.best is None or level < self.best:
+            if self.best is None or level < self.best - self._noise():
+                self.anchor_step = step  # a real improvement: the creep is measured from here
             self.best, self.best_step, self.train_at_best = level, step, train
             self.streak, self.open = 0, False  # a new best val ends an overfitting episode
             return None
         noise = self._noise()
-        above = level > self.best * (1 + self.min_relative_rise) + self.noise_multiple * noise
+        # No noise estimate yet (under 6 evals settled near the best): no rise can be told from noise.
+        above = noise > 0 and level > self.best * (1 + self.min_relative_rise) + self.noise_multiple * noise
+        if not above and level > self.best:
+            above = self._creeping(step)
         train_not_rising = (
             train is not None
             and self.train_at_best is not None

@@ -7,7 +7,7 @@ import math
 from collections import deque
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median
+from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median, theil_sen_slope
 from trainer.rundir import run_format as rf
 
 
@@ -85,10 +85,16 @@ class _GradLevel(Detector):
 
 
 class ExplodingGradients(_GradLevel):
-    """grad/norm far above its own running level.
+    """grad/norm far above its own running level, suddenly or by a steady climb.
 
-    statistic: log(grad/norm) against the median of the previous `window` logs (robust z on MAD)
+    statistic (jump): log(grad/norm) against the median of the previous `window` logs (robust z on MAD)
     fires when grad/norm > min_factor x the running median and robust z > z_threshold.
+    statistic (climb): the level (median of the last level_rows grad/norms) against the lowest
+    running median (of `window` rows, refreshed every refresh_rows rows) since arming
+    fires when the level is climb_factor x above that low for climb_confirm rows in a row while the
+    Theil-Sen line through the last `window` log grad/norms still rises. A steady climb drags the
+    jump rule's running median along with it (10x over 15% of a run raised nothing, issue 11); its
+    lowest value does not move, and a median of several rows is not moved by single spikes.
     """
 
     code = "exploding_gradients"
@@ -97,47 +103,107 @@ class ExplodingGradients(_GradLevel):
     min_factor = 10.0
     z_threshold = 6.0
     refresh_rows = 5
+    climb_factor = 4.0
+    level_rows = 7
+    climb_confirm = 3
     rearm_rows = 5
-    thresholds = ("window", "min_rows", "min_factor", "z_threshold", "refresh_rows")
+    thresholds = (
+        "window",
+        "min_rows",
+        "min_factor",
+        "z_threshold",
+        "refresh_rows",
+        "climb_factor",
+        "level_rows",
+        "climb_confirm",
+    )
 
     def healthy_reason(self) -> str:
-        return f"grad/norm stayed within {self.min_factor:g}x of its running median"
+        return (
+            f"grad/norm stayed within {self.min_factor:g}x of its running median and did not climb "
+            f"{self.climb_factor:g}x above its lowest level"
+        )
 
     def __init__(self, ctx):
         super().__init__(ctx)
         self._center = None
+        self.recent: deque = deque(maxlen=self.level_rows)
+        self.steps: deque = deque(maxlen=self.window)  # the steps of self.logs, for the slope
+        self.low = None  # (lowest running median of log grad/norm, its step)
 
     def observe(self, step, row):
         g = self._value(step, row)
         if g is None:
             return None
         logg = math.log(max(g, 1e-30))
+        self.recent.append(logg)
         alert = None
         if len(self.logs) >= self.min_rows:
             if self._center is None or len(self.logs) % self.refresh_rows == 0:
                 self._center = median(self.logs)  # the running level moves slowly: refresh every few rows
-            center = self._center
-            level = math.exp(center)
-            z = 0.0
-            if g > self.min_factor * level:  # cheap test first; the spread only when it passes
-                z = (logg - center) / max(mad_sigma(self.logs, center), 0.05)
-            if z > self.z_threshold:
-                alert = self.fire(
-                    step,
-                    f"grad/norm jumped to {fmt(g)}, {g / level:.0f}x its running median {fmt(level)}, at step {step}",
-                    {"grad_norm": g, "running_median": level, "factor": round(g / level, 1), "robust_z": round(z, 1)},
-                    R.ranked(
-                        R.tighter_clipping(self.ctx, "clipping bounds the update a single exploding gradient makes"),
-                        R.lower_lr(self.ctx, "a smaller step keeps large gradients from throwing the weights off"),
-                        R.larger_batch(self.ctx, "a larger batch averages away the outlier gradients (report 003)"),
-                    ),
-                )
-            elif g < 3 * level:
-                self.clear()
+                if not self.open and (self.low is None or self._center < self.low[0]):
+                    self.low = (self._center, step)
+            alert = self._jump(step, g, logg) or self._climb(step)
+            if self._calm(g):
+                self.clear()  # one episode per explosion or climb: it ends after rearm_rows calm rows
             if self.open:
                 return alert  # keep the explosion out of the baseline while it lasts
         self.logs.append(logg)
+        self.steps.append(step)
         return alert
+
+    def _jump(self, step, g, logg):
+        center = self._center
+        level = math.exp(center)
+        z = 0.0
+        if g > self.min_factor * level:  # cheap test first; the spread only when it passes
+            z = (logg - center) / max(mad_sigma(self.logs, center), 0.05)
+        if z > self.z_threshold:
+            return self.fire(
+                step,
+                f"grad/norm jumped to {fmt(g)}, {g / level:.0f}x its running median {fmt(level)}, at step {step}",
+                {"grad_norm": g, "running_median": level, "factor": round(g / level, 1), "robust_z": round(z, 1)},
+                self._remedy(),
+            )
+        return None
+
+    def _calm(self, g) -> bool:
+        """Neither rule's condition holds, with a margin: grad/norm under 3x the running median, and the
+        level under the square root of the climb's factor (a level at the threshold would re-arm on noise)."""
+        return g < 3 * math.exp(self._center) and median(self.recent) - self.low[0] < 0.5 * math.log(self.climb_factor)
+
+    def _climb(self, step):
+        level = median(self.recent)
+        low, low_step = self.low
+        slope = 0.0
+        if level - low >= math.log(self.climb_factor):  # the slope only then: a healthy row pays one median of 7
+            slope = theil_sen_slope(list(zip(self.steps, self.logs))[-2 * self.level_rows :])
+        self.streak = self.streak + 1 if slope > 0 else 0
+        if self.streak < self.climb_confirm:
+            return None
+        factor = math.exp(level - low)
+        per_1000 = math.exp(slope * 1000)
+        return self.fire(
+            step,
+            f"grad/norm climbed to {fmt(math.exp(level))} (median of the last {self.level_rows} rows), {factor:.0f}x "
+            f"its lowest running median {fmt(math.exp(low))} at step {low_step}, and still rises "
+            f"({per_1000:.3g}x per 1000 steps), at step {step}",
+            {
+                "grad_norm": math.exp(level),
+                "low": math.exp(low),
+                "low_step": low_step,
+                "factor": round(factor, 1),
+                "factor_per_1000_steps": round(per_1000, 3),
+            },
+            self._remedy(),
+        )
+
+    def _remedy(self):
+        return R.ranked(
+            R.tighter_clipping(self.ctx, "clipping bounds the update a single exploding gradient makes"),
+            R.lower_lr(self.ctx, "a smaller step keeps large gradients from throwing the weights off"),
+            R.larger_batch(self.ctx, "a larger batch averages away the outlier gradients (report 003)"),
+        )
 
 
 class VanishingGradients(_GradLevel):

@@ -272,7 +272,8 @@ class LossPlateau(Detector):
     and the loss held its level across the whole window (the means of its four quarters within the
     same threshold + hold_noise_multiple x sd of each other: a spike or a rise inside the window is a
     change of level, not a plateau, and the span the message states must be true),
-    the loss dropped at least once (initial drop), best > stuck_fraction * initial level,
+    (without an initial drop, against flat_share of the initial level instead: a loss at its chance
+    level that an LR 1000x too low moves 1-3%), level > stuck_fraction * initial level,
     lr >= min_lr_fraction * peak lr, for confirm_rows rows. The episode ends only when the level
     improves again by more than twice the threshold plus twice its sd, so noise does not re-fire it.
     """
@@ -290,7 +291,8 @@ class LossPlateau(Detector):
     rate_share = 0.25
     noise_multiple = 1.0
     hold_noise_multiple = 2.0  # looser than noise_multiple: 6 pairs of quarters, and a move must be shown
-    stuck_fraction = 0.5
+    stuck_fraction = 0.7
+    flat_share = 0.02
     min_lr_fraction = 0.2
     confirm_rows = 5
     rearm_rows = 10
@@ -303,6 +305,7 @@ class LossPlateau(Detector):
         "noise_multiple",
         "hold_noise_multiple",
         "stuck_fraction",
+        "flat_share",
         "min_lr_fraction",
         "confirm_rows",
     )
@@ -341,11 +344,17 @@ class LossPlateau(Detector):
         improvement = early - late
         spread = noise * math.sqrt(1 / m1 + 1 / m2)
         dropped = track.initial - track.best > max(0.02 * abs(track.initial), 3 * noise)
-        stuck = track.best > self.stuck_fraction * track.initial
+        # The level, not the best: a loss that jumped and then held (report 003 after its spike) is
+        # stuck at its new level whatever its best before the jump was.
+        stuck = track.level > self.stuck_fraction * track.initial
         lr_ok = self.lr is None or self.peak_lr == 0 or self.lr >= self.min_lr_fraction * self.peak_lr
         # Flat must be shown, not just "not shown to improve": the improvement plus its noise must stay
         # under a tenth of the drop so far, so a short or noisy window never makes a plateau.
-        threshold = self.min_drop_share * (track.initial - track.best)
+        # Without a drop to speak of (a loss at its chance level, a mean predictor's MSE), flat is
+        # measured against the level itself: an LR 1000x too low moves the loss 1-3% and stops.
+        threshold = (
+            self.min_drop_share * (track.initial - track.best) if dropped else self.flat_share * abs(track.initial)
+        )
         earlier_improvement = None
         if track.steps[0] <= step - 2 * window:
             a, _ = track.mean_between(step - 2 * window, step - 1.75 * window)
@@ -364,7 +373,7 @@ class LossPlateau(Detector):
             self.open = False  # real progress: a later plateau is a new episode
         if flat:  # first quarter against last is not enough: the level must have held all along
             flat = self._held(step, window, (early, late), threshold + self.hold_noise_multiple * spread)
-        if not (flat and dropped and stuck and lr_ok):
+        if not (flat and stuck and lr_ok):
             self.streak = 0  # not note_healthy(): only real progress (above) ends a plateau episode
             return None
         self.streak += 1

@@ -21,9 +21,10 @@ __all__ = ["CODES", "DETECTORS", "OnlineDoctor"]
 class OnlineDoctor:
     """All detectors over one run. observe(kind, record) -> list of new alerts (usually empty)."""
 
-    def __init__(self, config: dict | None = None, schema: bool = True):
-        """schema=False: config is another program's dict, never read as ours (RunContext)."""
-        self.ctx = RunContext(config, schema)
+    def __init__(self, config: dict | None = None, schema: bool = True, trainer_wrote: bool = True):
+        """schema=False: config is another program's dict, never read as ours; trainer_wrote=False:
+        our trainer did not write the run, so its LR follows no schedule of ours (RunContext)."""
+        self.ctx = RunContext(config, schema, trainer_wrote)
         self.ctx.train = LossTrack()
         self.detectors = [cls(self.ctx) for cls in DETECTORS]
         self._metrics = [d for d in self.detectors if "metrics" in d.kind]

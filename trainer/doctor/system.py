@@ -1,5 +1,5 @@
-"""Detectors on the machinery: slowdown (speed/steps_per_s), memory_growth (sys/rss_mb,
-sys/cuda_mem_mb) and lr_anomaly (lr against zero and the declared schedule)."""
+"""Detectors on the machinery: slowdown (speed/steps_per_s) and memory_growth (sys/rss_mb,
+sys/cuda_mem_mb). lr_anomaly is in trainer/doctor/learning_rate.py."""
 
 from __future__ import annotations
 
@@ -202,71 +202,6 @@ class MemoryGrowth(Detector):
                     "a smaller micro-batch lowers the peak memory while the leak is "
                     "found; steady growth usually means tensors kept alive across "
                     "steps (a list of losses without .item(), say)",
-                ),
-            ),
-        )
-
-
-class LrAnomaly(Detector):
-    """LR zero, non-finite, or not following the declared schedule.
-
-    statistic: logged lr against trainer.config.schedule.lr_at(step) of config.yaml (step and step - 1)
-    fires when lr == 0 past step 0 (critical), or when it differs by more than max_relative_error
-    from the schedule for confirm_rows rows (warning). Without a config only zero is checked.
-    """
-
-    code = "lr_anomaly"
-    title = "Learning-rate anomaly"
-    cause = (
-        "The optimiser's LR is not what the config declares: a scheduler bug, a resume that lost the schedule, or "
-        "an LR of 0."
-    )
-    max_relative_error = 0.05
-    confirm_rows = 3
-    zero_rows = 2  # a zero LR is conclusive sooner than a drift from the schedule
-    rearm_rows = 3
-    thresholds = ("max_relative_error", "confirm_rows", "zero_rows")
-
-    def healthy_reason(self) -> str:
-        return f"lr was positive and within {self.max_relative_error:.0%} of the declared schedule"
-
-    def observe(self, step, row):
-        if rf.LR not in row:
-            return None
-        lr = row[rf.LR]
-        self.observed += 1
-        ctx = self.ctx
-        if finite(lr) and lr == 0 and step > 0:
-            if not self.confirmed(True, self.zero_rows):
-                return None
-            return self.fire(
-                step,
-                f"lr is 0 at step {step}: the weights are not being updated",
-                {"lr": lr},
-                R.ranked(R.declared_lr(ctx, "a positive LR; check the schedule's min_lr and warm-up")),
-                severity="critical",
-            )
-        if step < ctx.change_step or not finite(lr):  # before the last restart's schedule, or no value
-            self.note_healthy()
-            return None
-        expected = [ctx.expected_lr(step), ctx.expected_lr(step - 1)]
-        if expected[0] is None:  # no config: only zero is checked
-            self.note_healthy()
-            return None
-        error = min(abs(lr - e) / max(abs(e), 1e-12) for e in expected)
-        if not self.confirmed(error > self.max_relative_error, self.confirm_rows):
-            return None
-        schedule = ctx.cfg.schedule
-        return self.fire(
-            step,
-            f"lr {fmt(lr)} at step {step} does not follow the declared {schedule} schedule, which gives "
-            f"{fmt(expected[0])} ({error * 100:.0f}% off)",
-            {"lr": lr, "expected": expected[0], "relative_error": round(error, 3), "schedule": schedule},
-            R.ranked(
-                R.constant_lr(
-                    ctx,
-                    "a constant LR takes the schedule out of the picture while the cause is found "
-                    "(report 003 did this for a clean diagnosis)",
                 ),
             ),
         )

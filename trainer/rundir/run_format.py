@@ -57,6 +57,8 @@ CREATE_TIME_TOLERANCE_S = 0.01
 # trainer.init, which neither can restart.
 STATUS_WRITER = "writer"
 WRITER_API = "api"
+# status.json "imported_from": the source of a run `python -m trainer import` wrote (its logger's files).
+STATUS_IMPORTED_FROM = "imported_from"
 
 # events.jsonl "kind"
 EVENT_KINDS = (

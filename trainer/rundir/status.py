@@ -30,6 +30,13 @@ def read_status(run_dir: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def written_by_trainer(status: dict | None) -> bool:
+    """True when our trainer wrote the run: a status.json that neither a script's trainer.init
+    (writer "api") nor an import (imported_from) wrote. Only such a run's config.yaml says which
+    schedule its LR follows."""
+    return status is not None and rf.STATUS_WRITER not in status and rf.STATUS_IMPORTED_FROM not in status
+
+
 def read_config(run_dir: str | Path) -> dict | None:
     """config.yaml as a nested dict, or None if it is missing or not a mapping."""
     path = Path(run_dir) / rf.CONFIG_FILE

@@ -274,7 +274,9 @@ def _write(runs_dir: Path, run: ImportedRun) -> None:
     for sample in sorted(run.samples, key=lambda s: s["step"]):
         writer.log_sample(sample["step"], text=sample["text"], tag=sample["tag"])
     val = [row[rf.VAL_LOSS] for row in run.rows.values() if math.isfinite(row.get(rf.VAL_LOSS, math.nan))]
-    writer.set_status(step=last, max_steps=last, best_val_loss=min(val) if val else None, imported_from=run.source)
+    writer.set_status(
+        step=last, max_steps=last, best_val_loss=min(val) if val else None, **{rf.STATUS_IMPORTED_FROM: run.source}
+    )
     if started:
         writer.set_status(started=started)  # when the original run started, not the import
     message = f"imported {len(steps)} steps of {len(run.series)} series from {run.source}"

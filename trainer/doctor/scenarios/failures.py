@@ -105,6 +105,26 @@ def overfitting(g):
     g.evidence = g.first_step(lambda s: s >= onset and val_clean(s) > (1.02 + 2 * 0.003) * best)
 
 
+def overfitting_creep(g):
+    # Issue 11: a val loss that creeps up after its best, 4-8% by the end of the run, in the eval noise
+    # of an ordinary run (a quarter of the train noise per eval), was reported ~900 steps late.
+    g.tau = g.rng.uniform(0.08, 0.15)
+    g.onset_fraction = g.rng.uniform(0.3, 0.5)
+    onset = g.round_step(g.onset_fraction * g.max_steps)
+    best = g.loss_clean(onset) * 1.03
+    rise = g.rng.uniform(0.04, 0.08)
+
+    def val_clean(step):
+        v = g.loss_clean(step) * 1.03
+        return v if step < onset else best * (1 + rise * (step - onset) / (g.max_steps - onset))
+
+    g.val = lambda step: val_clean(step) * (1 + g.gauss(g.noise / 4))
+    g.onset = onset
+    # The evidence exists once the rise is 2% of the best (less is not worth a warning) and three eval
+    # noise sd (a smaller rise cannot be told from noise at one eval).
+    g.evidence = g.first_step(lambda s: s >= onset and val_clean(s) > best * (1 + max(0.02, 3 * g.noise / 4)))
+
+
 def dead_parameters(g):
     base = g.grads
 
@@ -121,6 +141,17 @@ def dead_parameters(g):
 def exploding_gradients(g):
     base = g.grad_norm
     g.grad_norm = lambda step: base(step) * (30.0 if g.onset <= step < g.onset + 3 * g.log_interval else 1.0)
+
+
+def gradient_climb(g):
+    # Issue 11: grad/norm growing steadily, 10x over 15% of the run (100x or more by its end), which
+    # the jump rule's running median followed without alarm.
+    base = g.grad_norm
+    span = 0.15 * g.max_steps
+    g.onset_fraction = g.rng.uniform(0.3, 0.6)
+    g.onset = g.round_step(g.onset_fraction * g.max_steps)
+    g.grad_norm = lambda step: base(step) * 10 ** (max(0, step - g.onset) / span)
+    g.evidence = g.round_step(g.onset + span * math.log10(4))  # 4x above its level
 
 
 def vanishing_gradients(g):
@@ -177,8 +208,10 @@ SHAPES = {
     "token_collapse": token_collapse,
     "val_below_train": val_below_train,
     "overfitting": overfitting,
+    "overfitting_creep": overfitting_creep,
     "dead_parameters": dead_parameters,
     "exploding_gradients": exploding_gradients,
+    "gradient_climb": gradient_climb,
     "vanishing_gradients": vanishing_gradients,
     "slowdown": slowdown,
     "memory_growth": memory_growth,
@@ -195,8 +228,10 @@ EXPECTED_CODE = {
     "token_collapse": "token_collapse",
     "val_below_train": "val_below_train",
     "overfitting": "overfitting",
+    "overfitting_creep": "overfitting",
     "dead_parameters": "dead_parameters",
     "exploding_gradients": "exploding_gradients",
+    "gradient_climb": "exploding_gradients",
     "vanishing_gradients": "vanishing_gradients",
     "slowdown": "slowdown",
     "memory_growth": "memory_growth",
