@@ -83,7 +83,7 @@ def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
 
 
 def tiles(view: RunSnapshot) -> None:
-    latest = live_data.latest_with_change(view.metrics, [s for s, _, _ in TILE_SERIES])
+    latest = live_data.latest_with_change(view.metrics_view.tail(live_data.TAIL_ROWS), [s for s, _, _ in TILE_SERIES])
     shown = [(s, label, colour) for s, label, colour in TILE_SERIES if s in latest]
     if not shown:
         st.caption("No metrics yet: the first row appears after log_interval steps.")
@@ -96,7 +96,7 @@ def tiles(view: RunSnapshot) -> None:
 
 
 def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float) -> None:
-    frames = {v.run_id: v.metrics for v in views if not v.metrics.empty}
+    frames = {v.run_id: v.metrics_view for v in views if not v.metrics_view.empty}
     if not frames:
         st.info("Waiting for the first metrics row...")
         return

@@ -77,8 +77,21 @@ class JsonlTail:
         self.malformed += malformed
         return records
 
-    def poll_block(self) -> bytes:
-        """The raw bytes of the new complete lines (ending with a newline), b"" if none."""
+    def start_at(self, offset: int) -> None:
+        """Take the file as already read up to offset (a line end; a cache covered it): the next
+        poll reads from there, or from byte 0 if the file is not the one it was."""
+        try:
+            with open(self.path, "rb") as f:
+                stat = os.fstat(f.fileno())
+                self._identity = (stat.st_dev, stat.st_ino)
+                self._head = os.pread(f.fileno(), min(self.HEAD_BYTES, offset), 0)
+        except OSError:
+            return
+        self.offset = offset
+
+    def poll_block(self, limit: int | None = None) -> bytes:
+        """The raw bytes of the new complete lines (ending with a newline), b"" if none; with limit,
+        about that many at most (more only when one line is longer), the rest at the next poll."""
         self.was_reset = False
         try:
             f = open(self.path, "rb")
@@ -93,7 +106,9 @@ class JsonlTail:
             if stat.st_size <= self.offset:
                 return b""
             f.seek(self.offset)
-            data = f.read()
+            data = f.read(-1 if limit is None else limit)
+            if limit is not None and len(data) == limit and b"\n" not in data:
+                data += f.read()  # one line longer than limit: read it whole
         end = data.rfind(b"\n") + 1
         if end == 0:
             return b""  # only a torn line so far
