@@ -120,8 +120,8 @@ class MetricsCache:
             return _fingerprint(f, offset) == source["fingerprint"]
 
     def _read_segment(self, entry: dict) -> Segment:
-        table = _read_table(self.dir / entry["rows_file"], mapped=True)
-        summary = summary_index(_read_table(self.dir / entry["summary_file"], mapped=False))
+        table = _read_table(self.dir / entry["rows_file"])
+        summary = summary_index(_read_table(self.dir / entry["summary_file"]))
         if table.num_rows != entry["rows"]:
             raise ValueError("segment length differs from meta.json")
         return Segment(table, summary, entry)
@@ -177,10 +177,11 @@ def _fingerprint(f, offset: int) -> str:
     return hashlib.sha256(head + b"|" + end).hexdigest()
 
 
-def _read_table(path: Path, mapped: bool) -> pa.Table:
-    """An IPC file's table; mapped: its buffers are the file's pages (memory-mapped), else copies.
-    The file is closed either way (a mapping outlives its descriptor): no descriptor per segment."""
-    with pa.memory_map(str(path), "r") if mapped else pa.OSFile(str(path), "rb") as source:
+def _read_table(path: Path) -> pa.Table:
+    """An IPC file's table, memory-mapped: its buffers are the file's pages, which count against
+    this process only once read (a chart reads a few buckets of a summary, not the rows). The file
+    is closed at once (a mapping outlives its descriptor): no descriptor held per segment."""
+    with pa.memory_map(str(path), "r") as source:
         return pa.ipc.open_file(source).read_all()
 
 

@@ -292,18 +292,35 @@ def _axis(part: Segment | _FramePart, name: str) -> np.ndarray:
 
 
 def _newest(ranges: list[tuple], series: str) -> tuple[float, float, float] | None:
-    """(step, time, value) of the last finite value of series in the ranges, or None; reads from
-    the end backwards, a few thousand rows at a time."""
+    """(step, time, value) of the last finite value of series in the ranges, or None. A whole
+    segment's answer is remembered with it (a series that stopped being logged long ago would
+    otherwise be searched for at every refresh)."""
     for part, a, b in reversed(ranges):
         values = part.column(series)
-        stop = b
-        while stop > a:
-            start = max(a, stop - 4096)
-            finite = np.flatnonzero(np.isfinite(values[start:stop]))
-            if len(finite):
-                row = start + int(finite[-1])
-                return float(_axis(part, STEP)[row]), float(_axis(part, TIME)[row]), float(values[row])
-            stop = start
+        if values is None:
+            continue
+        whole = bool(part.summary) and (a, b) == (0, part.rows)
+        key = ("newest", series)
+        if whole and key in part.derived:
+            row = part.derived[key]
+        else:
+            row = _last_finite(values, a, b)
+            if whole:
+                part.derived[key] = row
+        if row is not None:
+            return float(_axis(part, STEP)[row]), float(_axis(part, TIME)[row]), float(values[row])
+    return None
+
+
+def _last_finite(values: np.ndarray, a: int, b: int) -> int | None:
+    """The last row in [a, b) with a finite value, read from the end a few thousand rows at a time."""
+    stop = b
+    while stop > a:
+        start = max(a, stop - 4096)
+        finite = np.flatnonzero(np.isfinite(values[start:stop]))
+        if len(finite):
+            return start + int(finite[-1])
+        stop = start
     return None
 
 
