@@ -84,12 +84,12 @@ def _view(metrics: MetricsView | pd.DataFrame) -> MetricsView:
     return MetricsView.from_frame(pd.DataFrame(numeric))
 
 
-def _points(view: MetricsView, column: str, x: str, weight: float, positive_only: bool, max_points: int):
+def _points(view: MetricsView, column: str, x: str, weight: float, positive_only: bool, max_points: int, low):
     """_chart_points, remembered by the view: it never changes, and every session shares it."""
     memo = view.derived
-    key = ("chart_points", column, x, weight, positive_only, max_points)
+    key = ("chart_points", column, x, weight, positive_only, max_points, low)
     if key not in memo:
-        memo[key] = _chart_points(view.buckets(column, x, max_points), x, weight, positive_only)
+        memo[key] = _chart_points(view.buckets(column, x, max_points, low=low), x, weight, positive_only)
     return memo[key]
 
 
@@ -100,13 +100,15 @@ def series_table(
     smoothing: float = 0.0,
     max_points: int = MAX_POINTS,
     positive_only: bool = False,
+    low: float | None = None,
 ) -> pa.Table:
     """One long Arrow table (run, series, line, x, value, smoothed) for several runs and series.
 
     frames: each run's metrics (a snapshot's metrics_view; a DataFrame works too). Each series is
     drawn from min/max buckets (trainer.rundir.summary), so at most about max_points points per
     (run, series) whatever the run's length, smoothed as _chart_points says (those `smoothed` allows).
-    positive_only drops values <= 0 (a log axis cannot show them). Arrow, not pandas: st.vega_lite_chart sends an Arrow table as
+    positive_only drops values <= 0 (a log axis cannot show them); low, if given, draws only the
+    rows from there on the x axis (a zoom: few enough rows are drawn one point per row). Arrow, not pandas: st.vega_lite_chart sends an Arrow table as
     it is, while a DataFrame costs a pandas-to-Arrow conversion (with thread start-ups) per chart.
     """
     names, xs_parts, value_parts, smooth_parts = [], [], [], []
@@ -121,7 +123,7 @@ def series_table(
             if column not in view.columns:
                 continue
             weight = smoothing if smoothed(column) else 0.0
-            xs, values, smooth = _points(view, column, x, weight, positive_only, max_points)
+            xs, values, smooth = _points(view, column, x, weight, positive_only, max_points, low)
             if not len(xs):
                 continue
             names.append((run_id, column, f"{run_id} · {column}" if several_runs else column, len(xs)))

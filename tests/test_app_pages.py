@@ -233,6 +233,9 @@ def test_live_page_draws_a_long_run_from_its_cache_without_holding_its_rows(laun
     assert (runs_dir / "long" / rf.METRICS_CACHE_DIR / rf.METRICS_CACHE_META).is_file()
     snapshot = state.run_view("long")
     assert "metrics" not in snapshot.__dict__  # the run's rows as a frame were never built
+    at.selectbox(key="live_last_steps").set_value(1_000).run()  # zoomed in: the newest rows, one point each
+    loss = next(c.value for c in at.caption if c.value.startswith("Loss · "))
+    assert loss.startswith("Loss · 1000 points") and loss.endswith(f"step {rows + 1}")
 
 
 def test_live_page_with_log_scale_and_wall_time_axis(launched, runs_dir):

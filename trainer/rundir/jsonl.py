@@ -91,7 +91,8 @@ class JsonlTail:
 
     def poll_block(self, limit: int | None = None) -> bytes:
         """The raw bytes of the new complete lines (ending with a newline), b"" if none; with limit,
-        about that many at most (more only when one line is longer), the rest at the next poll."""
+        about that many at most (more only when one line is longer), the rest at the next poll, as
+        a bytearray."""
         self.was_reset = False
         try:
             f = open(self.path, "rb")
@@ -106,16 +107,26 @@ class JsonlTail:
             if stat.st_size <= self.offset:
                 return b""
             f.seek(self.offset)
-            data = f.read(-1 if limit is None else limit)
-            if limit is not None and len(data) == limit and b"\n" not in data:
-                data += f.read()  # one line longer than limit: read it whole
+            if limit is None:
+                data = f.read()
+            else:
+                # A bytearray, so that the torn end of the piece is cut off in place, not copied.
+                data = bytearray(min(limit, stat.st_size - self.offset))
+                del data[f.readinto(data) :]
+                if b"\n" not in data:
+                    data += f.read()  # one line longer than limit: read it whole
         end = data.rfind(b"\n") + 1
         if end == 0:
             return b""  # only a torn line so far
         if len(self._head) < self.HEAD_BYTES:
-            self._head = (self._head + data[: self.HEAD_BYTES])[: min(self.HEAD_BYTES, self.offset + end)]
+            self._head = bytes(self._head + data[: self.HEAD_BYTES])[: min(self.HEAD_BYTES, self.offset + end)]
         self.offset += end
-        return data if end == len(data) else data[:end]
+        if end == len(data):
+            return data
+        if isinstance(data, bytearray):
+            del data[end:]
+            return data
+        return data[:end]
 
     def _rewritten(self, f, size: int) -> bool:
         if size < self.offset:

@@ -86,7 +86,9 @@ class MetricsStore:
                 changed = True
             if not block:
                 break
-            pieces = parse_numeric_lines(block, known=self._names)
+            # Only names read from rows are a schema hint: step and time alone would make the
+            # parser read its first piece twice (no hint lets it take the keys from the first lines).
+            pieces = parse_numeric_lines(block, known=self._names if len(self._names) > 2 else ())
             for piece in pieces:
                 self.malformed += piece.malformed
                 self._names.update(dict.fromkeys(piece.data))

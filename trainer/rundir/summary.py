@@ -120,37 +120,51 @@ _FIELDS = tuple(Buckets.__dataclass_fields__)
 
 
 def bucket_rows(values: np.ndarray, steps: np.ndarray, times: np.ndarray, size: int) -> Buckets:
-    """Buckets of `size` consecutive rows (the last may hold fewer); NaN is no value."""
+    """Buckets of `size` consecutive rows (the last may hold fewer); NaN is no value.
+
+    This runs over every row once when a segment is cached, so it avoids copies: a series without
+    gaps is reduced in place, and step and time are looked up only at the chosen rows."""
     values = np.asarray(values, dtype=float)
     n = len(values)
-    if n == 0:
-        return Buckets.empty()
-    groups = -(-n // size)
-    pad = groups * size - n
+    full = n // size
+    parts = []
+    if full:
+        parts.append(_whole_buckets(values[: full * size], steps, times, size, 0))
+    if full * size < n:
+        parts.append(_whole_buckets(values[full * size :], steps, times, n - full * size, full * size))
+    return Buckets.concat(parts) if parts else Buckets.empty()
 
-    def grid(column, fill):
-        column = np.asarray(column, dtype=float)
-        return (np.concatenate([column, np.full(pad, fill)]) if pad else column).reshape(groups, size)
 
-    y = grid(values, np.nan)
-    finite = np.isfinite(y)
-    lows = np.where(finite, y, np.inf).argmin(axis=1)
-    highs = np.where(finite, y, -np.inf).argmax(axis=1)
-    count = finite.sum(axis=1)
-    rows = np.arange(groups)
-    low_values, high_values = y[rows, lows], y[rows, highs]
+def _whole_buckets(values: np.ndarray, steps, times, size: int, start: int) -> Buckets:
+    """Buckets of exactly `size` rows over values (rows start.. of steps and times)."""
+    grid = values.reshape(-1, size)
+    missing = ~np.isfinite(grid)
+    if missing.any():
+        count = size - missing.sum(axis=1)
+        total = np.where(missing, 0.0, grid).sum(axis=1)
+        lows = np.where(missing, np.inf, grid).argmin(axis=1)
+        highs = np.where(missing, -np.inf, grid).argmax(axis=1)
+    else:
+        count = np.full(len(grid), size)
+        total = grid.sum(axis=1)
+        lows, highs = grid.argmin(axis=1), grid.argmax(axis=1)
+    first = np.arange(len(grid)) * size
+    low_rows, high_rows = first + lows, first + highs
+    low_values, high_values = values[low_rows], values[high_rows]
     empty = count == 0
-    low_values[empty] = np.nan
-    high_values[empty] = np.nan
-    step_grid, time_grid = grid(steps, np.nan), grid(times, np.nan)
+    if empty.any():
+        low_values[empty] = np.nan
+        high_values[empty] = np.nan
+    low_rows += start
+    high_rows += start
     return Buckets(
         low_values,
         high_values,
-        step_grid[rows, lows],
-        step_grid[rows, highs],
-        time_grid[rows, lows],
-        time_grid[rows, highs],
-        np.where(finite, y, 0.0).sum(axis=1),
+        np.asarray(steps[low_rows], dtype=float),
+        np.asarray(steps[high_rows], dtype=float),
+        np.asarray(times[low_rows], dtype=float),
+        np.asarray(times[high_rows], dtype=float),
+        total,
         count.astype(np.int64),
     )
 
