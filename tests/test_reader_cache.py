@@ -261,3 +261,14 @@ def test_diagnose_gives_the_same_alerts_with_and_without_a_cache(tmp_path):
     assert with_cache["run"]["metrics_rows"] == without["run"]["metrics_rows"] == n
     non_finite = [alert for alert in without["alerts"] if alert["code"] == "non_finite"]
     assert non_finite and non_finite[0]["step"] == n - 200  # found in the JSON lines, not the cache
+
+
+def test_a_chart_over_more_segments_than_buckets_still_fits_its_width():
+    from trainer.rundir.metrics_store import MetricsView, _FramePart
+
+    parts = [
+        _FramePart(pd.DataFrame({"step": np.arange(i * 10, i * 10 + 10), "time": 0.0, "loss": float(i)}))
+        for i in range(50)
+    ]
+    drawn = MetricsView(parts, ["step", "time", "loss"]).buckets("loss", max_points=20)
+    assert len(drawn.buckets) <= 9 and drawn.buckets.max.max() == 49.0 and drawn.buckets.count.sum() == 500

@@ -77,6 +77,11 @@ class JsonlTail:
         self.malformed += malformed
         return records
 
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the file the last poll read, None before one found it."""
+        return self._identity
+
     def start_at(self, offset: int) -> None:
         """Take the file as already read up to offset (a line end; a cache covered it): the next
         poll reads from there, or from byte 0 if the file is not the one it was."""

@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from trainer.rundir import run_format as rf
+from trainer.rundir.jsonl import JsonlTail
 from trainer.rundir.summary import Buckets, summary_index, summary_table
 
 HEAD_BYTES = 4096  # hashed from the start of the file: a rewrite from byte 0 changes it
@@ -127,10 +128,10 @@ class MetricsCache:
         return Segment(table, summary, entry)
 
     # --- writing ---------------------------------------------------------------------------
-    def append(self, columns: dict[str, np.ndarray], offset: int, malformed: int, first_row: int) -> Segment:
+    def append(self, columns: dict[str, np.ndarray], read: JsonlTail, malformed: int, first_row: int) -> Segment:
         """A new segment of rows (step, time, then series: equal-length arrays) that brings the
-        cache to `offset` bytes of the file. Written to disk when it can be; kept in memory either
-        way."""
+        cache to the offset `read` (the tail that read them) has reached. Written to disk when it
+        can be; kept in memory either way."""
         table = pa.table(columns)
         series = {name: values for name, values in columns.items() if name not in (STEP, TIME)}
         summary_file = summary_table(series, columns[STEP], columns[TIME])
@@ -145,9 +146,11 @@ class MetricsCache:
             _write_table(self.dir / entry["summary_file"], summary_file)
             # Memory-mapped from now on: its pages belong to the page cache, not to this process.
             segment = self._read_segment(entry)
+            offset = read.offset
             with open(self.source, "rb") as f:
-                stat = os.fstat(f.fileno())
-                source = {"identity": [stat.st_dev, stat.st_ino], "fingerprint": _fingerprint(f, offset)}
+                # The identity of the file the rows were read from, not of the one there now: a file
+                # replaced since (a resume) then fails the next load's check.
+                source = {"identity": list(read.identity or ()), "fingerprint": _fingerprint(f, offset)}
             meta = {
                 "version": rf.METRICS_CACHE_VERSION,
                 "source": source,

@@ -123,7 +123,7 @@ class MetricsStore:
         """The rows in memory become a segment of the cache (mapped from its file from now on)."""
         frame = self._pending.frame()
         columns = {name: frame[name].to_numpy() for name in frame.columns}
-        segment = self._cache.append(columns, self._tail.offset, self.malformed, self._segment_rows)
+        segment = self._cache.append(columns, self._tail, self.malformed, self._segment_rows)
         self._segments.append(segment)
         self._segment_rows += segment.rows
         self._pending = GrowingFrame()
@@ -205,9 +205,12 @@ class MetricsView:
         limit = max(1, (max_points - 2) // 2)
         while True:  # each part starts a bucket: a part's last bucket can be partial
             buckets = Buckets.concat([_part_buckets(part, series, size, a, b) for part, a, b in ranges])
-            if len(buckets) <= limit or size == 1 and len(buckets) <= max_points:
+            if len(buckets) <= limit or size == 1 and len(buckets) <= max_points or size >= rows:
                 break
             size *= 2
+        if len(buckets) > limit:  # more parts than buckets fit (a run of ~65M rows and more)
+            factor = -(-len(buckets) // limit)
+            buckets, size = buckets.merge(factor), size * factor
         return SeriesBuckets(buckets, size, _newest(ranges, series))
 
     def finite_rows(self, series: str) -> np.ndarray:

@@ -4,7 +4,7 @@
     run = RunReader("runs/shakespeare_char-20260101-120000")
     while True:
         snap = run.snapshot()        # reads what was appended (at most every MIN_REFRESH_S)
-        print(snap.version, snap.metrics.tail(1))   # step, time, train/loss, ...
+        print(snap.version, snap.metrics_view.tail(1))   # step, time, train/loss, ...
         time.sleep(1)
 
 One RunReader is shared by every dashboard session (st.cache_resource, app.state). A lock makes
@@ -13,7 +13,9 @@ only when the caller's change token (app.run_watch) moved, at most every MIN_REF
 otherwise hands back the same RunSnapshot without touching the disk: ten open tabs cost one read.
 Each caller gets whole tables, never "lines since your last call" (sessions would steal each
 other's lines). Frames from the accessors (.metrics, ...) are cheap copies that a caller may
-modify without touching anyone else's.
+modify without touching anyone else's. Metrics are read through their cache
+(trainer.rundir.metrics_store): a reader of a ten-million-row run holds its cache's memory-mapped
+segments and the rows since, and builds the whole-run frame (.metrics) only when asked.
 
 Nothing here raises because a run is incomplete, being written, truncated on resume, or deleted:
 missing files read as empty, a torn last line waits until it is completed, malformed lines are
