@@ -104,8 +104,8 @@ class MetricsCache:
                 self.clear()
                 return None
             segments = [self._read_segment(entry) for entry in meta["segments"]]
-        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
-            self.clear()  # a missing or damaged segment, a meta.json of another shape
+        except Exception:  # a missing or damaged segment, files of another shape: the
+            self.clear()  # cache is disposable, so anything wrong with it means a rebuild, never an error
             return None
         self._entries = list(meta["segments"])
         return Loaded(segments, int(meta["offset"]), int(meta.get("malformed", 0)))

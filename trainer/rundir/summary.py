@@ -30,7 +30,7 @@ AXES = ("step", "time")
 # One row per (series, level, bucket) in a segment's summary file.
 SUMMARY_SCHEMA = pa.schema(
     [
-        ("series", pa.string()),
+        ("series", pa.dictionary(pa.int32(), pa.string())),  # codes: no string per bucket to read back
         ("level", pa.int64()),
         ("min", pa.float64()),
         ("max", pa.float64()),
@@ -183,8 +183,10 @@ def summary_table(columns: dict[str, np.ndarray], steps: np.ndarray, times: np.n
     if not parts:
         return SUMMARY_SCHEMA.empty_table()
     lengths = [len(b) for _, _, b in parts]
+    names = list(columns)
+    codes = np.repeat([names.index(name) for name, _, _ in parts], lengths).astype(np.int32)
     data = {
-        "series": pa.array(np.repeat([name for name, _, _ in parts], lengths).tolist(), pa.string()),
+        "series": pa.DictionaryArray.from_arrays(codes, pa.array(names, pa.string())),
         "level": np.repeat([level for _, level, _ in parts], lengths).astype(np.int64),
     }
     for name in _FIELDS:
@@ -196,13 +198,14 @@ def summary_index(table: pa.Table) -> dict[tuple[str, int], Buckets]:
     """{(series, level): Buckets} of a summary file (the arrays stay views of the table's buffers)."""
     if table.num_rows == 0:
         return {}
-    series = table.column("series").to_numpy(zero_copy_only=False)
+    column = table.column("series").combine_chunks()
+    series, names = column.indices.to_numpy(), column.dictionary.to_pylist()
     level = table.column("level").to_numpy()
     arrays = {name: table.column(name).to_numpy() for name in _FIELDS}
     keys = np.flatnonzero((series[1:] != series[:-1]) | (level[1:] != level[:-1])) + 1
     starts = np.concatenate(([0], keys))
     stops = np.concatenate((keys, [len(level)]))
     return {
-        (str(series[a]), int(level[a])): Buckets(*(arrays[name][a:b] for name in _FIELDS))
+        (names[series[a]], int(level[a])): Buckets(*(arrays[name][a:b] for name in _FIELDS))
         for a, b in zip(starts.tolist(), stops.tolist())
     }
