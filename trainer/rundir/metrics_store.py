@@ -205,7 +205,9 @@ class MetricsView:
         limit = max(1, (max_points - 2) // 2)
         while True:  # each part starts a bucket: a part's last bucket can be partial
             buckets = Buckets.concat([_part_buckets(part, series, size, a, b) for part, a, b in ranges])
-            if len(buckets) <= limit or size == 1 and len(buckets) <= max_points or size >= rows:
+            if size == 1 and len(buckets) <= max_points:
+                return SeriesBuckets(buckets, size, _newest(ranges, series))  # every row, one point each
+            if len(buckets) <= limit or size >= rows:
                 break
             size *= 2
         if len(buckets) > limit:  # more parts than buckets fit (a run of ~65M rows and more)
