@@ -11,7 +11,6 @@ check what would be drawn without a browser.
 from __future__ import annotations
 
 import functools
-import threading
 from typing import NamedTuple
 
 import altair as alt
@@ -19,10 +18,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from app.downsample import MAX_POINTS
-from app.series_cache import IncrementalSeries
+from app.smoothing import ema
 from trainer.doctor.outputs import VarianceCollapse
 from trainer.rundir import run_format as rf
+from trainer.rundir.metrics_store import MetricsView, SeriesBuckets
+from trainer.rundir.summary import MAX_POINTS
 
 X_STEP, X_TIME = "step", "time"
 # out/variance_ratio is pred_std / target_std (docs/run-format.md). The doctor's variance_collapse
@@ -41,58 +41,89 @@ LONG_COLUMNS = [name for name, _ in LONG_SCHEMA]
 EMPTY_TABLE = pa.table({name: pa.array([], type=kind) for name, kind in LONG_SCHEMA})
 
 
-# One IncrementalSeries per (run, series, axis, filter, smoothing), shared by every session: a
-# live refresh filters, smooths and buckets only the rows appended since the last one.
-_series: dict[tuple, IncrementalSeries] = {}
-_series_lock = threading.Lock()
-MAX_CACHED_SERIES = 512
+def _chart_points(drawn: SeriesBuckets, x: str, weight: float, positive_only: bool):
+    """(x, value, smoothed) of a series' buckets: each bucket's min and max, in x order (one point
+    when they are the same row), then the newest row if no bucket drew it.
+
+    smoothed is TensorBoard's debiased EMA at bucket resolution: over the bucket means, with the
+    weight a bucket of `size` rows carries (weight ** size). Buckets of one row (a run of up to
+    max_points rows, or a zoomed-in window) give exactly the EMA of the rows.
+    """
+    b = drawn.buckets
+    keep = b.count > 0
+    low_x, high_x = (at[keep] for at in b.x_at(x))
+    low, high = b.min[keep], b.max[keep]
+    means = b.total[keep] / b.count[keep]
+    smooth = ema(means, weight**drawn.size) if weight > 0 else None
+    low_first = low_x <= high_x
+    xs = np.stack([np.where(low_first, low_x, high_x), np.where(low_first, high_x, low_x)], axis=1).ravel()
+    values = np.stack([np.where(low_first, low, high), np.where(low_first, high, low)], axis=1).ravel()
+    ok = np.stack([np.ones(len(low), bool), (low_x != high_x) | (low != high)], axis=1).ravel()
+    smoothed = np.repeat(smooth, 2) if smooth is not None else values
+    if drawn.newest is not None:
+        step, time, value = drawn.newest
+        newest_x = step if x == X_STEP else time
+        if not ok.any() or newest_x > xs[ok][-1]:
+            xs, values = np.append(xs, newest_x), np.append(values, value)
+            smoothed = np.append(smoothed, smoothed[-1] if smooth is not None and len(smoothed) else value)
+            ok = np.append(ok, True)
+    ok &= np.isfinite(xs)
+    if positive_only:
+        ok &= values > 0
+    return xs[ok], values[ok], smoothed[ok]
 
 
-def _chart_points(key: tuple, xs: np.ndarray, ys: np.ndarray, weight: float, positive_only: bool, max_points: int):
-    with _series_lock:
-        if len(_series) > MAX_CACHED_SERIES:
-            _series.clear()
-        series = _series.setdefault(
-            (*key, weight, positive_only, max_points), IncrementalSeries(weight, positive_only, max_points)
-        )
-        return series.update(xs, ys)
+def _view(metrics: MetricsView | pd.DataFrame) -> MetricsView:
+    """A run's metrics as a view; a DataFrame (a test's) with non-numbers read as NaN."""
+    if isinstance(metrics, MetricsView):
+        return metrics
+    numeric = {
+        c: metrics[c] if metrics[c].dtype.kind in "iuf" else pd.to_numeric(metrics[c], errors="coerce")
+        for c in metrics.columns
+    }
+    return MetricsView.from_frame(pd.DataFrame(numeric))
 
 
-def _numbers(column: pd.Series) -> np.ndarray:
-    """A numeric column as its own numpy array (no copy, ints stay ints: IncrementalSeries converts
-    only the rows it has not seen); anything else becomes float64 with NaN for non-numbers."""
-    if column.dtype.kind in "iuf":
-        return column.to_numpy()
-    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+def _points(view: MetricsView, column: str, x: str, weight: float, positive_only: bool, max_points: int, low):
+    """_chart_points, remembered by the view: it never changes, and every session shares it."""
+    memo = view.derived
+    key = ("chart_points", column, x, weight, positive_only, max_points, low)
+    if key not in memo:
+        memo[key] = _chart_points(view.buckets(column, x, max_points, low=low), x, weight, positive_only)
+    return memo[key]
 
 
 def series_table(
-    frames: dict[str, pd.DataFrame],
+    frames: dict[str, MetricsView | pd.DataFrame],
     columns: list[str],
     x: str = X_STEP,
     smoothing: float = 0.0,
     max_points: int = MAX_POINTS,
     positive_only: bool = False,
+    low: float | None = None,
 ) -> pa.Table:
     """One long Arrow table (run, series, line, x, value, smoothed) for several runs and series.
 
-    The EMA runs over the full series (those `smoothed` allows), then min/max downsampling picks
-    which points go to the browser, so at most about max_points rows per (run, series).
-    positive_only drops values <= 0 (a log axis cannot show them). Arrow, not pandas: st.vega_lite_chart sends an Arrow table as
+    frames: each run's metrics (a snapshot's metrics_view; a DataFrame works too). Each series is
+    drawn from min/max buckets (trainer.rundir.summary), so at most about max_points points per
+    (run, series) whatever the run's length, smoothed as _chart_points says (those `smoothed` allows).
+    positive_only drops values <= 0 (a log axis cannot show them); low, if given, draws only the
+    rows from there on the x axis (a zoom: few enough rows are drawn one point per row). Arrow, not pandas: st.vega_lite_chart sends an Arrow table as
     it is, while a DataFrame costs a pandas-to-Arrow conversion (with thread start-ups) per chart.
     """
     names, xs_parts, value_parts, smooth_parts = [], [], [], []
     several_runs = len(frames) > 1
     for run_id, frame in frames.items():
-        if frame is None or x not in frame.columns:
+        if frame is None:
             continue
-        xs_all = _numbers(frame[x])
+        view = _view(frame)
+        if x not in view.columns:
+            continue
         for column in columns:
-            if column not in frame.columns:
+            if column not in view.columns:
                 continue
-            key = (run_id, column, x)
             weight = smoothing if smoothed(column) else 0.0
-            xs, values, smooth = _chart_points(key, xs_all, _numbers(frame[column]), weight, positive_only, max_points)
+            xs, values, smooth = _points(view, column, x, weight, positive_only, max_points, low)
             if not len(xs):
                 continue
             names.append((run_id, column, f"{run_id} · {column}" if several_runs else column, len(xs)))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+TAIL_ROWS = 2000  # the newest rows a tile looks back over for a series' last two finite values
 
 
 def latest_with_change(frame: pd.DataFrame | None, columns: list[str]) -> dict[str, tuple[float, float | None]]:
@@ -29,7 +30,7 @@ def latest_with_change(frame: pd.DataFrame | None, columns: list[str]) -> dict[s
         if column not in frame.columns:
             continue
         # Only the tail matters; a million-row column is not scanned (nor converted).
-        values = frame[column].to_numpy()[-2000:]
+        values = frame[column].to_numpy()[-TAIL_ROWS:]
         if values.dtype.kind in "iuf":
             tail = values.astype(float, copy=False)
         else:

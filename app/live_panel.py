@@ -28,6 +28,12 @@ TILE_SERIES = (
     (rf.SAMPLES_PER_S, "samples/s", "normal"),
 )
 BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
+# The Live page's zoom: all steps, or only the newest N (drawn from their raw rows when they fit).
+LAST_STEPS = (None, 1_000, 10_000, 100_000)
+
+
+def last_steps_label(steps: int | None) -> str:
+    return "all" if steps is None else f"last {steps:,}"
 
 
 def format_number(value: float) -> str:
@@ -83,7 +89,7 @@ def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
 
 
 def tiles(view: RunSnapshot) -> None:
-    latest = live_data.latest_with_change(view.metrics, [s for s, _, _ in TILE_SERIES])
+    latest = live_data.latest_with_change(view.metrics_view.tail(live_data.TAIL_ROWS), [s for s, _, _ in TILE_SERIES])
     shown = [(s, label, colour) for s, label, colour in TILE_SERIES if s in latest]
     if not shown:
         st.caption("No metrics yet: the first row appears after log_interval steps.")
@@ -95,11 +101,14 @@ def tiles(view: RunSnapshot) -> None:
         )
 
 
-def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float) -> None:
-    frames = {v.run_id: v.metrics for v in views if not v.metrics.empty}
+def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float, last_steps: int | None = None) -> None:
+    frames = {v.run_id: v.metrics_view for v in views if not v.metrics_view.empty}
     if not frames:
         st.info("Waiting for the first metrics row...")
         return
+    low = None
+    if last_steps is not None:  # the newest step of any run shown, less the zoom
+        low = max(int(view.tail(1)["step"].iloc[-1]) for view in frames.values()) - last_steps + 1
     drawn = 0
     cols = st.columns(2)
     for chart in charts.CHARTS:
@@ -111,7 +120,9 @@ def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float) 
             chart.log_applies,
         )
         weight = smoothing if chart.smooth else 0.0
-        long = charts.series_table(frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies)
+        long = charts.series_table(
+            frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies, low=low
+        )
         if not long.num_rows:
             continue
         with cols[drawn % 2]:
@@ -124,13 +135,14 @@ def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float) 
         drawn += 1
 
 
-def render(run_ids: list[str], x: str, log_y: bool, smoothing: float) -> None:
-    """One live refresh (its server time goes to DASHBOARD_TIMING_LOG when set, see app.timing)."""
+def render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps: int | None = None) -> None:
+    """One live refresh (its server time goes to DASHBOARD_TIMING_LOG when set, see app.timing).
+    last_steps: draw only the newest that many steps (the step axis), else all."""
     with timing.logged("live"):
-        _render(run_ids, x, log_y, smoothing)
+        _render(run_ids, x, log_y, smoothing, last_steps)
 
 
-def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float) -> None:
+def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps: int | None) -> None:
     views = [state.run_view(r) for r in run_ids]
     for view in views:
         if not view.exists:
@@ -143,4 +155,4 @@ def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float) -> None:
     live = [v for v in views if v.exists]
     if len(live) == 1:
         tiles(live[0])
-    chart_grid(live, x, log_y, smoothing)
+    chart_grid(live, x, log_y, smoothing, last_steps)

@@ -1,7 +1,8 @@
 """A head start for the run a user is most likely to open next: while the runs table is on
 screen, the newest runs are read in the background, so that clicking one shows its charts without
-first waiting for a cold read of its metrics (about 0.6 s for a million rows). TensorBoard loads
-its runs eagerly for the same reason; here only the newest few are read, once per process.
+first waiting for its read. With the metrics cache (trainer/rundir/metrics_cache.py) that read is
+short for a run of any length; it matters for a run opened for the first time, whose whole
+metrics.jsonl is parsed (and cached). Only the newest few are read, once per process.
 
     prefetch.start([info.run_id for info in infos])
 """
@@ -14,7 +15,7 @@ import threading
 from app import state
 from trainer.errors import RunIdError
 
-NEWEST = 2  # runs read ahead: a few hundred MB of frames at most for million-row runs
+NEWEST = 2  # runs read ahead: each holds its cache's summaries and the rows not cached yet
 _lock = threading.Lock()
 _started: set[str] = set()
 

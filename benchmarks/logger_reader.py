@@ -12,7 +12,9 @@
     fallback), vs polars told to infer its schema from every row (the simple way not to lose late
     keys), vs a plain json.loads loop into a DataFrame, vs TensorBoard's EventAccumulator on
     1,000,000 scalars (into a DataFrame); plus read_metrics on a file whose keys appear late
-    (val/loss every 100 rows, a series added at the middle row, as after a resume).
+    (val/loss every 100 rows, a series added at the middle row, as after a resume). Every load here
+    is read_metrics(path, use_cache=False): a parse of every line, as on a run's first open (a later
+    open reads its metrics cache instead: benchmarks/long_runs.py).
 (c) incremental: RunReader.refresh() plus the .metrics frame after 1,000 rows were appended, on a
     10,000-row and on the 1,000,000-row file (the time should not depend on the file's size).
 CPU seconds are printed beside wall seconds: the machine is shared, and the load average is shown.
@@ -151,7 +153,7 @@ def bench_without_polars(path: Path) -> Clock:
     saved, jsonl_frame.pl = jsonl_frame.pl, None
     try:
         with Clock() as clock:
-            read_metrics(path)
+            read_metrics(path, use_cache=False)
     finally:
         jsonl_frame.pl = saved
     return clock
@@ -221,8 +223,8 @@ def run_all(work: Path, rows: int, tb_scalars: int, tb_points: int) -> dict:
     metrics = runs_dir / "bench" / rf.METRICS_FILE
     r["file_mb"] = metrics.stat().st_size / 1e6
     print("(b) cold loads ...", flush=True)
-    r["read_metrics"] = best_of(3, lambda: read_metrics(metrics))
-    frame = read_metrics(metrics)
+    r["read_metrics"] = best_of(3, lambda: read_metrics(metrics, use_cache=False))
+    frame = read_metrics(metrics, use_cache=False)
     assert len(frame) == rows and list(frame.columns[2:]) == SERIES
     r["polars_floor"] = best_of(3, lambda: _polars().read_ndjson(metrics).to_pandas())
     r["no_polars"] = bench_without_polars(metrics)
@@ -230,16 +232,16 @@ def run_all(work: Path, rows: int, tb_scalars: int, tb_points: int) -> dict:
     r["json_loop"] = bench_json_loop(metrics)
     late = write_late_keys_run(runs_dir, "late", rows) / rf.METRICS_FILE
     r["late_mb"] = late.stat().st_size / 1e6
-    r["read_late"] = best_of(3, lambda: read_metrics(late))
-    frame = read_metrics(late)
+    r["read_late"] = best_of(3, lambda: read_metrics(late, use_cache=False))
+    frame = read_metrics(late, use_cache=False)
     assert (
         frame[rf.VAL_LOSS].notna().sum() == (rows + 99) // 100
         and frame["resumed/series"].notna().sum() == rows - rows // 2
     )
     narrow = write_plain_run(runs_dir, "narrow", rows, series=3) / rf.METRICS_FILE
     r["narrow_mb"] = narrow.stat().st_size / 1e6
-    r["read_narrow"] = best_of(3, lambda: read_metrics(narrow))
-    assert len(read_metrics(narrow)) == rows
+    r["read_narrow"] = best_of(3, lambda: read_metrics(narrow, use_cache=False))
+    assert len(read_metrics(narrow, use_cache=False)) == rows
     print(f"(b) TensorBoard EventAccumulator on {tb_scalars:,} scalars ...", flush=True)
     r["tb_reader"] = bench_tensorboard_reader(work / "tb_read", tb_scalars)
     print("(c) incremental reads ...", flush=True)

@@ -13,7 +13,7 @@ if not picked:
     st.stop()
 
 views = [state.run_view(r) for r in picked]
-frames = {v.run_id: v.metrics for v in views if v.exists and not v.metrics.empty}
+frames = {v.run_id: v.metrics_view for v in views if v.exists and not v.metrics_view.empty}
 for v in views:
     if not v.exists:
         st.warning(v.error)
@@ -40,13 +40,13 @@ else:
 st.subheader("Export metrics")
 export_run = st.selectbox("Run", [v.run_id for v in views if v.exists], key="compare_export_run")
 if export_run:
-    frame = frames.get(export_run)
-    if frame is None:
+    metrics = frames.get(export_run)
+    if metrics is None:
         st.caption("No metrics yet.")
     else:
         st.download_button(
-            f"Download {export_run} metrics.csv ({len(frame)} rows)",
-            data=lambda: compare.metrics_csv(frame),
+            f"Download {export_run} metrics.csv ({len(metrics)} rows)",
+            data=lambda: compare.metrics_csv(metrics.frame()),  # every row, only when asked
             file_name=f"{export_run}-metrics.csv",
             mime="text/csv",
             key="compare_download",

@@ -10,7 +10,7 @@ layout.flash()
 layout.no_runs_guard()
 
 picked = layout.run_picker("Runs (several overlay)", key="live_runs")
-controls = st.columns([2, 1, 3])
+controls = st.columns([2, 1, 3, 2])
 x = controls[0].radio(
     "x axis",
     [charts.X_STEP, charts.X_TIME],
@@ -20,6 +20,14 @@ x = controls[0].radio(
 )
 log_y = controls[1].toggle("log scale", key="live_log")
 smoothing = controls[2].slider("smoothing (EMA, debiased)", 0.0, 0.99, 0.6, 0.01, key="live_smoothing")
+last_steps = controls[3].selectbox(
+    "steps shown",
+    live_panel.LAST_STEPS,
+    key="live_last_steps",
+    format_func=live_panel.last_steps_label,
+    disabled=x != charts.X_STEP,
+    help="Zoom in on the newest steps: their raw rows, not buckets (step axis only).",
+)
 
 if not picked:
     st.info("Pick a run above.")
@@ -28,7 +36,7 @@ if not picked:
 
 @st.fragment(run_every=1.0)
 def live() -> None:
-    live_panel.render(picked, x, log_y, smoothing)
+    live_panel.render(picked, x, log_y, smoothing, last_steps if x == charts.X_STEP else None)
 
 
 layout.fork_form()  # above the charts: the alert banner's "Fork with this fix" fills it

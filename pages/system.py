@@ -26,7 +26,9 @@ def system() -> None:
         row = system_stats.process_row(info.run_id, view.status)
         if row:
             rows.append(row)
-        latest = live_data.latest_with_change(view.metrics, [rf.CUDA_MEM_MB, rf.CUDA_MEM_PEAK_MB])
+        latest = live_data.latest_with_change(
+            view.metrics_view.tail(live_data.TAIL_ROWS), [rf.CUDA_MEM_MB, rf.CUDA_MEM_PEAK_MB]
+        )
         if latest:
             device = (view.status or {}).get("device", "")
             devices.append({"run": info.run_id, "device": device, **{k: v[0] for k, v in latest.items()}})

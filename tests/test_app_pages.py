@@ -220,6 +220,24 @@ def test_live_page_reads_a_half_written_line_without_failing(launched, runs_dir)
     assert not at.exception and len(at.get("vega_lite_chart")) >= 6
 
 
+def test_live_page_draws_a_long_run_from_its_cache_without_holding_its_rows(launched, runs_dir):
+    make_run(runs_dir, "long", steps=1)
+    rows = 200_000
+    lines = (f'{{"step":{s},"time":{1e9 + s},"train/loss":{1 + 1 / s},"lr":0.001}}\n' for s in range(2, rows + 2))
+    with open(runs_dir / "long" / rf.METRICS_FILE, "a") as f:
+        f.write("".join(lines))
+    at = open_app("live.py", selected_runs=["long"])
+    loss = next(c.value for c in at.caption if c.value.startswith("Loss · "))
+    points = int(loss.split(" · ")[1].split()[0])
+    assert points <= 2002 and loss.endswith(f"step {rows + 1}")
+    assert (runs_dir / "long" / rf.METRICS_CACHE_DIR / rf.METRICS_CACHE_META).is_file()
+    snapshot = state.run_view("long")
+    assert "metrics" not in snapshot.__dict__  # the run's rows as a frame were never built
+    at.selectbox(key="live_last_steps").set_value(1_000).run()  # zoomed in: the newest rows, one point each
+    loss = next(c.value for c in at.caption if c.value.startswith("Loss · "))
+    assert loss.startswith("Loss · 1000 points") and loss.endswith(f"step {rows + 1}")
+
+
 def test_live_page_with_log_scale_and_wall_time_axis(launched, runs_dir):
     make_run(runs_dir, "axes")
     at = open_app("live.py", selected_runs=["axes"])

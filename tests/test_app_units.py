@@ -7,39 +7,41 @@ import pandas as pd
 import pytest
 
 from app import charts, compare, live_data, run_forms, sample_stats
-from app.downsample import bucket_size, downsample, minmax_indices
 from app.live_panel import format_number
 from app.markdown import escape
-from app.smoothing import IncrementalEma, ema
+from app.smoothing import ema
+from trainer.rundir.metrics_store import MetricsView
 from trainer.runs import process
 
 
-def test_downsampling_keeps_a_single_spike_in_a_million_points():
+def test_a_chart_of_a_million_rows_keeps_a_single_spike_and_its_dip():
     values = np.ones(1_000_000)
     values[654_321] = 50.0
     values[123_456] = -7.0
-    idx = minmax_indices(values, 2000)
-    assert len(idx) <= 2002
-    assert 654_321 in idx and 123_456 in idx
-    assert idx[0] == 0 and idx[-1] == len(values) - 1
-
-
-def test_downsampling_buckets_stay_put_as_a_live_series_grows():
-    rng = np.random.default_rng(0)
-    values = rng.normal(size=300_000)
-    a = minmax_indices(values[:290_000])
-    b = minmax_indices(values)
-    size = bucket_size(300_000)
-    assert size == bucket_size(290_000)
-    complete = (290_000 // size) * size
-    assert set(a[(a < complete) & (a > 0)]) == set(b[(b < complete) & (b > 0)])
+    frame = pd.DataFrame({"step": np.arange(1_000_000), "train/loss": values})
+    long = charts.series_table({"a": frame}, ["train/loss"]).to_pandas()
+    assert len(long) <= 2002
+    assert set(long.loc[long["value"] != 1.0, "x"]) == {654_321.0, 123_456.0}
+    assert long["x"].iloc[-1] == 999_999  # the newest row is always drawn
 
 
 def test_short_series_are_not_downsampled_and_missing_values_are_skipped():
     frame = pd.DataFrame({"step": [1, 2, 3, 4], "val/loss": [None, 2.0, None, 1.5]})
-    out = downsample(frame, "step", ["val/loss"])
-    assert out["step"].tolist() == [2.0, 4.0]
-    assert out["value"].tolist() == [2.0, 1.5]
+    long = charts.series_table({"a": frame}, ["val/loss"]).to_pandas()
+    assert long["x"].tolist() == [2.0, 4.0]
+    assert long["value"].tolist() == [2.0, 1.5]
+
+
+def test_a_short_series_is_smoothed_row_by_row_and_a_long_one_by_bucket_means():
+    values = np.random.default_rng(1).normal(size=3000)
+    short = pd.DataFrame({"step": np.arange(1500), "train/loss": values[:1500]})
+    long = charts.series_table({"a": short}, ["train/loss"], smoothing=0.9).to_pandas()
+    assert np.allclose(long["smoothed"], ema(values[:1500], 0.9))  # exactly TensorBoard's EMA
+    frame = pd.DataFrame({"step": np.arange(3000), "train/loss": values})
+    drawn = MetricsView.from_frame(frame).buckets("train/loss", max_points=1000)
+    means = drawn.buckets.total / drawn.buckets.count
+    smoothed = charts.series_table({"a": frame}, ["train/loss"], smoothing=0.9, max_points=1000)["smoothed"]
+    assert set(np.round(smoothed.to_numpy(), 12)) == set(np.round(ema(means, 0.9**drawn.size), 12))
 
 
 def test_ema_matches_tensorboards_debiased_loop():
@@ -190,39 +192,13 @@ def test_metrics_csv_puts_step_and_time_first():
     assert compare.metrics_csv(frame).decode().splitlines() == ["step,time,train/loss", "1,5.0,2.0"]
 
 
-def test_incremental_ema_smooths_only_the_new_rows_yet_matches_the_full_ema():
-    values = np.random.default_rng(1).normal(size=3000)
-    smoother = IncrementalEma(0.9)
-    for n in (1, 2, 700, 3000, 3000):
-        assert np.allclose(smoother(values[:n]), ema(values[:n], 0.9))
-    shifted = values[:100] + 1  # a different series (a run restarted): starts over
-    assert np.allclose(smoother(shifted), ema(shifted, 0.9))
-
-
-def test_downsampling_with_gaps_takes_the_same_spikes_as_without():
+def test_a_chart_with_gaps_takes_the_same_spikes_as_without():
     values = np.ones(100_000)
     values[5] = 9.0
     values[50_000] = np.nan
-    idx = minmax_indices(values)
-    assert 5 in idx and 50_000 not in idx and len(idx) <= 2002
-
-
-def test_incremental_series_draws_the_same_points_as_a_full_recompute_as_rows_arrive():
-    from app.series_cache import IncrementalSeries
-
-    rng = np.random.default_rng(2)
-    steps = np.arange(1, 300_001)  # int64, as the reader gives it
-    values = rng.normal(size=len(steps))
-    values[123_457] = 40.0  # a spike that must survive
-    series = IncrementalSeries(weight=0.6)
-    for n in (10, 2_000, 2_001, 77_777, 150_000, 150_010, 300_000):
-        xs, drawn, smooth = series.update(steps[:n], values[:n])
-        idx = minmax_indices(values[:n])
-        assert np.array_equal(xs, steps[:n][idx].astype(float))
-        assert np.array_equal(drawn, values[:n][idx])
-        assert np.allclose(smooth, ema(values[:n], 0.6)[idx])
-    assert 40.0 in drawn
-    assert series.update(steps, values)[0] is xs  # no new rows: the same arrays, nothing recomputed
+    frame = pd.DataFrame({"step": np.arange(100_000), "train/loss": values})
+    long = charts.series_table({"a": frame}, ["train/loss"]).to_pandas()
+    assert 5.0 in set(long["x"]) and 50_000.0 not in set(long["x"]) and len(long) <= 2002
 
 
 def test_chart_table_is_arrow_and_gets_a_utc_timestamp_for_the_wall_time_axis():

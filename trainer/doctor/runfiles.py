@@ -2,10 +2,10 @@
 
 Any subset of files works (only metrics.jsonl, say); missing or unreadable files read as empty.
 A metrics.jsonl of up to FULL_ROWS rows is replayed row by row, exactly as written, so
-`diagnose` and the live doctor agree. A longer one (a 1,000,000-row run) is sampled: every k-th
-row (about SAMPLED_ROWS of them) plus the rows that carry a null/NaN/Infinity (the first
-MAX_SPECIAL_ROWS) and up to MAX_EVAL_ROWS evenly spaced val/loss rows (the first in each of
-MAX_EVAL_ROWS equal byte ranges), in file order. The onset of
+`diagnose` and the live doctor agree. A longer one (a 1,000,000-row run) is sampled through the
+metrics cache that the dashboard reads too: every k-th row (about SAMPLED_ROWS of them) and up to
+MAX_EVAL_ROWS evenly spaced val/loss rows, plus the lines that carry a null/NaN/Infinity (the
+first MAX_SPECIAL_ROWS), in step order. The onset of
 a non-finite value is therefore never missed; a loss spike that lasts fewer than k rows can be:
 that is the price of diagnosing a million rows in a couple of seconds.
 """
@@ -19,13 +19,13 @@ import numpy as np
 
 from trainer.rundir import jsonl
 from trainer.rundir import run_format as rf
+from trainer.rundir.metrics_store import MetricsStore
 
 FULL_ROWS = 20_000  # replayed row by row up to this many rows
 SAMPLED_ROWS = 10_000  # past it, about this many evenly spaced rows (plus the special ones)
 MAX_EVAL_ROWS = 5_000  # evals kept (evenly spaced when there are more)
 MAX_SPECIAL_ROWS = 20_000  # non-finite rows looked up by marker; the sampled rows carry the rest
 _NON_FINITE_MARKERS = (b"null", b"NaN", b"Infinity")
-_VAL_MARKER = b'"' + rf.VAL_LOSS.encode() + b'"'
 
 
 def read_records(path: Path) -> list[dict]:
@@ -61,55 +61,57 @@ def metrics_records(path: Path) -> tuple[list[dict], int, int]:
 
 
 def _sampled(path: Path) -> tuple[list[dict], int, int]:
-    """Every k-th line, plus the lines that carry val/loss or a non-finite value.
+    """Every k-th row and evenly spaced val/loss rows from the metrics cache (made or extended by
+    reading through it: trainer.rundir.metrics_store), plus the lines that carry a non-finite value.
 
-    Parsing JSON is the cost of a big file, so only the lines kept are parsed. Newlines are found
-    with numpy and the special lines with bytes.find, so nothing loops over every line in Python.
+    The cache reads a value logged as null and a value not logged alike (NaN), so the lines with a
+    null, NaN or Infinity are found in the JSON bytes and parsed as written; each replaces the
+    cached row it repeats (same step and time). Records are in step order, then time order.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return [], 0, 1
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)  # a torn last line has no end
-    n = len(ends)
+    store = MetricsStore(path)
+    store.refresh()
+    view = store.view()
+    n = view.rows
     if n == 0:
         return [], 0, 1
-    starts = np.concatenate(([0], ends[:-1] + 1))
     stride = max(1, math.ceil(n / SAMPLED_ROWS))
-    keep = [np.arange(0, n, stride), np.array([n - 1])]
-    for marker in _NON_FINITE_MARKERS:
-        keep.append(_lines_with(data, marker, ends, MAX_SPECIAL_ROWS))
-    keep.append(_first_in_chunks(data, _VAL_MARKER, ends, MAX_EVAL_ROWS))
-    records = []
-    for i in np.unique(np.concatenate(keep)).tolist():
-        record = jsonl.parse_record(data[starts[i] : ends[i]])
-        if record is not None and _int_step(record.get("step")):
-            records.append(_nulls_for_non_finite(record))
+    evals = view.finite_rows(rf.VAL_LOSS)
+    if len(evals) > MAX_EVAL_ROWS:
+        evals = evals[np.linspace(0, len(evals) - 1, MAX_EVAL_ROWS).astype(np.int64)]
+    picked = np.unique(np.concatenate([np.arange(0, n, stride), [n - 1], evals]).astype(np.int64))
+    special = [_nulls_for_non_finite(record) for record in _non_finite_records(path)]
+    repeated = {(record["step"], record.get("time")) for record in special}
+    records = [r for r in view.records(picked) if (r["step"], r.get("time")) not in repeated] + special
+    records.sort(key=lambda record: (record["step"], _number(record.get("time"))))
     return records, n, stride
 
 
-def _first_in_chunks(data: bytes, marker: bytes, ends, chunks: int):
-    """Indices of the first line containing marker in each of `chunks` equal byte ranges: evenly
-    spaced evals without scanning past the first match of each range."""
-    size = max(1, len(data) // chunks)
-    offsets = []
-    for start in range(0, len(data), size):
-        pos = data.find(marker, start, start + size + len(marker))
-        if pos != -1:
-            offsets.append(pos)
-    lines = np.searchsorted(ends, np.asarray(offsets, dtype=np.int64))
-    return np.unique(lines[lines < len(ends)])
+def _number(value) -> float:
+    return value if isinstance(value, (int, float)) and value == value else -math.inf
 
 
-def _lines_with(data: bytes, marker: bytes, ends, limit: int | None):
-    """Indices of the lines containing marker (the first `limit` of them)."""
-    offsets = []
-    pos = data.find(marker)
-    while pos != -1 and (limit is None or len(offsets) < limit):
-        offsets.append(pos)
-        pos = data.find(marker, pos + len(marker))
-    lines = np.searchsorted(ends, np.asarray(offsets, dtype=np.int64))
-    return lines[lines < len(ends)]
+def _non_finite_records(path: Path) -> list[dict]:
+    """The records on lines that hold a null, NaN or Infinity (the first MAX_SPECIAL_ROWS of each)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return []
+    starts = set()
+    for marker in _NON_FINITE_MARKERS:
+        pos, found = data.find(marker), 0
+        while pos != -1 and found < MAX_SPECIAL_ROWS:
+            starts.add(data.rfind(b"\n", 0, pos) + 1)
+            found += 1
+            pos = data.find(marker, pos + len(marker))
+    records = []
+    for start in sorted(starts):
+        end = data.find(b"\n", start)
+        if end == -1:
+            continue  # a torn last line
+        record = jsonl.parse_record(data[start:end])
+        if record is not None and _int_step(record.get("step")):
+            records.append(record)
+    return records
 
 
 def _nulls_for_non_finite(record: dict) -> dict:

@@ -1,8 +1,7 @@
 """An array that grows at the end in amortised O(1) per value, for series that only get longer.
 
 The one growing buffer of the project: each column of the reader's frames
-(trainer.rundir.jsonl_frame.GrowingFrame) is one, and so is each series the dashboard keeps
-ready for charting (app.series_cache, app.smoothing).
+(trainer.rundir.jsonl_frame.GrowingFrame) is one: the grads, and the metrics rows not cached yet.
 
     values = GrowingArray()
     values.extend(new_rows)

@@ -77,8 +77,27 @@ class JsonlTail:
         self.malformed += malformed
         return records
 
-    def poll_block(self) -> bytes:
-        """The raw bytes of the new complete lines (ending with a newline), b"" if none."""
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the file the last poll read, None before one found it."""
+        return self._identity
+
+    def start_at(self, offset: int) -> None:
+        """Take the file as already read up to offset (a line end; a cache covered it): the next
+        poll reads from there, or from byte 0 if the file is not the one it was."""
+        try:
+            with open(self.path, "rb") as f:
+                stat = os.fstat(f.fileno())
+                self._identity = (stat.st_dev, stat.st_ino)
+                self._head = os.pread(f.fileno(), min(self.HEAD_BYTES, offset), 0)
+        except OSError:
+            return
+        self.offset = offset
+
+    def poll_block(self, limit: int | None = None) -> bytes:
+        """The raw bytes of the new complete lines (ending with a newline), b"" if none; with limit,
+        about that many at most (more only when one line is longer), the rest at the next poll, as
+        a bytearray."""
         self.was_reset = False
         try:
             f = open(self.path, "rb")
@@ -93,14 +112,26 @@ class JsonlTail:
             if stat.st_size <= self.offset:
                 return b""
             f.seek(self.offset)
-            data = f.read()
+            if limit is None:
+                data = f.read()
+            else:
+                # A bytearray, so that the torn end of the piece is cut off in place, not copied.
+                data = bytearray(min(limit, stat.st_size - self.offset))
+                del data[f.readinto(data) :]
+                if b"\n" not in data:
+                    data += f.read()  # one line longer than limit: read it whole
         end = data.rfind(b"\n") + 1
         if end == 0:
             return b""  # only a torn line so far
         if len(self._head) < self.HEAD_BYTES:
-            self._head = (self._head + data[: self.HEAD_BYTES])[: min(self.HEAD_BYTES, self.offset + end)]
+            self._head = bytes(self._head + data[: self.HEAD_BYTES])[: min(self.HEAD_BYTES, self.offset + end)]
         self.offset += end
-        return data if end == len(data) else data[:end]
+        if end == len(data):
+            return data
+        if isinstance(data, bytearray):
+            del data[end:]
+            return data
+        return data[:end]
 
     def _rewritten(self, f, size: int) -> bool:
         if size < self.offset:

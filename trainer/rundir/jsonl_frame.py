@@ -2,7 +2,7 @@
 
 trainer.rundir.reader uses this for metrics.jsonl and grads.jsonl, whose values are numbers. Parsers are
 picked by the size of what arrived and by what is in it:
-- a big block (a cold load: the whole file) goes through polars' NDJSON reader in ~8 MB pieces,
+- a big block (a cold load: up to 64 MB at a time) goes through polars' NDJSON reader in ~16 MB pieces,
   about twice as fast end to end as pyarrow's JSON reader; a key first seen late in the file
   (val/loss at the first eval, a series added on resume) is never lost: see _parse_with_polars;
 - a piece polars refuses (a malformed line; a string, list or bool where a number belongs) is
@@ -41,7 +41,7 @@ except ImportError:  # optional: pyarrow parses instead, ~2x slower on a cold lo
 FAST_MIN_BYTES = 64 * 1024
 # A cold load is parsed in pieces of this size: no giant intermediate tables, and a piece is the
 # most that one bad line or one new key can slow down.
-BIG_PIECE_BYTES = 8 << 20
+BIG_PIECE_BYTES = 16 << 20
 # A piece that fails is re-read in pieces of this size, and only those that fail line by line.
 PIECE_BYTES = 1 << 20
 STEP, TIME = "step", "time"

@@ -4,7 +4,7 @@
     run = RunReader("runs/shakespeare_char-20260101-120000")
     while True:
         snap = run.snapshot()        # reads what was appended (at most every MIN_REFRESH_S)
-        print(snap.version, snap.metrics.tail(1))   # step, time, train/loss, ...
+        print(snap.version, snap.metrics_view.tail(1))   # step, time, train/loss, ...
         time.sleep(1)
 
 One RunReader is shared by every dashboard session (st.cache_resource, app.state). A lock makes
@@ -13,7 +13,9 @@ only when the caller's change token (app.run_watch) moved, at most every MIN_REF
 otherwise hands back the same RunSnapshot without touching the disk: ten open tabs cost one read.
 Each caller gets whole tables, never "lines since your last call" (sessions would steal each
 other's lines). Frames from the accessors (.metrics, ...) are cheap copies that a caller may
-modify without touching anyone else's.
+modify without touching anyone else's. Metrics are read through their cache
+(trainer.rundir.metrics_store): a reader of a ten-million-row run holds its cache's memory-mapped
+segments and the rows since, and builds the whole-run frame (.metrics) only when asked.
 
 Nothing here raises because a run is incomplete, being written, truncated on resume, or deleted:
 missing files read as empty, a torn last line waits until it is completed, malformed lines are
@@ -24,6 +26,7 @@ directory that is gone keeps its last data (its snapshot says exists=False and w
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import threading
 import time
@@ -36,7 +39,8 @@ import pandas as pd
 from trainer.rundir import run_format as rf
 from trainer.rundir.files import file_key
 from trainer.rundir.jsonl import JsonlTail
-from trainer.rundir.jsonl_frame import GrowingFrame, parse_numeric_lines, records_to_columns
+from trainer.rundir.jsonl_frame import GrowingFrame, records_to_columns
+from trainer.rundir.metrics_store import MetricsStore, MetricsView
 from trainer.rundir.status import read_config, read_status
 
 MIN_REFRESH_S = 0.25  # snapshot() reads at most this often, whatever the tokens say
@@ -53,11 +57,13 @@ class RunSnapshot:
     exists is False when the run directory is gone (the tables then hold the last data read) or
     its id was refused (empty tables); error says why, or what went wrong reading. A snapshot is
     shared by every caller that asked with the same token: read its tables, never modify them.
+    metrics_view is the metrics as charts read them (buckets, the newest rows), in bounded memory
+    for a run of any length; metrics is every row as a DataFrame, built on first use.
     """
 
     run_id: str
     exists: bool = True
-    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metrics_view: MetricsView = field(default_factory=lambda: MetricsView([], ["step", "time"]))
     samples: pd.DataFrame = field(default_factory=pd.DataFrame)
     events: pd.DataFrame = field(default_factory=pd.DataFrame)
     grads: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -65,6 +71,11 @@ class RunSnapshot:
     config: dict | None = None
     version: int = 0  # the reader's version: equal versions of one run directory mean equal data
     error: str = ""
+
+    @functools.cached_property
+    def metrics(self) -> pd.DataFrame:
+        """Every metrics row (the whole run in memory: a page draws from metrics_view instead)."""
+        return self.metrics_view.frame()
 
 
 class RunReader:
@@ -81,8 +92,8 @@ class RunReader:
         self.run_dir = Path(run_dir)
         self.min_refresh_s = min_refresh_s
         self._lock = threading.RLock()
-        self._tails = {name: JsonlTail(self.run_dir / name) for name in rf.JSONL_FILES}
-        self._metrics = GrowingFrame()
+        self._tails = {name: JsonlTail(self.run_dir / name) for name in rf.JSONL_FILES if name != rf.METRICS_FILE}
+        self._metrics = MetricsStore(self.run_dir / rf.METRICS_FILE)
         self._grads = GrowingFrame()
         self._samples = _RecordFrame()
         self._events = _RecordFrame()
@@ -102,8 +113,8 @@ class RunReader:
     def refresh(self) -> bool:
         """Read what was appended or replaced since the last refresh; True if anything changed."""
         with self._lock:
-            changed = self._refresh_numeric(rf.METRICS_FILE, self._metrics, flatten=False)
-            changed |= self._refresh_numeric(rf.GRADS_FILE, self._grads, flatten=True)
+            changed = self._metrics.refresh()
+            changed |= self._refresh_grads()
             changed |= self._refresh_records(rf.SAMPLES_FILE, self._samples)
             changed |= self._refresh_records(rf.EVENTS_FILE, self._events)
             changed |= self._refresh_status()
@@ -129,8 +140,14 @@ class RunReader:
 
     @property
     def metrics(self) -> pd.DataFrame:
+        """Every metrics row as a DataFrame (the whole run in memory; charts use metrics_view)."""
         with self._lock:
-            return self._metrics.frame().copy(deep=False)
+            return self._metrics.view().frame().copy(deep=False)
+
+    @property
+    def metrics_view(self) -> MetricsView:
+        with self._lock:
+            return self._metrics.view()
 
     @property
     def grads(self) -> pd.DataFrame:
@@ -167,13 +184,15 @@ class RunReader:
     def malformed(self) -> dict[str, int]:
         """Malformed lines skipped so far, per jsonl file."""
         with self._lock:
-            return {name: tail.malformed for name, tail in self._tails.items()}
+            return {rf.METRICS_FILE: self._metrics.malformed} | {
+                name: tail.malformed for name, tail in self._tails.items()
+            }
 
     @property
     def resets(self) -> int:
         """How many times a file was replaced or shrank and was read again from the start."""
         with self._lock:
-            return sum(tail.resets for tail in self._tails.values())
+            return self._metrics.resets + sum(tail.resets for tail in self._tails.values())
 
     # --- internals --------------------------------------------------------------------------
     def _read(self) -> None:
@@ -200,7 +219,7 @@ class RunReader:
             snap = self._snapshot = RunSnapshot(
                 self.run_dir.name,
                 exists=self._exists,
-                metrics=self.metrics,
+                metrics_view=self.metrics_view,
                 samples=self.samples,
                 events=self.events,
                 grads=self.grads,
@@ -212,23 +231,16 @@ class RunReader:
         return snap
 
     # --- internals --------------------------------------------------------------------------
-    def _refresh_numeric(self, name: str, frame: GrowingFrame, flatten: bool) -> bool:
-        tail = self._tails[name]
-        if flatten:  # nested records (grads) need json.loads; they are few and wide
-            records = tail.poll()
-            if tail.was_reset:
-                frame.clear()
-            columns = records_to_columns(records, flatten=True)
-            tail.malformed += columns.malformed
-            frame.append(columns)
-            return tail.was_reset or bool(records)
-        block = tail.poll_block()
+    def _refresh_grads(self) -> bool:
+        # Nested records need json.loads; they are few and wide.
+        tail, frame = self._tails[rf.GRADS_FILE], self._grads
+        records = tail.poll()
         if tail.was_reset:
             frame.clear()
-        pieces = parse_numeric_lines(block, known=frame.names())
-        tail.malformed += sum(columns.malformed for columns in pieces)
-        frame.extend(pieces)
-        return tail.was_reset or bool(block)
+        columns = records_to_columns(records, flatten=True)
+        tail.malformed += columns.malformed
+        frame.append(columns)
+        return tail.was_reset or bool(records)
 
     def _refresh_records(self, name: str, frame: _RecordFrame) -> bool:
         tail = self._tails[name]
@@ -282,8 +294,9 @@ class _RecordFrame:
         return self._frame
 
 
-def read_metrics(path: str | Path) -> pd.DataFrame:
-    """metrics.jsonl (or any jsonl of numeric rows with "step") as a DataFrame, in one fast pass."""
-    frame = GrowingFrame()
-    frame.extend(parse_numeric_lines(JsonlTail(path).poll_block()))
-    return frame.frame()
+def read_metrics(path: str | Path, use_cache: bool = True) -> pd.DataFrame:
+    """metrics.jsonl (or any jsonl of numeric rows with "step") as a DataFrame, through its cache
+    (made or extended beside it); use_cache=False parses every line and leaves no cache."""
+    store = MetricsStore(path, use_cache=use_cache)
+    store.refresh()
+    return store.view().frame()

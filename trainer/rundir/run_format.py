@@ -31,6 +31,12 @@ STOP_FILE = "stop"  # control/stop: finish the step, checkpoint, exit 0
 # changed means whether one of these (or the run directory itself) did.
 JSONL_FILES = (METRICS_FILE, GRADS_FILE, SAMPLES_FILE, EVENTS_FILE)
 DATA_FILES = (*JSONL_FILES, STATUS_FILE, CONFIG_FILE)
+# A disposable columnar cache of metrics.jsonl beside it (trainer.rundir.metrics_cache): Arrow IPC
+# segments with their min/max summaries and a meta file naming the bytes they cover. Readers write
+# it; deleting it only costs the next open a full parse. A new version makes readers rebuild it.
+METRICS_CACHE_DIR = "metrics.cache"
+METRICS_CACHE_META = "meta.json"
+METRICS_CACHE_VERSION = 1
 
 # status.json "state"
 STARTING, RUNNING, STOPPING, STOPPED, FINISHED, FAILED = (
