@@ -1,0 +1,27 @@
+"""kill -9 at random moments (inside a step, mid checkpoint write, mid metrics flush), resumed at once:
+every step logged once, train/loss bit for bit as an uninterrupted run, every checkpoint loads.
+The 20-kill soak on the default preset is benchmarks/kill_soak.py; this is its CI size."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from engine_tiny import ROOT, TINY
+
+from trainer import config as C
+
+_spec = importlib.util.spec_from_file_location("kill_soak", ROOT / "benchmarks" / "kill_soak.py")
+kill_soak = sys.modules["kill_soak"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kill_soak)
+
+
+def test_a_run_killed_four_times_logs_every_step_once_and_the_same_losses(runs_dir):
+    config = runs_dir.parent / "tiny.yaml"
+    config.write_text(C.to_yaml(C.from_dict(C.apply_overrides(TINY, {"max_steps": 60, "device": "cpu"}))))
+    moments = ["step", "checkpoint", "flush", "step"]
+    result = kill_soak.soak(runs_dir, config, ["keep_checkpoints=2"], 60, kills=4, seed=1, moments=moments)
+    assert result.kills == 4, result
+    assert set(result.moments) == set(kill_soak.MOMENTS), result.moments
+    assert result.problems == []
+    assert result.steps == 60 and result.checkpoints >= 3
