@@ -5,11 +5,13 @@ then checked against an uninterrupted run of the same config.
     python benchmarks/kill_soak.py --kills 5 --seed 3 --keep /tmp/soak
 
 Each life of the run is a real `python -m trainer run` or `resume` (CPU, one thread, fixed seed),
-killed at one of three moments, picked at random:
+killed at one of four moments, picked at random:
 - step: after a random number (1-25) of new metric rows, plus up to 50 ms: inside a step, an eval,
   a sample or a checkpoint, wherever the process happens to be;
 - checkpoint: at its 1st-2nd checkpoint write, after torch.save wrote the temp file, before the
   fsync and rename (trainer.rundir.faults, TRAINER_FAULT=checkpoint:kill:N);
+- checkpointed: just after its first checkpoint file is complete, before anything else is
+  written (TRAINER_FAULT=checkpointed:kill:1);
 - flush: in its 1st-4th metrics flush, with half the bytes written, leaving a torn line
   (TRAINER_FAULT=flush:kill:N).
 The first kill waits for the first checkpoint: before it there is nothing to resume. After the last
@@ -60,7 +62,7 @@ SOAK_SETS = [
     "sample_length=40",
     "probe_interval=10",
 ]
-MOMENTS = ("step", "checkpoint", "flush")
+MOMENTS = ("step", "checkpoint", "checkpointed", "flush")
 LIFE_TIMEOUT_S = 300.0
 
 
@@ -136,6 +138,8 @@ def _life(argv: list[str], run_dir: Path, moment: str, rng: random.Random, first
     fault = ""
     if moment == "checkpoint":
         fault = f"checkpoint:kill:{rng.randint(1, 2)}"
+    elif moment == "checkpointed":  # the life's first: its rows since the resume must be on disk by then
+        fault = "checkpointed:kill:1"
     elif moment == "flush":
         fault = f"flush:kill:{rng.randint(1, 4)}"
     proc = _trainer(argv, fault)

@@ -5,11 +5,13 @@ and say what they left out, in the reader's words (trainer.rundir.skipped)."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
+import sys
 
 import pytest
 import test_app_pages
 from app_fixtures import make_run
+from engine_tiny import ROOT
 from test_app_pages import open_app, texts
 
 import trainer.training.engine as engine
@@ -20,67 +22,14 @@ from trainer.rundir.reader import RunReader
 
 launched = test_app_pages.launched  # the pages' fixture: launches are recorded, no trainer starts
 
-TORN = b'{"step": 61, "train/lo'
-GARBAGE = b'garbage\n\x00\xff{]\n["a list"]\n{"no": "step"}\n'
+_spec = importlib.util.spec_from_file_location("corruption", ROOT / "benchmarks" / "corruption.py")
+corruption = sys.modules["corruption"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(corruption)
+CASES, says = corruption.FILE_CASES, corruption.says
 
 
-def append(name: str, data: bytes):
-    def corrupt(run_dir):
-        with open(run_dir / name, "ab") as f:
-            f.write(data)
-
-    return corrupt
-
-
-def replace(name: str, data: bytes | None):
-    def corrupt(run_dir):
-        path = run_dir / name
-        path.unlink()
-        if data is not None:
-            path.write_bytes(data)
-
-    return corrupt
-
-
-WRONG_TYPES = {"state": 5, "step": "x", "updated": "y", "pid": "z", "max_steps": "q", "best_val_loss": "b"}
-# case -> (corruption, what the reader/doctor must say it left out, or None when nothing is unreadable)
-CASES = {
-    **{
-        f"{name} torn last line": (append(name, TORN), f"left out an incomplete last line of {name} (22 bytes)")
-        for name in rf.JSONL_FILES
-    },
-    # not JSON, not an object, an object without an integer step: 4 lines left out
-    **{
-        f"{name} garbage lines": (append(name, GARBAGE), f"skipped 4 unreadable lines in {name}")
-        for name in rf.JSONL_FILES
-    },
-    **{f"{name} missing": (replace(name, None), None) for name in (*rf.JSONL_FILES, rf.CONFIG_FILE)},
-    "status.json empty": (replace(rf.STATUS_FILE, b""), "skipped status.json: it is empty or not a JSON object"),
-    "status.json not JSON": (replace(rf.STATUS_FILE, b'{"state": "runn'), "skipped status.json"),
-    "status.json a list": (replace(rf.STATUS_FILE, b"[1, 2]"), "skipped status.json"),
-    "status.json wrong types": (replace(rf.STATUS_FILE, json.dumps(WRONG_TYPES).encode()), None),
-    "config.yaml not YAML": (
-        replace(rf.CONFIG_FILE, b"lr: [unclosed\n"),
-        "skipped config.yaml: it is not a YAML mapping",
-    ),
-    "config.yaml not UTF-8": (replace(rf.CONFIG_FILE, b"\xff\xfe\x00lr: 1\n"), "skipped config.yaml"),
-    "config.yaml a list": (replace(rf.CONFIG_FILE, b"- 1\n- 2\n"), "skipped config.yaml"),
-}
-
-
-def says(notes, said: str | None) -> bool:
-    """notes say `said` (words of one note), or say nothing when said is None."""
-    return any(said in note for note in notes) if said else not notes
-
-
-def corrupted_run(runs_dir, case: str, run_id: str = "hurt"):
-    make_run(runs_dir, run_id, alert=True)
-    run_dir = runs_dir / run_id
-    with open(run_dir / rf.GRADS_FILE, "wb") as f:
-        f.write(b'{"step":7,"time":1.0,"norms":{"w":0.5},"update_ratios":{"w":0.001}}\n')
-    corrupt, said = CASES[case]
-    corrupt(run_dir)
-    return run_dir, said
+def corrupted_run(runs_dir, case: str):
+    return corruption.corrupted_run(make_run, runs_dir, case)
 
 
 @pytest.mark.parametrize("case", list(CASES))

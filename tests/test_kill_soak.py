@@ -19,8 +19,10 @@ _spec.loader.exec_module(kill_soak)
 def test_a_run_killed_four_times_logs_every_step_once_and_the_same_losses(runs_dir):
     config = runs_dir.parent / "tiny.yaml"
     config.write_text(C.to_yaml(C.from_dict(C.apply_overrides(TINY, {"max_steps": 60, "device": "cpu"}))))
-    moments = ["step", "checkpoint", "flush", "step"]
-    result = kill_soak.soak(runs_dir, config, ["keep_checkpoints=2"], 60, kills=4, seed=1, moments=moments)
+    moments = ["step", "checkpoint", "checkpointed", "flush"]
+    result = kill_soak.soak(
+        runs_dir, config, ["keep_checkpoints=2", "eval_interval=25"], 60, kills=4, seed=1, moments=moments
+    )
     assert result.kills == 4, result
     assert set(result.moments) == set(kill_soak.MOMENTS), result.moments
     assert result.problems == []

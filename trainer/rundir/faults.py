@@ -3,11 +3,12 @@ with a full disk, when the TRAINER_FAULT environment variable asks for it (tests
 benchmarks/kill_soak.py set it; nothing else does).
 
     TRAINER_FAULT=checkpoint:kill:3   # SIGKILL at the 3rd checkpoint write, after the bytes, before the rename
+    TRAINER_FAULT=checkpointed:kill:1 # SIGKILL just after the 1st checkpoint file is complete (renamed)
     TRAINER_FAULT=flush:kill:5        # SIGKILL in the 5th metrics flush, half its bytes written (a torn line)
     TRAINER_FAULT=flush:enospc:2      # the 2nd metrics flush fails with "No space left on device"
 
-Points (where the write path calls point()): "checkpoint" (checkpoint.save_atomic) and "flush"
-(the writer's metrics.jsonl append). Unset, point() costs one truth test.
+Points (where the write path calls point()): "checkpoint" and "checkpointed" (in and after
+checkpoint.save_atomic) and "flush" (the writer's metrics.jsonl append). Unset, point() costs one truth test.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 ENV = "TRAINER_FAULT"
-POINTS = ("checkpoint", "flush")
+POINTS = ("checkpoint", "checkpointed", "flush")
 ACTIONS = ("kill", "enospc")
 
 

@@ -75,6 +75,7 @@ def save_atomic(obj: dict, path: Path) -> None:
             faults.point("checkpoint")
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        faults.point("checkpointed")
     except OSError as e:
         e.filename = str(path)  # the name meant, not the temp file's
         raise
