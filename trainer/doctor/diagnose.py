@@ -51,7 +51,7 @@ def diagnose(run_dir) -> dict:
         "max_steps": (status or {}).get("max_steps") or (config or {}).get("max_steps"),
         "metrics_rows": rows,
         "sample_stride": stride,
-        "files": sorted(p.name for p in run_dir.iterdir() if p.is_file()),
+        "files": sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
         "has_config": config is not None,
     }
     live = (status or {}).get("state") in rf.LIVE_STATES
