@@ -272,6 +272,7 @@ class RunWriter:
             self.flush,
             lambda: self.event("error", detail or message, **extra),
             lambda: self.set_status(state=rf.FAILED, message=message),
+            self._stop_watch.consume,  # moot now: the run ended anyway
         ):
             try:
                 write()
