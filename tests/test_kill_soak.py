@@ -5,6 +5,7 @@ The 20-kill soak on the default preset is benchmarks/kill_soak.py; this is its C
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 from engine_tiny import ROOT, TINY
@@ -27,3 +28,24 @@ def test_a_run_killed_four_times_logs_every_step_once_and_the_same_losses(runs_d
     assert set(result.moments) == set(kill_soak.MOMENTS), result.moments
     assert result.problems == []
     assert result.steps == 60 and result.checkpoints >= 3
+
+
+def test_a_resume_cuts_a_torn_last_event_and_deletes_the_temp_files_a_kill_left(runs_dir):
+    from app_fixtures import make_run
+
+    from trainer.rundir import run_format as rf
+    from trainer.rundir.writer import open_run
+
+    make_run(runs_dir, "torn")
+    run_dir = runs_dir / "torn"
+    with open(run_dir / rf.EVENTS_FILE, "ab") as f:
+        f.write(b'{"step":60,"time":1.0,"kind":"alert","mess')  # killed (or a full disk) mid-line
+    leftovers = [run_dir / rf.CHECKPOINT_DIR / ".last.pt.4242.17.tmp", run_dir / ".status.json.4242.17.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    writer = open_run(runs_dir, "torn", resume_step=40)
+    writer.event("resume", "resume at step 40", step=40)
+    writer.finish()
+    lines = (run_dir / rf.EVENTS_FILE).read_bytes().splitlines()
+    assert json.loads(lines[-1])["kind"] == "resume"  # whole, not glued to the torn line
+    assert not any(path.exists() for path in leftovers)
