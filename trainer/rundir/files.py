@@ -22,7 +22,8 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as e:  # a full disk: nothing half-written stays, and the error names the file meant
         tmp.unlink(missing_ok=True)
-        e.filename = str(path)
+        if e.errno is not None:
+            e.filename = str(path)
         raise
 
 

@@ -334,7 +334,8 @@ class RunWriter:
                 os.ftruncate(f.fileno(), start)  # no torn line left behind (and the space back)
             except OSError:
                 pass
-            e.filename = e.filename or str(self.run_dir / name)
+            if e.errno is not None and e.filename is None:
+                e.filename = str(self.run_dir / name)
             raise
 
     def _write_status(self) -> None:

@@ -77,7 +77,8 @@ def save_atomic(obj: dict, path: Path) -> None:
         os.replace(tmp, path)
         faults.point("checkpointed")
     except OSError as e:
-        e.filename = str(path)  # the name meant, not the temp file's
+        if e.errno is not None:  # a real OS error: name the file meant, not the temp file
+            e.filename = str(path)
         raise
     finally:
         tmp.unlink(missing_ok=True)
