@@ -170,4 +170,12 @@ def single_run_header(key: str):
     if not view.exists:
         st.warning(view.error)
         st.stop()
+    skipped_note(view)
     return run_id, view
+
+
+def skipped_note(view) -> None:
+    """What the reader left out of a run (unreadable lines, an unreadable status.json or
+    config.yaml), as the reader words it (RunSnapshot.skipped); nothing when all was read."""
+    if view.skipped:
+        st.caption(escape(f"{view.run_id}: " + "; ".join(view.skipped)), help="The rest of the run is shown.")

@@ -151,6 +151,7 @@ def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_step
         if view.error:
             st.warning(view.error)
         status_line(view)
+        layout.skipped_note(view)
         alert_banners(view)
     live = [v for v in views if v.exists]
     if len(live) == 1:

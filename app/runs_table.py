@@ -110,7 +110,12 @@ def control_row(info: runs.RunInfo) -> None:
     live = info.state in rf.LIVE_STATES
     with st.container(key=f"row_{info.run_id}"):
         cols = st.columns(WIDTHS, vertical_alignment="center")
-        cols[0].text(info.run_id + (f"\n↳ forked from {info.parent}" if info.parent else "") + f"\n{info.task or ''}")
+        cols[0].text(
+            info.run_id
+            + (f"\n↳ forked from {info.parent}" if info.parent else "")
+            + f"\n{info.task or ''}"
+            + "".join(f"\n{note}" for note in info.skipped)
+        )
         with cols[1]:
             st.badge(info.state, color=STATE_COLOURS.get(info.state, "gray"))
         cols[2].text(format_step(info))

@@ -17,6 +17,7 @@ frames = {v.run_id: v.metrics_view for v in views if v.exists and not v.metrics_
 for v in views:
     if not v.exists:
         st.warning(v.error)
+    layout.skipped_note(v)
 
 available = compare.numeric_series(frames)
 default = [s for s in (rf.TRAIN_LOSS, rf.VAL_LOSS) if s in available] or available[:1]

@@ -16,6 +16,7 @@ def newest() -> None:
     if not view.exists:
         st.warning(view.error)
         return
+    layout.skipped_note(view)
     if view.samples.empty:
         st.info("No samples yet: the first appears after sample_interval steps.")
         return

@@ -309,6 +309,9 @@ def cmd_list(args, runs_dir: Path) -> int:
         print(f"no runs in {runs_dir}; start one with `python -m trainer run`")
     else:
         print(format_table(infos))
+        for info in infos:
+            for note in info.skipped:
+                print(f"{info.run_id}: {note}")
     return EXIT_OK
 
 

@@ -36,3 +36,7 @@ class DeviceError(TrainerError):
 
 class ImportSourceError(TrainerError):
     """A log to import is missing, holds nothing importable, or lacks what the import needs (a step column)."""
+
+
+class RunBusy(RunStateError):
+    """Another live process holds the run directory's writer lock (a second start or resume of one run)."""

@@ -167,8 +167,9 @@ class Run:
             self._end(rf.STOPPED, "stop", f"stopped at step {self._max_step}: interrupted (KeyboardInterrupt)")
             return
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.writer.event("error", tb, step=self._max_step, error=error)
-        self._end(rf.FAILED, None, error)
+        # the writer's fail never raises: the disk may be full, which may be why we are here
+        self.writer.fail(error, tb, step=self._max_step, error=error)
+        _open_runs.discard(self)
 
     def __enter__(self) -> Run:
         return self

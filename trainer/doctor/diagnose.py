@@ -12,6 +12,7 @@ with any subset of the files (docs/run-format.md). The result's schema is in doc
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from pathlib import Path
 
 from trainer.doctor.base import SEVERITY_RANK
@@ -20,6 +21,8 @@ from trainer.doctor.online import OnlineDoctor
 from trainer.doctor.runfiles import metrics_records, read_records
 from trainer.errors import RunNotFound
 from trainer.rundir import run_format as rf
+from trainer.rundir.skipped import config_unreadable, status_unreadable
+from trainer.rundir.skipped import notes as skipped_notes
 from trainer.rundir.status import read_config, read_status, run_state, written_by_trainer
 
 RESTART_EVENTS = ("resume", "fork", "config_change")
@@ -35,7 +38,10 @@ def diagnose(run_dir) -> dict:
     status = read_status(run_dir)
     # A script's own loop (trainer.init) wrote its own config: not ours to read as our schema.
     ours = (status or {}).get(rf.STATUS_WRITER) != rf.WRITER_API
-    doctor, rows, stride = replay(run_dir, config, schema=ours, trainer_wrote=written_by_trainer(status))
+    unreadable: Counter = Counter()
+    doctor, rows, stride = replay(
+        run_dir, config, schema=ours, trainer_wrote=written_by_trainer(status), skipped=unreadable
+    )
     alerts = sorted(doctor.alerts, key=lambda a: a["step"] if a["step"] is not None else -1)
     alerts = [name_our_competitors(alert, run_dir) for alert in alerts]
     run = {
@@ -47,9 +53,12 @@ def diagnose(run_dir) -> dict:
         "max_steps": (status or {}).get("max_steps") or (config or {}).get("max_steps"),
         "metrics_rows": rows,
         "sample_stride": stride,
-        "files": sorted(p.name for p in run_dir.iterdir() if p.is_file()),
+        "files": sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
         "has_config": config is not None,
     }
+    live = (status or {}).get("state") in rf.LIVE_STATES
+    torn = {} if live else {name: _torn_bytes(run_dir / name) for name in rf.JSONL_FILES}
+    run["skipped"] = list(skipped_notes(unreadable, torn, status_unreadable(run_dir), config_unreadable(run_dir)))
     return {
         "run": run,
         "alerts": alerts,
@@ -60,24 +69,29 @@ def diagnose(run_dir) -> dict:
 
 
 def replay(
-    run_dir, config: dict | None = None, schema: bool = True, trainer_wrote: bool = True
+    run_dir,
+    config: dict | None = None,
+    schema: bool = True,
+    trainer_wrote: bool = True,
+    skipped: Counter | None = None,
 ) -> tuple[OnlineDoctor, int, int]:
     """A fresh OnlineDoctor fed the run's metrics, grads and samples in step order, with the last
     resume/fork/config change noted: (doctor, metrics rows in the file, sample stride).
 
     A resumed trainer can start its online doctor from this, so that a failure right after the
     resume is judged against the run's history instead of waiting for a new window to fill; its
-    `alerts` are then the ones already reported, and `observe` returns only new ones.
+    `alerts` are then the ones already reported, and `observe` returns only new ones. Unreadable
+    lines are counted per file in `skipped`.
     """
     run_dir = Path(run_dir)
     doctor = OnlineDoctor(config, schema, trainer_wrote)
-    events = read_records(run_dir / rf.EVENTS_FILE)
+    events = read_records(run_dir / rf.EVENTS_FILE, skipped)
     restarts = [e["step"] for e in events if e.get("kind") in RESTART_EVENTS]
     if restarts:
         doctor.note_restart(max(restarts))
-    metrics, rows, stride = metrics_records(run_dir / rf.METRICS_FILE)
-    grads = read_records(run_dir / rf.GRADS_FILE)
-    samples = read_records(run_dir / rf.SAMPLES_FILE)
+    metrics, rows, stride = metrics_records(run_dir / rf.METRICS_FILE, skipped)
+    grads = read_records(run_dir / rf.GRADS_FILE, skipped)
+    samples = read_records(run_dir / rf.SAMPLES_FILE, skipped)
     streams = [_tagged("metrics", metrics), _tagged("grads", grads), _tagged("samples", samples)]
     for _, _, _, kind, record in heapq.merge(*streams):
         doctor.observe(kind, record)
@@ -88,6 +102,18 @@ def _tagged(kind: str, records: list[dict]):
     order = _KIND_ORDER[kind]
     for i, record in enumerate(records):
         yield record["step"], order, i, kind, record
+
+
+def _torn_bytes(path: Path) -> int:
+    """Bytes after the last newline: an incomplete last line, left out."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - (1 << 16)))
+            tail = f.read()
+    except OSError:
+        return 0
+    return len(tail) - tail.rfind(b"\n") - 1 if b"\n" in tail or size < (1 << 16) else 0
 
 
 def _state(run_dir: Path, status: dict | None) -> str | None:

@@ -49,6 +49,8 @@ def to_markdown(result: dict) -> str:
         facts.append(f"**Task**: {run['task']}")
     facts.append(f"**Metrics rows**: {run.get('metrics_rows', 0)}")
     lines += ["  \n".join(facts), "", "## Summary", "", result["summary"], ""]
+    if run.get("skipped"):
+        lines += ["Left out, unreadable: " + "; ".join(run["skipped"]) + ".", ""]
     ordered = sorted(alerts, key=lambda a: (-SEVERITY_RANK[a["severity"]], a["step"] or 0))
     if ordered:
         lines += ["## Findings", ""]

@@ -13,6 +13,7 @@ that is the price of diagnosing a million rows in a couple of seconds.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,18 @@ MAX_SPECIAL_ROWS = 20_000  # non-finite rows looked up by marker; the sampled ro
 _NON_FINITE_MARKERS = (b"null", b"NaN", b"Infinity")
 
 
-def read_records(path: Path) -> list[dict]:
-    """Complete, well-formed jsonl records with an integer step; a torn last line is ignored."""
-    return [r for r in jsonl.read_records(path) if _int_step(r.get("step"))]
+def read_records(path: Path, skipped: Counter | None = None) -> list[dict]:
+    """Complete, well-formed jsonl records with an integer step; a torn last line is ignored. Lines
+    that are not such a record are counted in skipped[file name]."""
+    try:
+        block = Path(path).read_bytes()
+    except OSError:
+        return []
+    records, malformed = jsonl.parse_lines(block)
+    kept = [r for r in records if _int_step(r.get("step"))]
+    if skipped is not None:
+        skipped[Path(path).name] += malformed + len(records) - len(kept)
+    return kept
 
 
 def _int_step(step) -> bool:
@@ -52,15 +62,16 @@ def count_lines(path: Path, limit: int) -> int:
         return 0
 
 
-def metrics_records(path: Path) -> tuple[list[dict], int, int]:
-    """(records in order, rows in the file, sampling stride: 1 when replayed row by row)."""
+def metrics_records(path: Path, skipped: Counter | None = None) -> tuple[list[dict], int, int]:
+    """(records in order, rows in the file, sampling stride: 1 when replayed row by row). Unreadable
+    lines are counted in skipped["metrics.jsonl"] (in a sampled file: among the lines read)."""
     if count_lines(path, FULL_ROWS) <= FULL_ROWS:
-        records = read_records(path)
+        records = read_records(path, skipped)
         return records, len(records), 1
-    return _sampled(path)
+    return _sampled(path, skipped if skipped is not None else Counter())
 
 
-def _sampled(path: Path) -> tuple[list[dict], int, int]:
+def _sampled(path: Path, skipped: Counter) -> tuple[list[dict], int, int]:
     """Every k-th row and evenly spaced val/loss rows from the metrics cache (made or extended by
     reading through it: trainer.rundir.metrics_store), plus the lines that carry a non-finite value.
 
@@ -72,6 +83,7 @@ def _sampled(path: Path) -> tuple[list[dict], int, int]:
     store.refresh()
     view = store.view()
     n = view.rows
+    skipped[Path(path).name] += store.malformed
     if n == 0:
         return [], 0, 1
     stride = max(1, math.ceil(n / SAMPLED_ROWS))

@@ -14,11 +14,17 @@ from pathlib import Path
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text so readers see the old or the new file, never a half-written one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: nothing half-written stays, and the error names the file meant
+        tmp.unlink(missing_ok=True)
+        if e.errno is not None:
+            e.filename = str(path)
+        raise
 
 
 def file_key(path: Path) -> tuple | None:

@@ -68,6 +68,7 @@ class JsonlTail:
         self.malformed = 0  # lines of the current file that were not a JSON object
         self.resets = 0
         self.was_reset = False  # did the last poll start over?
+        self.pending = 0  # bytes past the last complete line: a line being written, or torn for good
         self._identity: tuple[int, int] | None = None
         self._head = b""  # the file's first bytes (up to HEAD_BYTES) as last read
 
@@ -102,6 +103,7 @@ class JsonlTail:
         try:
             f = open(self.path, "rb")
         except OSError:  # missing, run directory deleted or renamed: keep what we had
+            self.pending = 0
             return b""
         with f:
             stat = os.fstat(f.fileno())
@@ -109,6 +111,7 @@ class JsonlTail:
             if self._identity is not None and (identity != self._identity or self._rewritten(f, stat.st_size)):
                 self._start_over()
             self._identity = identity
+            self.pending = max(0, stat.st_size - self.offset)
             if stat.st_size <= self.offset:
                 return b""
             f.seek(self.offset)
@@ -121,6 +124,7 @@ class JsonlTail:
                 if b"\n" not in data:
                     data += f.read()  # one line longer than limit: read it whole
         end = data.rfind(b"\n") + 1
+        self.pending = len(data) - end
         if end == 0:
             return b""  # only a torn line so far
         if len(self._head) < self.HEAD_BYTES:

@@ -17,6 +17,8 @@ from typing import Any
 
 from trainer.rundir import run_format as rf
 from trainer.rundir.jsonl import read_records
+from trainer.rundir.skipped import notes as skipped_notes
+from trainer.rundir.skipped import status_unreadable
 from trainer.rundir.status import read_config, read_status, state_from_status
 
 # events.jsonl path -> (size, mtime_ns, counts): list_runs runs every refresh, events rarely change.
@@ -58,6 +60,7 @@ class RunInfo:
     alert_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(rf.SEVERITIES, 0))
     message: str = ""
     writer: str | None = None  # status.json "writer": "api" for a script's own loop (not resumable here)
+    skipped: tuple[str, ...] = ()  # an unreadable status.json, in the reader's words (trainer.rundir.skipped)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -78,7 +81,7 @@ def run_info(run_dir: str | Path, now: float | None = None) -> RunInfo:
         run_id=run_dir.name,
         task=task,
         state=state_from_status(run_dir, status or None, now),
-        step=int(status.get("step") or 0),
+        step=_int_or(status.get("step"), 0),
         max_steps=max_steps,
         best_val_loss=float(best) if isinstance(best, (int, float)) else None,
         started=status.get("started"),
@@ -88,7 +91,13 @@ def run_info(run_dir: str | Path, now: float | None = None) -> RunInfo:
         alert_counts=alert_counts(run_dir),
         message=str(status.get("message") or "") if status else last_log_line(run_dir),
         writer=status.get(rf.STATUS_WRITER),
+        skipped=skipped_notes(status_unreadable=not status and status_unreadable(run_dir)),
     )
+
+
+def _int_or(value, default: int) -> int:
+    """An int field of status.json as written, or default when it is something else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def last_log_line(run_dir: str | Path, tail_bytes: int = 4096) -> str:

@@ -66,6 +66,11 @@ class MetricsStore:
         return self._tail.resets
 
     @property
+    def pending(self) -> int:
+        """Bytes past the last complete line of metrics.jsonl: a line being written, or torn for good."""
+        return self._tail.pending
+
+    @property
     def segments(self) -> int:
         """Segments held (cached or, where the cache cannot be written, in memory)."""
         return len(self._segments)

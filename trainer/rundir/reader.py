@@ -41,6 +41,7 @@ from trainer.rundir.files import file_key
 from trainer.rundir.jsonl import JsonlTail
 from trainer.rundir.jsonl_frame import GrowingFrame, records_to_columns
 from trainer.rundir.metrics_store import MetricsStore, MetricsView
+from trainer.rundir.skipped import notes as skipped_notes
 from trainer.rundir.status import read_config, read_status
 
 MIN_REFRESH_S = 0.25  # snapshot() reads at most this often, whatever the tokens say
@@ -71,6 +72,7 @@ class RunSnapshot:
     config: dict | None = None
     version: int = 0  # the reader's version: equal versions of one run directory mean equal data
     error: str = ""
+    skipped: tuple[str, ...] = ()  # what could not be read and was left out, one sentence each (rundir.skipped)
 
     @functools.cached_property
     def metrics(self) -> pd.DataFrame:
@@ -99,6 +101,7 @@ class RunReader:
         self._events = _RecordFrame()
         self._status: dict | None = None
         self._config: dict | None = None
+        self._unreadable = {rf.STATUS_FILE: False, rf.CONFIG_FILE: False}  # there, but not readable
         self._file_keys: dict[str, tuple | None] = {rf.STATUS_FILE: None, rf.CONFIG_FILE: None}
         self.version = 0  # changes with every refresh that changed anything (see _versions)
         # What snapshot() knows: the token it last read for, when, and what it found.
@@ -189,6 +192,18 @@ class RunReader:
             }
 
     @property
+    def skipped(self) -> tuple[str, ...]:
+        """What was left out, one sentence each: unreadable lines, the incomplete last line of a run
+        that is no longer live, a status.json or config.yaml that cannot be read."""
+        with self._lock:
+            live = (self._status or {}).get("state") in rf.LIVE_STATES
+            tails = {rf.METRICS_FILE: self._metrics} | self._tails
+            torn = {} if live else {name: tail.pending for name, tail in tails.items()}
+            return skipped_notes(
+                self.malformed, torn, self._unreadable[rf.STATUS_FILE], self._unreadable[rf.CONFIG_FILE]
+            )
+
+    @property
     def resets(self) -> int:
         """How many times a file was replaced or shrank and was read again from the start."""
         with self._lock:
@@ -214,8 +229,9 @@ class RunReader:
 
     def _current(self) -> RunSnapshot:
         """The snapshot of the state now: the last one again if nothing it holds has changed."""
-        snap = self._snapshot
-        if snap is None or (snap.version, snap.exists, snap.error) != (self.version, self._exists, self._error):
+        snap, notes = self._snapshot, self.skipped
+        now = (self.version, self._exists, self._error, notes)
+        if snap is None or (snap.version, snap.exists, snap.error, snap.skipped) != now:
             snap = self._snapshot = RunSnapshot(
                 self.run_dir.name,
                 exists=self._exists,
@@ -227,6 +243,7 @@ class RunReader:
                 config=self.config,
                 version=self.version,
                 error=self._error,
+                skipped=notes,
             )
         return snap
 
@@ -247,7 +264,9 @@ class RunReader:
         records = tail.poll()
         if tail.was_reset:
             frame.clear()
-        frame.extend(records)
+        placed = [r for r in records if type(r.get("step")) is int]  # every record has one (run-format.md)
+        tail.malformed += len(records) - len(placed)
+        frame.extend(placed)
         return tail.was_reset or bool(records)
 
     def _refresh_status(self) -> bool:
@@ -256,6 +275,7 @@ class RunReader:
             return False  # unchanged, or gone (deleted run): keep the last status
         self._file_keys[rf.STATUS_FILE] = key
         status = read_status(self.run_dir)
+        self._unreadable[rf.STATUS_FILE] = status is None
         if status is None or status == self._status:
             return False
         self._status = status
@@ -267,6 +287,7 @@ class RunReader:
             return False
         self._file_keys[rf.CONFIG_FILE] = key
         config = read_config(self.run_dir)
+        self._unreadable[rf.CONFIG_FILE] = config is None
         if config is None or config == self._config:
             return False
         self._config = config

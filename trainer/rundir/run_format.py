@@ -27,6 +27,9 @@ LOG_FILE = "train.log"  # stdout/stderr of a trainer started in the background
 CHECKPOINT_DIR = "checkpoints"
 CONTROL_DIR = "control"
 STOP_FILE = "stop"  # control/stop: finish the step, checkpoint, exit 0
+LOCK_FILE = ".writer.lock"  # flock held by the one process writing the run (trainer.rundir.lock)
+RESERVE_FILE = ".space-reserve"  # space kept back to record a full disk (trainer.rundir.disk)
+TEMP_SUFFIX = ".tmp"  # atomic writes go through ".<name>....tmp" beside the final name
 # A run's data: the files its reader (trainer.rundir.reader) and the doctor read. Whether a run
 # changed means whether one of these (or the run directory itself) did.
 JSONL_FILES = (METRICS_FILE, GRADS_FILE, SAMPLES_FILE, EVENTS_FILE)
@@ -149,7 +152,7 @@ def holds_only_launch_files(run_dir: str | Path) -> bool:
     train.log, and control/stop if Stop was pressed while the run was starting. Such a directory
     is free for a new run; anything else in it means the run exists."""
     for entry in Path(run_dir).iterdir():
-        if entry.name == LOG_FILE:
+        if entry.name in (LOG_FILE, LOCK_FILE):  # the lock: a start that died before writing anything
             continue
         if entry.name == CONTROL_DIR and entry.is_dir() and all(p.name == STOP_FILE for p in entry.iterdir()):
             continue

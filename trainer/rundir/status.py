@@ -44,7 +44,7 @@ def read_config(run_dir: str | Path) -> dict | None:
         return None
     try:
         return C.load_yaml(path)
-    except ConfigError:
+    except (ConfigError, OSError, ValueError):  # ValueError: bytes that are not UTF-8
         return None
 
 

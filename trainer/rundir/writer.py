@@ -37,10 +37,11 @@ except ImportError:  # pragma: no cover - the stdlib encoder below writes equiva
     orjson = None
 
 from trainer.errors import RunExists
+from trainer.rundir import faults, lock, stop_request
 from trainer.rundir import run_format as rf
-from trainer.rundir import stop_request
+from trainer.rundir.cutback import cut_back, truncate_after_step  # noqa: F401  (documented here)
+from trainer.rundir.disk import Reserve
 from trainer.rundir.files import atomic_write_text
-from trainer.rundir.jsonl import parse_record
 
 FLUSH_SECONDS = 1.0
 # Flush early when this many lines are waiting, so memory stays bounded in a tight loop.
@@ -101,43 +102,12 @@ def _as_scalar(key: str, value: Any) -> Any:
     )
 
 
-def truncate_after_step(path: Path, last_step: int) -> int:
-    """Drop lines whose step is past last_step (used on resume); returns lines dropped.
-
-    The kept lines are written to a new file that replaces the old one, so a tail reader sees a
-    new inode and starts over instead of mixing old and new lines.
-    """
-    if not path.exists():
-        return 0
-    kept, dropped = [], 0
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                dropped += 1  # a torn last line from a crash
-                continue
-            record = parse_record(raw)
-            if record is None:
-                kept.append(raw)  # not ours to judge; keep it
-                continue
-            step = record.get("step")
-            if isinstance(step, int) and step > last_step:
-                dropped += 1
-            else:
-                kept.append(raw)
-    if dropped:
-        tmp = path.with_name(f".{path.name}.truncate.tmp")
-        with open(tmp, "wb") as f:
-            f.writelines(kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return dropped
-
-
 class RunWriter:
     """Appends to a run directory's jsonl files and keeps status.json current."""
 
-    def __init__(self, run_dir: Path, parent: str | None = None, step: int = 0):
+    def __init__(
+        self, run_dir: Path, parent: str | None = None, step: int = 0, writer_lock: lock.WriterLock | None = None
+    ):
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
         self._lock = threading.Lock()
@@ -146,6 +116,9 @@ class RunWriter:
         self._files: dict[str, Any] = {}
         self._stop = threading.Event()
         self._closed = False
+        self._writer_lock = writer_lock  # open_run's: released when the run ends
+        self._failure: OSError | None = None  # a background write that failed, raised at the next log call
+        self._reserve = Reserve(self.run_dir)
         proc = psutil.Process()
         self._status = {
             "format_version": rf.FORMAT_VERSION,
@@ -259,16 +232,18 @@ class RunWriter:
         with self._lock:
             return dict(self._status)
 
-    def flush(self) -> None:
+    def flush(self, durable: bool = False) -> None:
+        """Write the buffered lines; durable=True also fsyncs them (a checkpoint is about to commit
+        them). A write that fails (a full disk) is cut back off its file, so it leaves no torn line,
+        and raised; the lines of that flush are dropped."""
         with self._lock:
             buffers, self._buffers, self._buffered = self._buffers, {}, 0
             for name, lines in buffers.items():
-                f = self._files.get(name)
-                if f is None:
-                    f = self._files[name] = open(self.run_dir / name, "ab")
                 lines.append(b"")  # so the join ends with a newline
-                f.write(b"\n".join(lines))
-                f.flush()
+                self._write(name, b"\n".join(lines))
+            if durable:
+                for f in self._files.values():
+                    os.fsync(f.fileno())
 
     def finish(self, state: str = rf.FINISHED, message: str = "") -> None:
         """Flush everything, write the final state and stop the background thread."""
@@ -279,11 +254,42 @@ class RunWriter:
         self.flush()
         self.set_status(state=state, message=message)
         self._stop_watch.consume()  # honoured (or moot: the run ended anyway), so nobody acts on it again
+        self._close()
+
+    def fail(self, message: str, detail: str = "", **extra) -> None:
+        """End the run as failed: an error event (detail, e.g. the traceback, else message) and
+        status.json saying message. Never raises: it is the last word of a run that is going down,
+        perhaps because the disk is full. So the reserve is freed first, making room for both; lines
+        that still cannot be written are dropped (ours are past the last checkpoint: a resume drops
+        them anyway)."""
+        if self._closed:
+            return
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._reserve.release()
+        self._failure = None
+        for write in (
+            self.flush,
+            lambda: self.event("error", detail or message, **extra),
+            lambda: self.set_status(state=rf.FAILED, message=message),
+            self._stop_watch.consume,  # moot now: the run ended anyway
+        ):
+            try:
+                write()
+            except OSError:
+                with self._lock:
+                    self._buffers, self._buffered = {}, 0
+        self._close()
+
+    def _close(self) -> None:
         with self._lock:
             for f in self._files.values():
                 f.close()
             self._files.clear()
             self._closed = True
+        self._reserve.release()
+        if self._writer_lock is not None:
+            self._writer_lock.release()
 
     def __enter__(self):
         return self
@@ -302,12 +308,35 @@ class RunWriter:
     def _append_lines(self, name: str, lines: list[bytes]) -> None:
         if self._closed:
             raise RuntimeError("this run is finished; open it again with open_run(..., resume_step=STEP) to log more")
+        if self._failure is not None:
+            raise self._failure
         with self._lock:
             self._buffers.setdefault(name, []).extend(lines)
             self._buffered += len(lines)
             full = self._buffered >= MAX_BUFFERED_LINES
         if full:
             self.flush()
+
+    def _write(self, name: str, data: bytes) -> None:
+        """Append data to the run's file name, whole or not at all (under self._lock)."""
+        f = self._files.get(name)
+        if f is None:  # unbuffered: each flush is one write, and a failed one can be cut back off
+            f = self._files[name] = open(self.run_dir / name, "ab", buffering=0)
+        start = os.fstat(f.fileno()).st_size
+        try:
+            if name == rf.METRICS_FILE:
+                faults.point("flush", tear=lambda: f.write(data[: len(data) // 2]))
+            view = memoryview(data)
+            while view:
+                view = view[f.write(view) :]
+        except OSError as e:
+            try:
+                os.ftruncate(f.fileno(), start)  # no torn line left behind (and the space back)
+            except OSError:
+                pass
+            if e.errno is not None and e.filename is None:
+                e.filename = str(self.run_dir / name)
+            raise
 
     def _write_status(self) -> None:
         with self._lock:
@@ -318,10 +347,14 @@ class RunWriter:
     def _background(self) -> None:
         last_heartbeat = time.monotonic()
         while not self._stop.wait(FLUSH_SECONDS):
-            self.flush()
-            if time.monotonic() - last_heartbeat >= rf.HEARTBEAT_SECONDS / 2.5:
-                self._write_status()
-                last_heartbeat = time.monotonic()
+            try:
+                self.flush()
+                if time.monotonic() - last_heartbeat >= rf.HEARTBEAT_SECONDS / 2.5:
+                    self._write_status()
+                    last_heartbeat = time.monotonic()
+            except OSError as e:  # a full disk: the training loop gets it at its next log call
+                self._failure = e
+                return
 
 
 def open_run(
@@ -335,21 +368,26 @@ def open_run(
 
     A new run refuses to overwrite an existing directory. With resume_step, rows of metrics,
     grads and samples past that step are dropped first, so a resumed run never shows a step twice.
+    Either way the writer holds the run's lock (trainer.rundir.lock) until it finishes, so a second
+    process starting or resuming the same run at the same time gets RunBusy and writes nothing.
     """
     run_dir = rf.run_path(runs_dir, run_id)
     if resume_step is None:
-        # A launcher may have created the directory with only the process log in it.
-        if run_dir.exists() and not rf.holds_only_launch_files(run_dir):
-            raise RunExists(f"run {run_id!r} already exists in {runs_dir}; pick another --run-id or resume it")
         run_dir.mkdir(parents=True, exist_ok=True)
+        held = lock.hold(run_dir, "pick another --run-id")
+        # A launcher may have created the directory with only the process log in it.
+        if not rf.holds_only_launch_files(run_dir):
+            held.release()
+            raise RunExists(f"run {run_id!r} already exists in {runs_dir}; pick another --run-id or resume it")
         (run_dir / rf.CHECKPOINT_DIR).mkdir(exist_ok=True)
-        (run_dir / rf.CONTROL_DIR).mkdir(exist_ok=True)
-        if config is not None:
-            atomic_write_text(run_dir / rf.CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     else:
-        for name in (rf.METRICS_FILE, rf.GRADS_FILE, rf.SAMPLES_FILE):
-            truncate_after_step(run_dir / name, resume_step)
+        held = lock.hold(run_dir, f"stop it first with `python -m trainer stop {run_id} --wait`")
+        cut_back(run_dir, resume_step)
+    try:
         (run_dir / rf.CONTROL_DIR).mkdir(exist_ok=True)
         if config is not None:
             atomic_write_text(run_dir / rf.CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
-    return RunWriter(run_dir, parent=parent, step=resume_step or 0)
+        return RunWriter(run_dir, parent=parent, step=resume_step or 0, writer_lock=held)
+    except BaseException:
+        held.release()
+        raise

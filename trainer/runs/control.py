@@ -41,7 +41,8 @@ def request_stop(runs_dir: str | Path, run_id: str) -> stop_request.StopRequest:
     status = read_status(run_dir)
     state = run_state(run_dir)
     if status is None and state != rf.STARTING:
-        raise RunStateError(f"run {run_id!r} has no status.json, so there is no process to stop")
+        what = "an unreadable" if (run_dir / rf.STATUS_FILE).exists() else "no"
+        raise RunStateError(f"run {run_id!r} has {what} {rf.STATUS_FILE}, so there is no process to stop")
     _refuse_unless_live(run_id, state, "stop")
     return stop_request.write(run_dir, status)
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from trainer.errors import CheckpointError
+from trainer.rundir import faults
 from trainer.rundir import run_format as rf
 
 
@@ -38,29 +39,63 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class _WriteErrors:
+    """A file for torch.save that keeps the OSError of a failed write: torch reports a full disk
+    only as "[enforce fail at inline_container.cc] unexpected pos", with no errno."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file beside path, fsync, then rename over path."""
+    """torch.save to a temporary file beside path, fsync, then rename over path. A failed write
+    (a full disk) raises its OSError and leaves path as it was, with no temporary file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{rf.TEMP_SUFFIX}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            out = _WriteErrors(f)
+            try:
+                torch.save(obj, out)
+            except RuntimeError:
+                if out.error is not None:
+                    raise out.error from None
+                raise
             f.flush()
+            faults.point("checkpoint")
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        faults.point("checkpointed")
+    except OSError as e:
+        if e.errno is not None:  # a real OS error: name the file meant, not the temp file
+            e.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
     """Make dst a complete copy of src (a hard link when the filesystem allows), atomically."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link{rf.TEMP_SUFFIX}")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -31,6 +31,7 @@ from trainer.config import Config
 from trainer.config.schedule import lr_at
 from trainer.errors import CheckpointError
 from trainer.rundir import run_format as rf
+from trainer.rundir.disk import disk_full_message, is_disk_full
 from trainer.training import memory
 from trainer.training.checkpoint import CheckpointWriter, capture_rng, init_weights, load_checkpoint, weights_finite
 from trainer.training.ddp import DistContext
@@ -179,8 +180,12 @@ class TrainLoop:
             self._close_progress()  # the traceback goes below the bar, not into it
             print(tb, file=sys.stderr, flush=True)
             if self.writer is not None:
-                self.writer.event("error", tb, step=self.step, error=f"{type(e).__name__}: {e}")
-                self.writer.finish(rf.FAILED, f"{type(e).__name__}: {e} (see the error event)")
+                error = f"{type(e).__name__}: {e}"
+                if is_disk_full(e):
+                    message = disk_full_message(self.run_dir, e.filename)
+                else:
+                    message = f"{error} (see the error event)"
+                self.writer.fail(message, tb, step=self.step, error=error)
             return rf.FAILED
         finally:
             self._close_progress()
@@ -412,6 +417,9 @@ class TrainLoop:
             "config": self.cfg.to_dict(),
             "run_id": self.writer.run_id,
         }
+        # The rows up to this step go to disk first: a checkpoint whose rows were lost in a crash
+        # would resume past steps that are logged nowhere.
+        self.writer.flush(durable=True)
         names = self.ckpts.write(state, self.step, last=last, best=best, periodic=periodic)
         if last:
             self.healthy_step = self.step
