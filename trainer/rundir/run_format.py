@@ -107,6 +107,17 @@ CORE_SERIES = (
     CUDA_MEM_MB,
 )
 
+# grads.jsonl record fields (one record per probe). The mechanism fields are what the doctor's
+# remedies reason from: is decay shrinking the weights, has the embedding table collapsed, what LR
+# and batch was the step taken with (docs/run-format.md).
+GRAD_NORMS = "norms"
+UPDATE_RATIOS = "update_ratios"
+WEIGHT_NORMS = "weight_norms"
+EMBEDDING_NORM = "embedding_norm"
+PROBE_LR = "lr"
+DECAY_PER_STEP = "decay_per_step"
+EFFECTIVE_BATCH = "effective_batch"
+
 # Checkpoint file names inside checkpoints/
 CKPT_LAST = "last.pt"
 CKPT_BEST = "best.pt"

@@ -37,7 +37,15 @@ from trainer.training.ddp import DistContext
 from trainer.training.device import amp_dtype, autocast, pick_device
 from trainer.training.doctor_hook import DoctorHook
 from trainer.training.ema import EMA
-from trainer.training.probes import IntervalMeter, SystemProbe, grad_norms, snapshot, update_ratios
+from trainer.training.probes import (
+    IntervalMeter,
+    SystemProbe,
+    embedding_names,
+    grad_norms,
+    mechanism,
+    snapshot,
+    update_ratios,
+)
 from trainer.training.progress import open_progress
 from trainer.training.restore import announce, open_writer, restore
 from trainer.training.stopping import EarlyStopping, StopSignals
@@ -133,6 +141,7 @@ class TrainLoop:
         # init_from's weights before DDP (which broadcasts rank 0's) and EMA (whose shadow copies them)
         self.init_step = init_weights(self.raw, init_from) if init_from else None
         self.named_params = list(self.raw.named_parameters())
+        self.embeddings = embedding_names(self.raw)
         self.model = self.raw
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
@@ -257,8 +266,10 @@ class TrainLoop:
         self.meter.step_done()
         if probing:
             ratios = update_ratios(self.named_params, before)
-            self.writer.log_grads(self.step + 1, norms, ratios)
-            self.doctor.observe("grads", {"step": self.step + 1, "norms": norms, "update_ratios": ratios})
+            extra = mechanism(self.named_params, self.embeddings, self.optimizer)
+            extra[rf.EFFECTIVE_BATCH] = cfg.batch_size * cfg.grad_accum_steps * self.ctx.world_size
+            self.writer.log_grads(self.step + 1, norms, ratios, extra)
+            self.doctor.observe("grads", {"step": self.step + 1, "norms": norms, "update_ratios": ratios, **extra})
 
     def _after_step(self) -> None:
         cfg, s = self.cfg, self.step

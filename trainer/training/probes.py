@@ -2,7 +2,8 @@
 
 - IntervalMeter: per-step tensors summed on the device and read once per log interval, so a
   training step never waits for the GPU just to log.
-- grad_norms / update_ratios: the grads.jsonl record, taken only at probe_interval.
+- grad_norms / update_ratios / mechanism: the grads.jsonl record, taken only at probe_interval: what
+  the doctor's remedies reason from (weight and embedding norms, the per-step decay lr x weight_decay).
 - SystemProbe: the trainer process's memory and CPU (psutil) and accelerator memory.
 """
 
@@ -91,6 +92,58 @@ def update_ratio_tensor(named_params: list[tuple[str, nn.Parameter]], before: li
 def update_ratios(named_params: list[tuple[str, nn.Parameter]], before: list[torch.Tensor]) -> dict[str, float]:
     """|w_after - w_before| / |w_before| per parameter for the optimizer step just taken."""
     return dict(zip((n for n, _ in named_params), update_ratio_tensor(named_params, before).tolist()))
+
+
+def embedding_names(model: nn.Module) -> set[str]:
+    """Names (as in named_parameters) of the weights of the model's nn.Embedding tables."""
+    return {
+        f"{prefix}.weight" if prefix else "weight" for prefix, m in model.named_modules() if isinstance(m, nn.Embedding)
+    }
+
+
+def decay_per_step(optimizer) -> tuple[float, float]:
+    """(lr, the share of each weight removed per step by decoupled weight decay: lr x weight_decay).
+
+    AdamW-style optimizers shrink every decayed weight by that share on each step whatever the
+    gradient says; it is what pins weights near zero when it outweighs the updates. An optimizer
+    whose weight_decay is an L2 term in the gradient (Adam, SGD) reports 0: it has no fixed shrink.
+    """
+    decoupled = isinstance(optimizer, torch.optim.AdamW)
+    lr = decay = 0.0
+    for group in optimizer.param_groups:
+        group_lr = float(group.get("lr", 0.0))
+        lr = max(lr, group_lr)
+        if decoupled or group.get("decoupled_weight_decay"):
+            decay = max(decay, group_lr * float(group.get("weight_decay", 0.0) or 0.0))
+    return lr, decay
+
+
+def weight_norm_tensor(named_params: list[tuple[str, nn.Parameter]]) -> torch.Tensor:
+    """L2 norm of each parameter, stacked on the device (no sync)."""
+    with torch.no_grad():
+        norms = [p.detach().float().norm() for _, p in named_params]
+    return torch.stack(norms) if norms else torch.zeros(0)
+
+
+def mechanism_fields(names: list[str], weight_norms: list[float], embeddings: set[str], lr_decay=None) -> dict:
+    """The grads.jsonl fields beside the gradient norms (docs/run-format.md): each weight's L2 norm,
+    the embedding tables' joint norm when there are any, and the step's lr and per-step decay
+    (lr_decay, from decay_per_step)."""
+    weights = dict(zip(names, weight_norms))
+    out: dict = {rf.WEIGHT_NORMS: weights}
+    table = [weights[n] for n in embeddings if n in weights]
+    if table:
+        out[rf.EMBEDDING_NORM] = sum(v * v for v in table) ** 0.5
+    if lr_decay is not None:
+        out[rf.PROBE_LR], out[rf.DECAY_PER_STEP] = lr_decay
+    return out
+
+
+def mechanism(named_params: list[tuple[str, nn.Parameter]], embeddings: set[str], optimizer=None) -> dict:
+    """mechanism_fields for the weights as they are now (one device sync: a probe step only)."""
+    names = [n for n, _ in named_params]
+    lr_decay = decay_per_step(optimizer) if optimizer is not None else None
+    return mechanism_fields(names, weight_norm_tensor(named_params).tolist(), embeddings, lr_decay)
 
 
 class SystemProbe:
