@@ -26,19 +26,13 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from trainer.training.probes import (
-    decay_per_step,
-    embedding_names,
-    grad_norm_tensor,
-    snapshot,
-    update_ratio_tensor,
-    weight_norm_tensor,
-)
+from trainer.rundir import run_format as rf
+from trainer.training.probes import Mechanism, grad_norm_tensor, snapshot, update_ratio_tensor, weight_norm_tensor
 
-# emit(step, names, norms, update_ratios, weights, lr_decay, embeddings): norms, ratios and weights
-# (each parameter's L2 norm after the step) are 1-d tensors, one entry per name; lr_decay is the
-# step's (lr, lr x weight_decay) from probes.decay_per_step; embeddings names the embedding tables.
-Emit = Callable[[int, list[str], torch.Tensor, torch.Tensor, torch.Tensor, tuple[float, float], set[str]], None]
+# emit(step, names, norms, update_ratios, weights, fields): norms, ratios and weights (each
+# parameter's L2 norm after the step) are 1-d tensors, one entry per name; fields(weight norms as
+# numbers) gives the record's mechanism fields (probes.Mechanism), called off the training thread.
+Emit = Callable[[int, list[str], torch.Tensor, torch.Tensor, torch.Tensor, Callable[[list[float]], dict]], None]
 
 
 class GradWatch:
@@ -51,7 +45,8 @@ class GradWatch:
         if not self.named:
             raise ValueError("watch(model): the model has no parameters that require a gradient")
         self.names = [n for n, _ in self.named]
-        self.embeddings = embedding_names(model)
+        self.mechanism = Mechanism(self.named, model)
+        self.mechanism.take_initial()
         self.every = every
         self.emit = emit
         self.steps = 0  # optimizer steps taken over these parameters since watch()
@@ -89,4 +84,10 @@ class GradWatch:
             ratios = update_ratio_tensor(self.named, self._before)
             weights = weight_norm_tensor(self.named)
         norms, self._norms, self._before = self._norms, None, None
-        self.emit(self.steps, self.names, norms, ratios, weights, decay_per_step(optimizer), self.embeddings)
+        fields = self.mechanism.fields([], optimizer)  # lr, decay and the initial norms, as of this step
+        fields.pop(rf.WEIGHT_NORMS)
+
+        def with_weights(weight_norms: list[float]) -> dict:
+            return {**self.mechanism.fields(weight_norms), **fields}
+
+        self.emit(self.steps, self.names, norms, ratios, weights, with_weights)

@@ -41,7 +41,6 @@ from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
 from trainer.rundir.writer import RunWriter, open_run
 from trainer.training.doctor_hook import record_alert, stops_run
-from trainer.training.probes import mechanism_fields
 from trainer.training.threads import ThreadShare
 
 FLUSH_SECONDS = 1.0  # the queue is drained this often, so rows reach the files within about a second
@@ -194,9 +193,8 @@ class Run:
     def _same_step(self, step: int | None) -> int:
         return int(step) if step is not None else (self._step or 0)
 
-    def _queue_grads(self, step, names, norms, ratios, weights, lr_decay, embeddings) -> None:
-        payload = (names, norms, ratios, weights, lr_decay, embeddings)
-        self._queue.append((GRADS, step, time.time(), payload, None))
+    def _queue_grads(self, step, names, norms, ratios, weights, fields) -> None:
+        self._queue.append((GRADS, step, time.time(), (names, norms, ratios, weights, fields), None))
 
     # --- internals: the background thread ---------------------------------------------------------
     def _background(self) -> None:
@@ -236,9 +234,9 @@ class Run:
                     self._observe(METRICS, {"step": step, **payload})
                 self._max_step = max(self._max_step, step)
             elif kind == GRADS:
-                names, norms, ratios, weights, lr_decay, embeddings = payload
+                names, norms, ratios, weights, fields = payload
                 norms, ratios = dict(zip(names, norms.tolist())), dict(zip(names, ratios.tolist()))
-                extra = mechanism_fields(names, weights.tolist(), embeddings, lr_decay)
+                extra = fields(weights.tolist())
                 self.writer.log_grads(step, norms, ratios, extra)
                 self._observe(GRADS, {"step": step, "norms": norms, "update_ratios": ratios, **extra})
             else:

@@ -108,14 +108,28 @@ def decay_per_step(optimizer) -> tuple[float, float]:
     gradient says; it is what pins weights near zero when it outweighs the updates. An optimizer
     whose weight_decay is an L2 term in the gradient (Adam, SGD) reports 0: it has no fixed shrink.
     """
-    decoupled = isinstance(optimizer, torch.optim.AdamW)
     lr = decay = 0.0
     for group in optimizer.param_groups:
         group_lr = float(group.get("lr", 0.0))
         lr = max(lr, group_lr)
-        if decoupled or group.get("decoupled_weight_decay"):
+        if _decoupled(optimizer, group):
             decay = max(decay, group_lr * float(group.get("weight_decay", 0.0) or 0.0))
     return lr, decay
+
+
+def _decoupled(optimizer, group) -> bool:
+    return isinstance(optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay"))
+
+
+def decayed_names(named_params: list[tuple[str, nn.Parameter]], optimizer) -> set[str]:
+    """Names of the parameters the optimizer shrinks by decoupled weight decay (weight_decay > 0)."""
+    ids = {
+        id(p)
+        for group in optimizer.param_groups
+        if _decoupled(optimizer, group) and (group.get("weight_decay") or 0) > 0
+        for p in group["params"]
+    }
+    return {n for n, p in named_params if id(p) in ids}
 
 
 def weight_norm_tensor(named_params: list[tuple[str, nn.Parameter]]) -> torch.Tensor:
@@ -125,25 +139,43 @@ def weight_norm_tensor(named_params: list[tuple[str, nn.Parameter]]) -> torch.Te
     return torch.stack(norms) if norms else torch.zeros(0)
 
 
-def mechanism_fields(names: list[str], weight_norms: list[float], embeddings: set[str], lr_decay=None) -> dict:
-    """The grads.jsonl fields beside the gradient norms (docs/run-format.md): each weight's L2 norm,
-    the embedding tables' joint norm when there are any, and the step's lr and per-step decay
-    (lr_decay, from decay_per_step)."""
-    weights = dict(zip(names, weight_norms))
-    out: dict = {rf.WEIGHT_NORMS: weights}
-    table = [weights[n] for n in embeddings if n in weights]
-    if table:
-        out[rf.EMBEDDING_NORM] = sum(v * v for v in table) ** 0.5
-    if lr_decay is not None:
-        out[rf.PROBE_LR], out[rf.DECAY_PER_STEP] = lr_decay
-    return out
+def _joint(weights: dict[str, float], names: set[str]) -> float | None:
+    table = [weights[n] for n in names if n in weights]
+    return sum(v * v for v in table) ** 0.5 if table else None
 
 
-def mechanism(named_params: list[tuple[str, nn.Parameter]], embeddings: set[str], optimizer=None) -> dict:
-    """mechanism_fields for the weights as they are now (one device sync: a probe step only)."""
-    names = [n for n, _ in named_params]
-    lr_decay = decay_per_step(optimizer) if optimizer is not None else None
-    return mechanism_fields(names, weight_norm_tensor(named_params).tolist(), embeddings, lr_decay)
+class Mechanism:
+    """The grads.jsonl fields beside the gradient norms, for one model (the engine's and run.watch's;
+    docs/run-format.md): each weight's L2 norm, the joint norms of the embedding tables and of the
+    weights under decoupled decay when there are any, the step's lr and per-step decay, and in the
+    first record the norms as they were before the first step (rf.INITIAL, the "fell from" reference)."""
+
+    def __init__(self, named_params: list[tuple[str, nn.Parameter]], model: nn.Module, optimizer=None):
+        self.named = named_params
+        self.names = [n for n, _ in named_params]
+        self.embeddings = embedding_names(model)
+        self.decayed = decayed_names(named_params, optimizer) if optimizer is not None else set()
+        self.initial: dict | None = None
+
+    def take_initial(self) -> None:
+        """Note the joint norms as they are now (one device sync); the next record carries them."""
+        fields = self.fields(weight_norm_tensor(self.named).tolist())
+        self.initial = {k: fields[k] for k in (rf.EMBEDDING_NORM, rf.DECAYED_NORM) if k in fields}
+
+    def fields(self, weight_norms: list[float], optimizer=None) -> dict:
+        """The record's fields from the weight norms (weight_norm_tensor, as numbers) and the optimizer."""
+        weights = dict(zip(self.names, weight_norms))
+        out: dict = {rf.WEIGHT_NORMS: weights}
+        if optimizer is not None:
+            self.decayed = self.decayed or decayed_names(self.named, optimizer)
+            out[rf.PROBE_LR], out[rf.DECAY_PER_STEP] = decay_per_step(optimizer)
+        for key, group in ((rf.EMBEDDING_NORM, self.embeddings), (rf.DECAYED_NORM, self.decayed)):
+            joint = _joint(weights, group)
+            if joint is not None:
+                out[key] = joint
+        if self.initial:
+            out[rf.INITIAL], self.initial = self.initial, None
+        return out
 
 
 class SystemProbe:
