@@ -271,6 +271,39 @@ def test_diagnosis_page_renders_the_report_and_alerts(launched, runs_dir):
     assert at.markdown[-1].value.strip()
 
 
+KINDED = {
+    "dead_parameters": [{"kind": "code", "set": {}, "why": "look in forward() for where the branch goes"}],
+    "slowdown": [{"kind": "none", "set": {}, "why": "another job took the cores"}],
+    "token_collapse": [
+        {"kind": "config", "start": "new", "set": {"weight_decay": 0.01}, "why": "decay removes 3% per step"},
+        {"kind": "config", "start": "fork", "set": {"weight_decay": 0.01}, "why": "the same as a fork"},
+    ],
+}
+
+
+def _run_with_kinded_alerts(runs_dir):
+    run = make_run(runs_dir, "kinds", state=None)
+    for code, remedy in KINDED.items():
+        run.event("alert", f"{code} fired", step=60, code=code, severity="warning", evidence={}, remedy=remedy)
+    run.finish(rf.STOPPED)
+
+
+@pytest.mark.parametrize("page", ["diagnosis.py", "live.py"])
+def test_only_config_remedies_get_a_button_and_a_new_run_remedy_starts_afresh(launched, runs_dir, page):
+    _run_with_kinded_alerts(runs_dir)
+    at = open_app(page, selected_runs=["kinds"])
+    keys = {b.key for b in at.button if b.key and b.key.startswith("remedy_")}
+    assert keys == {"remedy_kinds_token_collapse", "remedy_kinds_token_collapse_1"}  # none for code / none
+    shown = texts(at)
+    assert "code change: look in forward()" in unescaped(shown) and "no action: another job" in unescaped(shown)
+    new, fork = at.button(key="remedy_kinds_token_collapse"), at.button(key="remedy_kinds_token_collapse_1")
+    assert new.label.startswith("New run with weight_decay=0.01") and fork.label.startswith("Fork with")
+    new.click().run()
+    run_argv = launched[0]
+    assert run_argv[0] == "run" and run_argv[run_argv.index("--config") + 1].endswith("kinds/config.yaml")
+    assert "weight_decay=0.01" in run_argv and run_argv[run_argv.index("--run-id") + 1] == "kinds-new"
+
+
 def test_system_page_lists_a_live_trainer_process_and_machine_totals(launched, runs_dir):
     writer = make_run(runs_dir, "busy", state=None)
     writer.set_status(threads=2, device="cpu")  # what our trainer records: its share and its device

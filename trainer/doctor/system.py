@@ -98,20 +98,12 @@ class Slowdown(Detector):
                 "starved (another job on these cores, throttling, I/O or swap), so no config change is proposed; "
                 "free the cores and the speed comes back"
             )
-            return self.fire(step, message, evidence, [])
+            return self.fire(step, message, evidence, R.for_alert(self.code, self.ctx, evidence, step))
         return self.fire(
             step,
             message,
             evidence,
-            R.ranked(
-                R.smaller_micro_batch(
-                    self.ctx,
-                    "half the micro-batch with twice the accumulation keeps the "
-                    "effective batch and relieves memory pressure, a common cause of "
-                    "slowing steps (report 003 restored speed with a smaller "
-                    "block_size, which needs a new run)",
-                ),
-            ),
+            R.for_alert(self.code, self.ctx, evidence, step),
         )
 
 
@@ -189,21 +181,14 @@ class MemoryGrowth(Detector):
             step,
             f"{key} grew steadily from {fmt(base)} MB (step {base_step}) to {fmt(now)} MB at step {step} "
             f"(+{rate:.0f} MB per 1000 steps)",
-            {
+            evidence := {
                 "series": key,
                 "baseline_mb": base,
                 "baseline_step": base_step,
                 "now_mb": now,
                 "mb_per_1000_steps": round(rate, 1),
             },
-            R.ranked(
-                R.smaller_micro_batch(
-                    self.ctx,
-                    "a smaller micro-batch lowers the peak memory while the leak is "
-                    "found; steady growth usually means tensors kept alive across "
-                    "steps (a list of losses without .item(), say)",
-                ),
-            ),
+            R.for_alert(self.code, self.ctx, evidence, step),
         )
 
 
@@ -242,8 +227,8 @@ class LrAnomaly(Detector):
             return self.fire(
                 step,
                 f"lr is 0 at step {step}: the weights are not being updated",
-                {"lr": lr},
-                R.ranked(R.declared_lr(ctx, "a positive LR; check the schedule's min_lr and warm-up")),
+                evidence := {"lr": lr},
+                R.for_alert(self.code, ctx, evidence, step),
                 severity="critical",
             )
         if step < ctx.change_step or not finite(lr):  # before the last restart's schedule, or no value
@@ -261,12 +246,6 @@ class LrAnomaly(Detector):
             step,
             f"lr {fmt(lr)} at step {step} does not follow the declared {schedule} schedule, which gives "
             f"{fmt(expected[0])} ({error * 100:.0f}% off)",
-            {"lr": lr, "expected": expected[0], "relative_error": round(error, 3), "schedule": schedule},
-            R.ranked(
-                R.constant_lr(
-                    ctx,
-                    "a constant LR takes the schedule out of the picture while the cause is found "
-                    "(report 003 did this for a clean diagnosis)",
-                ),
-            ),
+            evidence := {"lr": lr, "expected": expected[0], "relative_error": round(error, 3), "schedule": schedule},
+            R.for_alert(self.code, ctx, evidence, step),
         )
