@@ -24,6 +24,7 @@ GRADS_FILE = "grads.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "train.log"  # stdout/stderr of a trainer started in the background
+TRIAL_FILE = "trial.json"  # a remedy trial's group, parent and remedy (trainer/runs/trials.py)
 CHECKPOINT_DIR = "checkpoints"
 CONTROL_DIR = "control"
 STOP_FILE = "stop"  # control/stop: finish the step, checkpoint, exit 0
@@ -151,10 +152,10 @@ def run_path(runs_dir: str | Path, run_id: str) -> Path:
 
 def holds_only_launch_files(run_dir: str | Path) -> bool:
     """Is this directory what a background launcher leaves before its trainer writes anything?
-    train.log, and control/stop if Stop was pressed while the run was starting. Such a directory
-    is free for a new run; anything else in it means the run exists."""
+    train.log, trial.json for a remedy trial, and control/stop if Stop was pressed while the run was
+    starting. Such a directory is free for a new run; anything else in it means the run exists."""
     for entry in Path(run_dir).iterdir():
-        if entry.name == LOG_FILE:
+        if entry.name in (LOG_FILE, TRIAL_FILE):
             continue
         if entry.name == CONTROL_DIR and entry.is_dir() and all(p.name == STOP_FILE for p in entry.iterdir()):
             continue
