@@ -165,7 +165,10 @@ def _launch(runs_dir: Path, group: TrialGroup, trial: Trial) -> int:
         _, pid = process.start_new(parent_dir / rf.CONFIG_FILE, _sets(trial.sets) + extra, runs_dir, trial.run_id)
         return pid
     source = "best" if "best" in available_checkpoints(parent_dir) else "last"
-    at = _checkpoint_step(parent_dir, rf.CKPT_BEST if source == "best" else rf.CKPT_LAST) or 0
+    at = _checkpoint_step(parent_dir, rf.CKPT_BEST if source == "best" else rf.CKPT_LAST)
+    if at is None:  # a run that logged no checkpoint events: its last.pt is where it stopped
+        at = (read_status(parent_dir) or {}).get("step") if source == "last" else 0
+    at = at if isinstance(at, int) else 0
     extra = [f"max_steps={at + group.steps}"]
     return process.start_fork(runs_dir, group.parent, source, trial.run_id, _sets(trial.sets) + extra)
 
