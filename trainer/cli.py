@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="print the verdicts of RUN_ID's newest trials")
     p.add_argument("--wait", action="store_true", help="wait for the trials to end, then print the report")
     p.add_argument("--again", action="store_true", help="try again when RUN_ID's remedies were tried already")
+    p.add_argument("--one-by-one", action="store_true", help="run the trials one after another (implies --wait)")
     _add_common(p, sets=False, background=False)
 
     p = sub.add_parser(
@@ -355,12 +356,12 @@ def cmd_try_remedies(args, runs_dir: Path) -> int:
         name = trials.latest_group(runs_dir, args.run_id)
         print(trials.format_report(name, trials.report(runs_dir, name)))
         return EXIT_OK
-    group = trials.start_trials(runs_dir, args.run_id, args.steps, args.again)
+    group = trials.start_trials(runs_dir, args.run_id, args.steps, args.again, one_by_one=args.one_by_one)
     print(f"started {len(group.trials)} trials of {args.run_id}'s {group.code} alert, {group.steps} steps each:")
     for t in group.trials:
         change = ", ".join(f"{k}={v}" for k, v in t.sets.items()) or "no change"
         print(f"  {t.run_id}: {t.role}, {t.start}, {change}")
-    if not args.wait:
+    if not (args.wait or args.one_by_one):
         print(f"read the verdicts with `python -m trainer try-remedies {args.run_id} --report`")
         return EXIT_OK
     trials.wait(runs_dir, group.name)

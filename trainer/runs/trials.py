@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from trainer import config as C
 from trainer.doctor import diagnose
 from trainer.doctor import remedies as R
@@ -173,13 +175,16 @@ def _launch(runs_dir: Path, group: TrialGroup, trial: Trial) -> int:
     return process.start_fork(runs_dir, group.parent, source, trial.run_id, _sets(trial.sets) + extra)
 
 
-def start_trials(runs_dir: str | Path, run_id: str, steps: int | None = None, again: bool = False) -> TrialGroup:
-    """Plan run_id's trials and start them all in the background; returns the group."""
+def start_trials(
+    runs_dir: str | Path, run_id: str, steps: int | None = None, again: bool = False, one_by_one: bool = False
+) -> TrialGroup:
+    """Plan run_id's trials and start them all in the background (they share the cores); returns
+    the group. one_by_one: start each when the one before has ended, and return when all have."""
     runs_dir = Path(runs_dir)
     group = plan(runs_dir, run_id, steps, again)
     created = time.time()
     for trial in group.trials:
-        _launch(runs_dir, group, trial)
+        pid = _launch(runs_dir, group, trial)
         record = {
             "group": group.name,
             "parent": group.parent,
@@ -192,6 +197,8 @@ def start_trials(runs_dir: str | Path, run_id: str, steps: int | None = None, ag
             "created": created,
         }
         atomic_write_text(runs_dir / trial.run_id / rf.TRIAL_FILE, json.dumps(record, indent=1))
+        if one_by_one:
+            _wait_for(runs_dir / trial.run_id, pid)
     return group
 
 
@@ -274,11 +281,24 @@ def report(runs_dir: str | Path, name: str) -> list[TrialRow]:
     return rows
 
 
-def wait(runs_dir: str | Path, name: str, poll_s: float = 1.0) -> None:
+def wait(runs_dir: str | Path, name: str) -> None:
     """Return once no run of group `name` is live (each ends by itself after its steps)."""
-    while any(run_state(d) in rf.LIVE_STATES for d, _ in groups(runs_dir).get(name, [])):
+    for run_dir, _ in groups(runs_dir).get(name, []):
+        _wait_for(run_dir)
+
+
+def _wait_for(run_dir: Path, pid: int | None = None, poll_s: float = 0.5) -> None:
+    """Until the run is no longer live, nor its launched process (pid) still starting up."""
+    while run_state(run_dir) in rf.LIVE_STATES or (pid is not None and _alive(pid)):
         time.sleep(poll_s)
-        process.reap()
+
+
+def _alive(pid: int) -> bool:
+    process.reap()  # a child of ours that ended is collected, not left a zombie
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def latest_group(runs_dir: str | Path, run_id: str) -> str:
