@@ -82,7 +82,9 @@ def remedy_buttons(run_id: str, alert: dict, limit: int = 3) -> None:
         sets = live_data.remedy_sets(remedy)
         key = f"remedy_{run_id}_{alert.get('code')}" + (f"_{n}" if n else "")
         label = ("Fork" if remedy.get("start") != remedies.NEW else "New run") + " with " + ", ".join(sets)
-        if not st.button(label, help=str(remedy.get("why", "")), key=key, icon=":material/call_split:"):
+        # Both come from the run's files and Streamlit renders markdown in them: shown literally.
+        why = escape(str(remedy.get("why", "")))
+        if not st.button(escape(label), help=why, key=key, icon=":material/call_split:"):
             continue
         if remedy.get("start") == remedies.NEW:
             result = run_forms.start_new_from_run(state.runs_dir(), run_id, sets)

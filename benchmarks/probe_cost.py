@@ -2,7 +2,7 @@
 grads.jsonl (every weight's norm, the embedding and decayed-weight joint norms, lr and decay) against
 one training step of the default char GPT, on the same thread, alternated.
 
-    python benchmarks/probe_cost.py [--repeats 200]
+    python benchmarks/probe_cost.py [--repeats 200] [--threads 1]
 
 A probe runs every probe_interval steps (50 in configs/shakespeare_char.yaml), so the cost per step
 is the probe's extra time / probe_interval; the target is well under 1% of a step.
@@ -24,7 +24,9 @@ from trainer.training.probes import Mechanism, weight_norm_tensor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = C.resolve("configs/shakespeare_char.yaml", ["device=cpu"])
     task = build_task(cfg)

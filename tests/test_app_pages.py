@@ -297,7 +297,7 @@ def test_only_config_remedies_get_a_button_and_a_new_run_remedy_starts_afresh(la
     shown = texts(at)
     assert "code change: look in forward()" in unescaped(shown) and "no action: another job" in unescaped(shown)
     new, fork = at.button(key="remedy_kinds_token_collapse"), at.button(key="remedy_kinds_token_collapse_1")
-    assert new.label.startswith("New run with weight_decay=0.01") and fork.label.startswith("Fork with")
+    assert unescaped(new.label).startswith("New run with weight_decay=0.01") and fork.label.startswith("Fork with")
     new.click().run()
     run_argv = launched[0]
     assert run_argv[0] == "run" and run_argv[run_argv.index("--config") + 1].endswith("kinds/config.yaml")
