@@ -156,3 +156,24 @@ def test_only_code_remedies_cannot_be_tried(runs_dir, monkeypatch):
     monkeypatch.setattr(trials, "diagnose", lambda path: {"alerts": [alert]})
     with pytest.raises(trials.NothingToTry, match="not config changes, so no run can try them .*look in forward"):
         trials.start_trials(runs_dir, "dead")
+
+
+def test_a_trial_still_importing_on_a_loaded_machine_is_starting_not_crashed(runs_dir):
+    """Under load a trainer can take longer than a heartbeat to write its first status.json; while
+    the process its launcher started lives, the trial is starting (wait() and the report wait)."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    run_dir = runs_dir / "slow"
+    run_dir.mkdir()
+    (run_dir / rf.LOG_FILE).write_text("")
+    os.utime(run_dir / rf.LOG_FILE, (0, 0))  # an old train.log: run_state alone says crashed
+    me = psutil.Process()
+    assert trials._state(run_dir, me.pid, me.create_time()) == rf.STARTING
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert trials._state(run_dir, gone.pid, None) == rf.CRASHED
+    assert trials._state(run_dir, me.pid, me.create_time() - 5) == rf.CRASHED  # a reused pid is not ours

@@ -107,7 +107,7 @@ def _checkpoint_step(run_dir: Path, name: str) -> int | None:
 
 def _refuse_repeat(runs_dir: Path, run_id: str, again: bool) -> None:
     for name, members in groups(runs_dir, run_id).items():
-        live = [d.name for d, _ in members if run_state(d) in rf.LIVE_STATES]
+        live = [d.name for d, r in members if _state(d, r.get("pid"), r.get("pid_create_time")) in rf.LIVE_STATES]
         if live:
             raise RunStateError(
                 f"trials of {run_id!r} are still running ({', '.join(live)}); stop them with `python -m trainer "
@@ -186,6 +186,8 @@ def start_trials(
     for trial in group.trials:
         pid = _launch(runs_dir, group, trial)
         record = {
+            "pid": pid,
+            "pid_create_time": _create_time(pid),
             "group": group.name,
             "parent": group.parent,
             "code": group.code,
@@ -198,7 +200,7 @@ def start_trials(
         }
         atomic_write_text(runs_dir / trial.run_id / rf.TRIAL_FILE, json.dumps(record, indent=1))
         if one_by_one:
-            _wait_for(runs_dir / trial.run_id, pid)
+            _wait_for(runs_dir / trial.run_id, pid, record["pid_create_time"])
     return group
 
 
@@ -229,6 +231,8 @@ def _last_losses(run_dir: Path) -> tuple[float | None, float | None]:
 def _verdict(row: TrialRow, control: TrialRow | None) -> str:
     if row.state in rf.LIVE_STATES:
         return "running"
+    if row.fires is None:
+        return f"no result: {row.state} before logging a metric"
     if row.role == CONTROL:
         return "fails as the parent did" if row.fires else "did not fail: the trial is too short to judge"
     if row.fires:
@@ -253,7 +257,7 @@ def report(runs_dir: str | Path, name: str) -> list[TrialRow]:
         raise NothingToTry(f"no remedy trials named {name!r}; `python -m trainer try-remedies RUN` starts some")
     rows = []
     for run_dir, record in sorted(members, key=lambda m: (m[1].get("role") != CONTROL, m[0].name)):
-        state = run_state(run_dir)
+        state = _state(run_dir, record.get("pid"), record.get("pid_create_time"))
         fires = None
         if state not in rf.LIVE_STATES and (run_dir / rf.METRICS_FILE).exists():
             alerts = diagnose(run_dir)["alerts"]
@@ -283,22 +287,35 @@ def report(runs_dir: str | Path, name: str) -> list[TrialRow]:
 
 def wait(runs_dir: str | Path, name: str) -> None:
     """Return once no run of group `name` is live (each ends by itself after its steps)."""
-    for run_dir, _ in groups(runs_dir).get(name, []):
-        _wait_for(run_dir)
+    for run_dir, record in groups(runs_dir).get(name, []):
+        _wait_for(run_dir, record.get("pid"), record.get("pid_create_time"))
 
 
-def _wait_for(run_dir: Path, pid: int | None = None, poll_s: float = 0.5) -> None:
-    """Until the run is no longer live, nor its launched process (pid) still starting up."""
-    while run_state(run_dir) in rf.LIVE_STATES or (pid is not None and _alive(pid)):
+def _wait_for(run_dir: Path, pid: int | None = None, created: float | None = None, poll_s: float = 0.5) -> None:
+    while _state(run_dir, pid, created) in rf.LIVE_STATES:
         time.sleep(poll_s)
 
 
-def _alive(pid: int) -> bool:
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _state(run_dir: Path, pid: int | None, created: float | None) -> str:
+    """run_state, except that a trial whose launched process is still importing (no status.json
+    yet, for longer than a heartbeat on a loaded machine) is starting, not crashed."""
+    state = run_state(run_dir)
+    if state != rf.CRASHED or read_status(run_dir) is not None or not isinstance(pid, int):
+        return state
     process.reap()  # a child of ours that ended is collected, not left a zombie
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(pid)
+        same = created is None or abs(proc.create_time() - created) < rf.CREATE_TIME_TOLERANCE_S
+        return rf.STARTING if same and proc.status() != psutil.STATUS_ZOMBIE else state
     except psutil.Error:
-        return False
+        return state
 
 
 def latest_group(runs_dir: str | Path, run_id: str) -> str:
