@@ -53,12 +53,15 @@ def run_preset(preset: str, runs_dir: Path, threads: str) -> str:
     return preset
 
 
-def try_preset(preset: str, runs_dir: Path, one_by_one: bool, again: bool = False) -> dict:
+def try_preset(preset: str, runs_dir: Path, one_by_one: bool, again: bool = False, report_only: bool = False) -> dict:
     """The preset's alert, its remedies and (for config remedies) the trials' rows and wall time."""
     serious = [a for a in diagnose(runs_dir / preset)["alerts"] if a["severity"] != "info"]
     alert = sorted(serious, key=lambda a: (a["severity"] != "critical", a["step"]))[0] if serious else None
     out = {"preset": preset, "alert": alert, "rows": [], "seconds": None}
     if alert is None or not any(R.kind_of(r) == R.CONFIG for r in alert["remedy"]):
+        return out
+    if report_only:  # the trials already run here: judge them again
+        out["rows"] = trials.report(runs_dir, trials.latest_group(runs_dir, preset))
         return out
     start = time.perf_counter()
     group = trials.start_trials(runs_dir, preset, PRESETS[preset][0], again=again, one_by_one=one_by_one)
@@ -142,6 +145,7 @@ def main() -> None:
         help="how trials share the machine; several: each in turn, on the same preset runs",
     )
     parser.add_argument("--runs-dir", type=Path, help="keep the runs here (default: a temporary directory)")
+    parser.add_argument("--report-only", action="store_true", help="judge the trials already in --runs-dir again")
     parser.add_argument(
         "--threads",
         default="1",
@@ -157,6 +161,10 @@ def main() -> None:
             start = time.perf_counter()
             run_preset(preset, runs_dir, args.threads)
             print(f"{preset}: ran in {time.perf_counter() - start:.0f} s", flush=True)
+    if args.report_only:
+        results = [try_preset(p, runs_dir, False, report_only=True) for p in args.presets]
+        print(table(results) + "\n\n" + "\n".join(summary(results)))
+        return
     for n, mode in enumerate(args.modes):
         results = [try_preset(p, runs_dir, mode == "one_by_one", again=n > 0) for p in args.presets]
         print(f"\n## trials {mode} (load average now {os.getloadavg()[0]:.1f})\n", flush=True)

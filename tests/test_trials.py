@@ -177,3 +177,24 @@ def test_a_trial_still_importing_on_a_loaded_machine_is_starting_not_crashed(run
     gone.wait()
     assert trials._state(run_dir, gone.pid, None) == rf.CRASHED
     assert trials._state(run_dir, me.pid, me.create_time() - 5) == rf.CRASHED  # a reused pid is not ours
+
+
+def test_a_fork_that_fails_in_its_first_rows_is_judged_as_its_parent_continued(runs_dir):
+    """A spike right after a fork has no history in the fork's own files to be judged against (the
+    detector needs 16 rows): diagnosed alone it passes; continued from the parent, it fires."""
+    from trainer.doctor import continued, diagnose
+
+    cfg = C.resolve(None, [*SMALL, "schedule=constant", "warmup_steps=0", "max_steps=100"]).to_dict()
+    parent = open_run(runs_dir, "p", config=cfg)
+    for step in range(1, 61):
+        parent.log(step, {rf.TRAIN_LOSS: 2.5 + 0.01 * math.sin(step), rf.LR: 1e-3})
+    parent.finish(rf.FINISHED)
+    fork = open_run(runs_dir, "p-fork", config=cfg)
+    for step in range(41, 61):  # forked at step 40: the loss jumps at once
+        fork.log(step, {rf.TRAIN_LOSS: 3.6 + 0.01 * math.sin(step), rf.LR: 1e-3})
+    fork.finish(rf.FINISHED)
+    assert not [a for a in diagnose(runs_dir / "p-fork")["alerts"] if a["code"] == "loss_spike"]
+    spikes = [a for a in continued(runs_dir / "p", runs_dir / "p-fork", 40) if a["code"] == "loss_spike"]
+    assert spikes and spikes[0]["step"] == 41
+    record = {"code": "loss_spike", "parent": "p", "start": "fork", "from_step": 40}
+    assert trials._fires(runs_dir, runs_dir / "p-fork", record)

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from trainer import config as C
-from trainer.doctor import diagnose
+from trainer.doctor import continued, diagnose
 from trainer.doctor import remedies as R
 from trainer.doctor.base import SEVERITY_RANK
 from trainer.errors import ConfigError, RunStateError, TrainerError
@@ -158,6 +158,15 @@ def _sets(changes: dict) -> list[str]:
     return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in changes.items()]
 
 
+def fork_source(parent_dir: Path) -> tuple[str, int]:
+    """(checkpoint, its step) a fork trial starts from: best.pt, else last.pt."""
+    source = "best" if "best" in available_checkpoints(parent_dir) else "last"
+    at = _checkpoint_step(parent_dir, rf.CKPT_BEST if source == "best" else rf.CKPT_LAST)
+    if at is None:  # a run that logged no checkpoint events: its last.pt is where it stopped
+        at = (read_status(parent_dir) or {}).get("step") if source == "last" else 0
+    return source, at if isinstance(at, int) else 0
+
+
 def _launch(runs_dir: Path, group: TrialGroup, trial: Trial) -> int:
     parent_dir = runs_dir / group.parent
     config = C.from_dict(read_config(parent_dir))
@@ -166,11 +175,7 @@ def _launch(runs_dir: Path, group: TrialGroup, trial: Trial) -> int:
         extra = [f"max_steps={group.steps}", f"warmup_steps={min(config.warmup_steps, group.steps - 1)}"]
         _, pid = process.start_new(parent_dir / rf.CONFIG_FILE, _sets(trial.sets) + extra, runs_dir, trial.run_id)
         return pid
-    source = "best" if "best" in available_checkpoints(parent_dir) else "last"
-    at = _checkpoint_step(parent_dir, rf.CKPT_BEST if source == "best" else rf.CKPT_LAST)
-    if at is None:  # a run that logged no checkpoint events: its last.pt is where it stopped
-        at = (read_status(parent_dir) or {}).get("step") if source == "last" else 0
-    at = at if isinstance(at, int) else 0
+    source, at = fork_source(parent_dir)
     extra = [f"max_steps={at + group.steps}"]
     return process.start_fork(runs_dir, group.parent, source, trial.run_id, _sets(trial.sets) + extra)
 
@@ -196,6 +201,7 @@ def start_trials(
             "set": trial.sets,
             "why": trial.why,
             "steps": group.steps,
+            "from_step": fork_source(runs_dir / group.parent)[1] if trial.start == R.FORK else 0,
             "created": created,
         }
         atomic_write_text(runs_dir / trial.run_id / rf.TRIAL_FILE, json.dumps(record, indent=1))
@@ -249,6 +255,27 @@ def _verdict(row: TrialRow, control: TrialRow | None) -> str:
     return fixed + (f", but {' and '.join(worse)} loss worse than the control" if worse else "")
 
 
+def _fires(runs_dir: Path, run_dir: Path, record: dict) -> bool:
+    """Does the parent's code fire (warning or critical) in this trial? Diagnosed on its own, and
+    for a fork also as the parent's run continued (rf. doctor.continued): a fork's first rows have no
+    history of their own, so a failure right after the fork (a spike) would otherwise go unjudged."""
+    code = record.get("code")
+
+    def serious(alerts) -> bool:
+        return any(a["code"] == code and a["severity"] != "info" for a in alerts)
+
+    if serious(diagnose(run_dir)["alerts"]):
+        return True
+    parent = runs_dir / str(record.get("parent"))
+    step = record.get("from_step")
+    return (
+        record.get("start") == R.FORK
+        and isinstance(step, int)
+        and parent.is_dir()
+        and serious(continued(parent, run_dir, step))
+    )
+
+
 def report(runs_dir: str | Path, name: str) -> list[TrialRow]:
     """One row per trial run of group `name` (controls first), judged by diagnosing each run:
     does the parent's code still fire (warning or critical), and its losses against its control."""
@@ -260,8 +287,7 @@ def report(runs_dir: str | Path, name: str) -> list[TrialRow]:
         state = _state(run_dir, record.get("pid"), record.get("pid_create_time"))
         fires = None
         if state not in rf.LIVE_STATES and (run_dir / rf.METRICS_FILE).exists():
-            alerts = diagnose(run_dir)["alerts"]
-            fires = any(a["code"] == record.get("code") and a["severity"] != "info" for a in alerts)
+            fires = _fires(Path(runs_dir), run_dir, record)
         train, val = _last_losses(run_dir)
         change = ", ".join(_sets(record.get("set") or {})) or "(none)"
         step = (read_status(run_dir) or {}).get("step")
