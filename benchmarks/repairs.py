@@ -165,8 +165,8 @@ def main() -> None:
         results = [try_preset(p, runs_dir, False, report_only=True) for p in args.presets]
         print(table(results) + "\n\n" + "\n".join(summary(results)))
         return
-    for n, mode in enumerate(args.modes):
-        results = [try_preset(p, runs_dir, mode == "one_by_one", again=n > 0) for p in args.presets]
+    for mode in args.modes:
+        results = [try_preset(p, runs_dir, mode == "one_by_one", again=True) for p in args.presets]
         print(f"\n## trials {mode} (load average now {os.getloadavg()[0]:.1f})\n", flush=True)
         print(table(results))
         print("\n" + "\n".join(summary(results)), flush=True)
