@@ -1,7 +1,8 @@
 """What the live page shows besides charts: newest values with their change, and alerts.
 
 Alerts come from events.jsonl rows with kind "alert" (written by the doctor): code, severity,
-step, message, evidence {name: number}, remedy [{"set": {key: value}, "why": ...}].
+step, message, evidence {name: number}, remedy [{"kind", "start", "set": {key: value}, "why": ...}]
+(trainer/doctor/remedies.py).
 
     tiles = latest_with_change(metrics, ["train/loss", "lr"])
     for alert in alerts_from_events(events): ...
@@ -13,6 +14,8 @@ import math
 
 import numpy as np
 import pandas as pd
+
+from trainer.doctor import remedies
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 TAIL_ROWS = 2000  # the newest rows a tile looks back over for a series' last two finite values
@@ -71,14 +74,18 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def remedy_sets(alert: dict) -> list[str]:
-    """The alert's suggested config changes as key=value pairs, first remedy first."""
-    sets = []
-    for remedy in alert.get("remedy") or []:
-        if isinstance(remedy, dict):
-            for key, value in (remedy.get("set") or {}).items():
-                sets.append(f"{key}={_yaml_scalar(value)}")
-    return sets
+def config_remedies(alert: dict) -> list[dict]:
+    """The alert's remedies that a config change applies (kind config, or written before kinds
+    existed): only these get a Fork or New-run button; a code change or "no action" gets none."""
+    return [r for r in alert.get("remedy") or [] if isinstance(r, dict) and remedies.kind_of(r) == remedies.CONFIG]
+
+
+def remedy_sets(remedy_or_alert: dict) -> list[str]:
+    """A remedy's config changes as key=value pairs; given an alert, its first config remedy's."""
+    if "set" not in remedy_or_alert:
+        offered = config_remedies(remedy_or_alert)
+        remedy_or_alert = offered[0] if offered else {}
+    return [f"{key}={_yaml_scalar(value)}" for key, value in (remedy_or_alert.get("set") or {}).items()]
 
 
 def _yaml_scalar(value) -> str:
@@ -99,12 +106,16 @@ def format_evidence(evidence: dict | None) -> str:
 
 
 def format_remedies(alert: dict) -> list[str]:
-    """One line per remedy: 'set lr=3e-4: the loss spikes point to a step size too large'."""
+    """One line per remedy: 'set lr=3e-4 (fork): ...', 'code change: ...' or 'no action: ...'."""
     lines = []
     for remedy in alert.get("remedy") or []:
         if not isinstance(remedy, dict):
             continue
+        kind, why = remedies.kind_of(remedy), str(remedy.get("why") or "")
+        if kind != remedies.CONFIG:
+            lines.append(f"{'code change' if kind == remedies.CODE else 'no action'}: {why}")
+            continue
         pairs = ", ".join(f"{k}={_yaml_scalar(v)}" for k, v in (remedy.get("set") or {}).items())
-        why = str(remedy.get("why") or "")
-        lines.append(f"set {pairs}: {why}" if pairs else why)
+        start = " (new run)" if remedy.get("start") == remedies.NEW else ""
+        lines.append(f"set {pairs}{start}: {why}" if pairs else why)
     return lines

@@ -11,8 +11,9 @@ import time
 import pyarrow.compute as pc
 import streamlit as st
 
-from app import charts, layout, live_data, state, timing
+from app import charts, layout, live_data, run_forms, state, timing
 from app.markdown import escape
+from trainer.doctor import remedies
 from trainer.rundir import run_format as rf
 from trainer.rundir.reader import RunSnapshot
 
@@ -75,17 +76,34 @@ def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
             lines.append("Numbers: " + escape(evidence))
         lines += ["Remedy: " + escape(line) for line in live_data.format_remedies(alert)]
         BANNER.get(severity, st.info)("\n\n".join(lines))
-        sets = live_data.remedy_sets(alert)
-        if sets and st.button(
-            "Fork with this fix",
-            help=", ".join(sets),
-            key=f"remedy_{view.run_id}_{alert.get('code')}",
-            icon=":material/call_split:",
-        ):
-            layout.open_fork_form(view.run_id, sets)
-            st.rerun()
+        remedy_buttons(view.run_id, alert)
     if len(alerts) > limit:
         st.caption(f"{len(alerts) - limit} more alert kinds: see the Diagnosis page.")
+
+
+def remedy_buttons(run_id: str, alert: dict, limit: int = 3) -> None:
+    """A button per config remedy, as it says to start: a fork opens the prefilled fork form, a new
+    run starts at once from the run's config. A code change or "no action" gets no button."""
+    for n, remedy in enumerate(live_data.config_remedies(alert)[:limit]):
+        sets = live_data.remedy_sets(remedy)
+        key = f"remedy_{run_id}_{alert.get('code')}" + (f"_{n}" if n else "")
+        label = ("Fork" if remedy.get("start") != remedies.NEW else "New run") + " with " + ", ".join(sets)
+        # Both come from the run's files and Streamlit renders markdown in them: shown literally.
+        why = escape(str(remedy.get("why", "")))
+        if not st.button(escape(label), help=why, key=key, icon=":material/call_split:"):
+            continue
+        if remedy.get("start") == remedies.NEW:
+            result = run_forms.start_new_from_run(state.runs_dir(), run_id, sets)
+            st.session_state["flash"] = (
+                f"Started {result.run_id} (pid {result.pid}) from {run_id}'s config with {', '.join(sets)}."
+                if result.ok
+                else "Could not start it: " + "; ".join(result.field_errors.values())
+            )
+            if result.ok:
+                state.note_change(result.run_id)
+        else:
+            layout.open_fork_form(run_id, sets)
+        st.rerun()
 
 
 def tiles(view: RunSnapshot) -> None:

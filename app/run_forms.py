@@ -159,6 +159,20 @@ def start_default_run(runs_dir: Path) -> FormResult:
     return start_new_run(DEFAULT_PRESET, {}, {}, runs_dir)
 
 
+def start_new_from_run(runs_dir: Path, run_id: str, sets: list[str]) -> FormResult:
+    """A new run from scratch with run_id's own config.yaml and the changes (a remedy that says to
+    start afresh), as run_id-new (-new2, ...); refusals say why and start nothing."""
+    run_dir = rf.run_path(runs_dir, run_id)
+    new_id, n = f"{rf.id_part(run_id, 56)}-new", 2
+    while (runs_dir / new_id).exists():
+        new_id, n = f"{rf.id_part(run_id, 56)}-new{n}", n + 1
+    try:
+        new_id, pid = process.start_new(run_dir / rf.CONFIG_FILE, sets, runs_dir, new_id)
+    except TrainerError as e:
+        return FormResult(field_errors={"sets": str(e)})
+    return FormResult(run_id=new_id, pid=pid)
+
+
 def start_resume(runs_dir: Path, run_id: str, sets_text: str = "") -> FormResult:
     """Resume run_id (same run) with optional key=value changes; refusals say why."""
     try:

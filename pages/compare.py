@@ -2,12 +2,16 @@
 
 import streamlit as st
 
-from app import charts, compare, layout, state
+from app import charts, compare, layout, state, trial_view
 from trainer.rundir import run_format as rf
 
 st.title("Compare")
 layout.no_runs_guard()
-picked = layout.run_picker("Runs to compare", key="compare_runs")
+group = trial_view.group_picker()
+if group:
+    picked = trial_view.verdicts(group)  # the trial runs side by side, with their verdicts
+else:
+    picked = layout.run_picker("Runs to compare", key="compare_runs")
 if not picked:
     st.info("Pick two or more runs.")
     st.stop()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import diagnosis, layout, live_panel, state
+from app import diagnosis, layout, live_panel, state, trial_view
 
 st.title("Diagnosis")
 run_id, view = layout.single_run_header("diagnosis_run")
@@ -12,6 +12,11 @@ live_panel.alert_banners(view, limit=10)
 if view.events.empty or "alert" not in set(view.events.get("kind", [])):
     st.caption("No alerts in events.jsonl.")
 layout.fork_form(key="diagnosis_fork")
+
+st.subheader("Remedy trials")
+trial_view.refusal()
+trial_view.try_button(run_id)
+trial_view.latest(run_id)
 
 st.subheader("Full report")
 report = diagnosis.report_markdown(state.run_dir_of(run_id), view.version)  # recomputed when the run changed

@@ -106,6 +106,10 @@ def test_watch_writes_grads_and_a_parameter_without_gradient_is_dead_to_the_doct
     assert [g["step"] for g in grads] == [2, 4, 6, 8, 10]
     assert all(g["norms"]["unused.weight"] == 0.0 and g["update_ratios"]["unused.weight"] == 0.0 for g in grads)
     assert all(g["norms"]["net.0.weight"] > 0 and g["update_ratios"]["net.0.weight"] > 0 for g in grads)
+    # the mechanism evidence: weight norms, and SGD's lr with no decoupled decay (no fixed shrink)
+    assert all(g[rf.WEIGHT_NORMS]["unused.weight"] > 0 and set(g[rf.WEIGHT_NORMS]) == set(g["norms"]) for g in grads)
+    assert all(g[rf.PROBE_LR] == 0.05 and g[rf.DECAY_PER_STEP] == 0.0 for g in grads)
+    assert all(rf.EMBEDDING_NORM not in g and rf.DECAYED_NORM not in g for g in grads)  # no table, no decay
     report = diagnose(runs_dir / "dead")
     dead = [a for a in report["alerts"] if a["code"] == "dead_parameters"]
     assert dead and dead[0]["evidence"]["dead"] == ["unused.bias", "unused.weight"]

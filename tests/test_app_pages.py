@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_fixtures import ALERT, make_run
+from app_fixtures import ALERT, fake_checkpoint, make_run
 from streamlit.testing.v1 import AppTest
 
 from app import run_watch, state
@@ -287,6 +287,71 @@ def test_diagnosis_page_renders_the_report_and_alerts(launched, runs_dir):
     assert ALERT["message"] in unescaped(at.error[0].value)
     assert "Full report" in [s.value for s in at.subheader]
     assert at.markdown[-1].value.strip()
+
+
+KINDED = {
+    "dead_parameters": [{"kind": "code", "set": {}, "why": "look in forward() for where the branch goes"}],
+    "slowdown": [{"kind": "none", "set": {}, "why": "another job took the cores"}],
+    "token_collapse": [
+        {"kind": "config", "start": "new", "set": {"weight_decay": 0.01}, "why": "decay removes 3% per step"},
+        {"kind": "config", "start": "fork", "set": {"weight_decay": 0.01}, "why": "the same as a fork"},
+    ],
+}
+
+
+def _run_with_kinded_alerts(runs_dir):
+    run = make_run(runs_dir, "kinds", state=None)
+    for code, remedy in KINDED.items():
+        run.event("alert", f"{code} fired", step=60, code=code, severity="warning", evidence={}, remedy=remedy)
+    run.finish(rf.STOPPED)
+
+
+@pytest.mark.parametrize("page", ["diagnosis.py", "live.py"])
+def test_only_config_remedies_get_a_button_and_a_new_run_remedy_starts_afresh(launched, runs_dir, page):
+    _run_with_kinded_alerts(runs_dir)
+    at = open_app(page, selected_runs=["kinds"])
+    keys = {b.key for b in at.button if b.key and b.key.startswith("remedy_")}
+    assert keys == {"remedy_kinds_token_collapse", "remedy_kinds_token_collapse_1"}  # none for code / none
+    shown = texts(at)
+    assert "code change: look in forward()" in unescaped(shown) and "no action: another job" in unescaped(shown)
+    new, fork = at.button(key="remedy_kinds_token_collapse"), at.button(key="remedy_kinds_token_collapse_1")
+    assert unescaped(new.label).startswith("New run with weight_decay=0.01") and fork.label.startswith("Fork with")
+    new.click().run()
+    run_argv = launched[0]
+    assert run_argv[0] == "run" and run_argv[run_argv.index("--config") + 1].endswith("kinds/config.yaml")
+    assert "weight_decay=0.01" in run_argv and run_argv[run_argv.index("--run-id") + 1] == "kinds-new"
+
+
+def test_try_the_remedies_refuses_a_healthy_run_in_one_line(launched, runs_dir):
+    make_run(runs_dir, "fine", config={"schedule": "constant", "warmup_steps": 0})  # nothing to remedy
+    at = open_app("diagnosis.py", selected_runs=["fine"])
+    at.button(key="try_remedies").click().run()
+    assert [e.value for e in at.error] == ["run 'fine' has no warning or critical alert: there is nothing to remedy"]
+    assert launched == []
+
+
+def test_try_the_remedies_starts_the_trials_and_compare_shows_them_with_verdicts(launched, runs_dir, monkeypatch):
+    from trainer.runs import trials
+
+    make_run(runs_dir, "sick", config={"max_steps": 60})
+    fake_checkpoint(runs_dir / "sick" / rf.CHECKPOINT_DIR / rf.CKPT_BEST)
+    remedy = [
+        {"kind": "config", "start": "new", "set": {"weight_decay": 0.01}, "why": "decay removes 3% per step"},
+        {"kind": "code", "set": {}, "why": "look in forward()"},
+    ]
+    alert = {"code": "token_collapse", "severity": "critical", "step": 40, "message": "m", "remedy": remedy}
+    real = trials.diagnose
+    monkeypatch.setattr(trials, "diagnose", lambda p: {"alerts": [alert]} if p.name == "sick" else real(p))
+    at = open_app("diagnosis.py", selected_runs=["sick"])
+    at.button(key="try_remedies").click().run()
+    assert [a[0] for a in launched] == ["run", "run"]  # the control and the one config remedy, both new runs
+    assert "Started 2 trials of token_collapse" in texts(at)
+    table = at.dataframe[0].value
+    assert table["run"].tolist() == ["sick-try-control", "sick-try-r1"]
+    assert table["change"].tolist() == ["(none)", "weight_decay=0.01"]
+    at = open_app("compare.py", compare_trials="sick-try")
+    assert at.dataframe[0].value["role"].tolist() == ["control", "remedy"]
+    assert len(at.get("vega_lite_chart")) >= 1  # the trial runs' train/loss side by side
 
 
 def test_system_page_lists_a_live_trainer_process_and_machine_totals(launched, runs_dir):

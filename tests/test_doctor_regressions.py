@@ -73,7 +73,7 @@ def test_overfitting_in_the_same_noise_is_still_found(tmp_path):
 
 def _variance_collapse_remedies(**config) -> list[dict]:
     ctx = RunContext(from_dict(apply_overrides(Config().to_dict(), config)).to_dict())
-    return R.lr_or_decay_first(ctx, R.raise_lr(ctx, "lr"), R.less_regularisation(ctx, "decay"))
+    return R.for_alert("variance_collapse", ctx, {"std_ratio": 0.04}, 130)
 
 
 def test_usual_weight_decay_keeps_the_reports_order_raise_lr_first():
@@ -83,9 +83,9 @@ def test_usual_weight_decay_keeps_the_reports_order_raise_lr_first():
 
 def test_heavy_weight_decay_is_lowered_first_and_the_lr_left_alone():
     remedies = _variance_collapse_remedies(lr=1e-3, weight_decay=100.0)
-    assert [r["set"]["weight_decay"] for r in remedies] == [0.1]  # not 10: still 1% of each weight per step
-    assert "10% of every weight per step" in remedies[0]["why"]
-    assert not any("lr" in r["set"] for r in remedies)
+    assert remedies[0]["set"] == {"weight_decay": 0.1}  # not 10: still 1% of each weight per step
+    assert "removes 10% of each decayed weight per step" in remedies[0]["why"]
+    assert not any(r["set"].get("lr", 0) > 1e-3 for r in remedies)  # a larger LR would decay faster still
 
 
 SPIKE_RESUME = 250  # configs/shakespeare_char_spike.yaml: 250 steps at lr 2e-3, then resumed at 0.03

@@ -64,7 +64,12 @@ def test_too_fast_curriculum_is_a_warning_naming_the_pace(suite):
         assert "faster than the model can follow" in alert["message"]
         assert alert["evidence"]["pace_ratio"] > 2
         assert alert["remedy"][0]["set"]["curriculum.ramp"] == "linear"
-        assert alert["remedy"][0]["set"]["curriculum.preschool_steps"] == 20000
+        # a linear ramp over the same steps: its peak pace is its average, not more than 2x it
+        assert (
+            alert["remedy"][0]["set"]["curriculum.preschool_steps"]
+            == r["scenario"].config["curriculum"]["preschool_steps"]
+        )
+        assert alert["remedy"][0]["start"] == "new"
 
 
 def test_each_failure_fires_once_per_episode(suite):
@@ -82,7 +87,8 @@ def test_every_remedy_is_a_valid_fork_override_of_the_runs_config(suite):
         for r in rows:
             for alert in r["result"]["alerts"]:
                 for remedy in alert["remedy"]:
-                    assert remedy["set"] and remedy["why"]
+                    assert remedy["why"] and remedy["kind"] in ("config", "code", "none")
+                    assert bool(remedy["set"]) == (remedy["kind"] == "config")
                     for base in (r["scenario"].config, Config().to_dict()):
                         from_dict(apply_overrides(base, remedy["set"]))
                     checked += 1

@@ -60,6 +60,24 @@ def test_grads_records_every_parameter_and_zero_for_missing_or_zero_gradients(pr
         assert "transformer.h.0.attn.c_attn.weight" in r["norms"]
 
 
+def test_grads_records_carry_the_mechanism_evidence_remedies_read(probed_run):
+    cfg = tiny_cfg(max_steps=21, log_interval=5)  # as probed_run
+    for r in read_jsonl(probed_run / rf.GRADS_FILE):
+        weights = r[rf.WEIGHT_NORMS]
+        assert set(weights) == set(r["norms"]) and weights["unused"] == pytest.approx(3**0.5)
+        # the char GPT's tables: token and position embeddings, one joint norm
+        joint = (weights["wte.weight"] ** 2 + weights["wpe.weight"] ** 2) ** 0.5
+        assert r[rf.EMBEDDING_NORM] == pytest.approx(joint, rel=1e-6)
+        assert r[rf.PROBE_LR] == pytest.approx(lr_at(r["step"] - 1, cfg))
+        assert r[rf.DECAY_PER_STEP] == pytest.approx(r[rf.PROBE_LR] * cfg.weight_decay)
+        assert r[rf.EFFECTIVE_BATCH] == cfg.batch_size * cfg.grad_accum_steps
+        matrices = [v for name, v in weights.items() if name.endswith("weight") and "ln" not in name]
+        assert r[rf.DECAYED_NORM] == pytest.approx(sum(v * v for v in matrices) ** 0.5, rel=1e-6)  # AdamW's 2-D group
+    first, *later = read_jsonl(probed_run / rf.GRADS_FILE)
+    assert set(first[rf.INITIAL]) == {rf.EMBEDDING_NORM, rf.DECAYED_NORM} and not any(rf.INITIAL in r for r in later)
+    assert first[rf.INITIAL][rf.EMBEDDING_NORM] != pytest.approx(first[rf.EMBEDDING_NORM])  # before the first step
+
+
 def test_metric_rows_carry_losses_probes_speed_and_system_series(probed_run):
     rows = read_jsonl(probed_run / rf.METRICS_FILE)
     train_rows = [r for r in rows if rf.TRAIN_LOSS in r]

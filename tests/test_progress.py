@@ -51,7 +51,7 @@ def test_alert_line_names_code_step_message_and_the_remedy_as_a_fork_command():
     line = progress.format_alert("fc1", alert)
     assert line == (
         "alert critical non_finite at step 30: train/loss became non-finite"
-        " | try: python -m trainer fork fc1 --run-id fc1-fix --set lr=0.0005 grad_clip=1.0"
+        " | try: python -m trainer fork fc1 --from best --run-id fc1-fix --set lr=0.0005 grad_clip=1.0"
     )
     assert "try:" not in progress.format_alert("fc1", {**alert, "remedy": []})
 
@@ -93,7 +93,7 @@ def test_an_alert_prints_as_it_fires_with_a_fork_command(capsys, runs_dir):
     code = cli.main(["run", "--run-id", "hot", "--set", *TINY, "lr=50", "max_steps=40", "--runs-dir", str(runs_dir)])
     out = capsys.readouterr().out
     [alert] = [line for line in out.splitlines() if line.startswith("alert critical non_finite at step ")]
-    assert code == 0 and "| try: python -m trainer fork hot --run-id hot-fix --set lr=" in alert
+    assert code == 0 and "| try: python -m trainer fork hot --from best --run-id hot-fix --set lr=" in alert
 
 
 def test_quiet_prints_no_progress_lines(capsys, runs_dir):

@@ -7,6 +7,7 @@
     python -m trainer fork RUN_ID --from best --run-id NEW [--set lr=3e-4]
     python -m trainer diagnose runs/RUN_ID [--markdown | --json]
     python -m trainer import tensorboard LOGDIR [--run-id ID]     (or: import csv FILE [--run-id ID])
+    python -m trainer try-remedies RUN_ID [--steps N] [--wait]     (then: try-remedies RUN_ID --report)
 
 Every error a user can cause is a TrainerError: it is printed as one "error: ..." line on stderr
 with exit code 2, never a traceback. A finished or stopped run exits 0, a failed one 1.
@@ -144,6 +145,26 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the full result as JSON")
     out.add_argument("--markdown", action="store_true", help="print a Markdown report (the default)")
+    _add_common(p, sets=False, background=False)
+
+    p = sub.add_parser(
+        "try-remedies",
+        help="prove the doctor's remedies by rerunning: one short run per remedy plus a control",
+        description="Start, in the background, one short run per config remedy of RUN_ID's most serious alert "
+        "and a control without the change (each a fork of the best checkpoint or a new run from RUN_ID's "
+        "config, as the remedy says; same seed, same steps). --report says, per trial, whether the alert's "
+        "code still fires and how its losses compare with the control's.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="the run to remedy (with --report: it, or a trial group)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="steps per trial (default: the run's max_steps; a fork goes that far past its checkpoint)",
+    )
+    p.add_argument("--report", action="store_true", help="print the verdicts of RUN_ID's newest trials")
+    p.add_argument("--wait", action="store_true", help="wait for the trials to end, then print the report")
+    p.add_argument("--again", action="store_true", help="try again when RUN_ID's remedies were tried already")
+    p.add_argument("--one-by-one", action="store_true", help="run the trials one after another (implies --wait)")
     _add_common(p, sets=False, background=False)
 
     p = sub.add_parser(
@@ -331,6 +352,26 @@ def cmd_diagnose(args, runs_dir: Path) -> int:
     return EXIT_OK
 
 
+def cmd_try_remedies(args, runs_dir: Path) -> int:
+    from trainer.runs import trials  # lazy for start-up cost alone: the doctor (numpy) only this command needs
+
+    if args.report:
+        name = trials.latest_group(runs_dir, args.run_id)
+        print(trials.format_report(name, trials.report(runs_dir, name)))
+        return EXIT_OK
+    group = trials.start_trials(runs_dir, args.run_id, args.steps, args.again, one_by_one=args.one_by_one)
+    print(f"started {len(group.trials)} trials of {args.run_id}'s {group.code} alert, {group.steps} steps each:")
+    for t in group.trials:
+        change = ", ".join(f"{k}={v}" for k, v in t.sets.items()) or "no change"
+        print(f"  {t.run_id}: {t.role}, {t.start}, {change}")
+    if not (args.wait or args.one_by_one):
+        print(f"read the verdicts with `python -m trainer try-remedies {args.run_id} --report`")
+        return EXIT_OK
+    trials.wait(runs_dir, group.name)
+    print(trials.format_report(group.name, trials.report(runs_dir, group.name)))
+    return EXIT_OK
+
+
 def cmd_import(args, runs_dir: Path) -> int:
     from trainer.runs import importing  # lazy for start-up cost alone: only this command needs it
 
@@ -353,6 +394,7 @@ COMMANDS = {
     "list": cmd_list,
     "diagnose": cmd_diagnose,
     "import": cmd_import,
+    "try-remedies": cmd_try_remedies,
 }
 
 

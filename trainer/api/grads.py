@@ -7,7 +7,8 @@ How, without touching your loop: PyTorch's global optimizer step hooks
 `optimizer.step()`. Before the step of an optimizer that holds the model's parameters, the
 gradients are final (accumulated, unscaled by GradScaler, clipped), so every `every`-th step we take
 each parameter's gradient norm and a copy of the weights; after the step, |w_after - w_before| /
-|w_before|. Both stay tensors on the device: the run's background thread turns them into numbers,
+|w_before|, each weight's norm (and the embedding tables'), and the optimizer's lr and per-step decay
+lr x weight_decay: what the doctor's remedies reason from. Both stay tensors on the device: the run's background thread turns them into numbers,
 so a probe step never waits for the GPU.
 
 A parameter that gets no gradient (not on the forward path) reports a norm of exactly 0, which is
@@ -25,10 +26,13 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from trainer.training.probes import grad_norm_tensor, snapshot, update_ratio_tensor
+from trainer.rundir import run_format as rf
+from trainer.training.probes import Mechanism, grad_norm_tensor, snapshot, update_ratio_tensor, weight_norm_tensor
 
-# emit(step, names, norms, update_ratios): norms and ratios are 1-d tensors, one entry per name.
-Emit = Callable[[int, list[str], torch.Tensor, torch.Tensor], None]
+# emit(step, names, norms, update_ratios, weights, fields): norms, ratios and weights (each
+# parameter's L2 norm after the step) are 1-d tensors, one entry per name; fields(weight norms as
+# numbers) gives the record's mechanism fields (probes.Mechanism), called off the training thread.
+Emit = Callable[[int, list[str], torch.Tensor, torch.Tensor, torch.Tensor, Callable[[list[float]], dict]], None]
 
 
 class GradWatch:
@@ -41,6 +45,8 @@ class GradWatch:
         if not self.named:
             raise ValueError("watch(model): the model has no parameters that require a gradient")
         self.names = [n for n, _ in self.named]
+        self.mechanism = Mechanism(self.named, model)
+        self.mechanism.take_initial()
         self.every = every
         self.emit = emit
         self.steps = 0  # optimizer steps taken over these parameters since watch()
@@ -76,5 +82,12 @@ class GradWatch:
             return
         with torch.no_grad():
             ratios = update_ratio_tensor(self.named, self._before)
+            weights = weight_norm_tensor(self.named)
         norms, self._norms, self._before = self._norms, None, None
-        self.emit(self.steps, self.names, norms, ratios)
+        fields = self.mechanism.fields([], optimizer)  # lr, decay and the initial norms, as of this step
+        fields.pop(rf.WEIGHT_NORMS)
+
+        def with_weights(weight_norms: list[float]) -> dict:
+            return {**self.mechanism.fields(weight_norms), **fields}
+
+        self.emit(self.steps, self.names, norms, ratios, weights, with_weights)

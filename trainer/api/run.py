@@ -194,8 +194,8 @@ class Run:
     def _same_step(self, step: int | None) -> int:
         return int(step) if step is not None else (self._step or 0)
 
-    def _queue_grads(self, step: int, names: list[str], norms: torch.Tensor, ratios: torch.Tensor) -> None:
-        self._queue.append((GRADS, step, time.time(), (names, norms, ratios), None))
+    def _queue_grads(self, step, names, norms, ratios, weights, fields) -> None:
+        self._queue.append((GRADS, step, time.time(), (names, norms, ratios, weights, fields), None))
 
     # --- internals: the background thread ---------------------------------------------------------
     def _background(self) -> None:
@@ -235,10 +235,11 @@ class Run:
                     self._observe(METRICS, {"step": step, **payload})
                 self._max_step = max(self._max_step, step)
             elif kind == GRADS:
-                names, norms, ratios = payload
+                names, norms, ratios, weights, fields = payload
                 norms, ratios = dict(zip(names, norms.tolist())), dict(zip(names, ratios.tolist()))
-                self.writer.log_grads(step, norms, ratios)
-                self._observe(GRADS, {"step": step, "norms": norms, "update_ratios": ratios})
+                extra = fields(weights.tolist())
+                self.writer.log_grads(step, norms, ratios, extra)
+                self._observe(GRADS, {"step": step, "norms": norms, "update_ratios": ratios, **extra})
             else:
                 record = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in payload.items()}
                 record = {k: v for k, v in record.items() if v is not None}

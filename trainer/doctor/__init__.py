@@ -10,8 +10,8 @@
 Codes, statistics, windows and thresholds: docs/doctor.md.
 """
 
-from trainer.doctor.diagnose import diagnose, replay
+from trainer.doctor.diagnose import continued, diagnose, replay
 from trainer.doctor.online import CODES, DETECTORS, OnlineDoctor
 from trainer.doctor.report import to_markdown
 
-__all__ = ["CODES", "DETECTORS", "OnlineDoctor", "diagnose", "replay", "to_markdown"]
+__all__ = ["CODES", "DETECTORS", "OnlineDoctor", "continued", "diagnose", "replay", "to_markdown"]

@@ -74,9 +74,11 @@ def replay(
     schema: bool = True,
     trainer_wrote: bool = True,
     skipped: Counter | None = None,
+    until: int | None = None,
 ) -> tuple[OnlineDoctor, int, int]:
     """A fresh OnlineDoctor fed the run's metrics, grads and samples in step order, with the last
-    resume/fork/config change noted: (doctor, metrics rows in the file, sample stride).
+    resume/fork/config change noted: (doctor, metrics rows in the file, sample stride). until: only
+    the records up to that step (where a fork of the run starts).
 
     A resumed trainer can start its online doctor from this, so that a failure right after the
     resume is judged against the run's history instead of waiting for a new window to fill; its
@@ -86,16 +88,38 @@ def replay(
     run_dir = Path(run_dir)
     doctor = OnlineDoctor(config, schema, trainer_wrote)
     events = read_records(run_dir / rf.EVENTS_FILE, skipped)
-    restarts = [e["step"] for e in events if e.get("kind") in RESTART_EVENTS]
+    restarts = [e["step"] for e in events if e.get("kind") in RESTART_EVENTS and (until is None or e["step"] <= until)]
     if restarts:
         doctor.note_restart(max(restarts))
+    rows, stride = feed(doctor, run_dir, until=until, skipped=skipped)
+    return doctor, rows, stride
+
+
+def feed(
+    doctor: OnlineDoctor, run_dir, after: int | None = None, until: int | None = None, skipped: Counter | None = None
+) -> tuple[int, int]:
+    """Observe run_dir's records with after < step <= until, in step order: (metrics rows, stride)."""
+    run_dir = Path(run_dir)
     metrics, rows, stride = metrics_records(run_dir / rf.METRICS_FILE, skipped)
     grads = read_records(run_dir / rf.GRADS_FILE, skipped)
     samples = read_records(run_dir / rf.SAMPLES_FILE, skipped)
     streams = [_tagged("metrics", metrics), _tagged("grads", grads), _tagged("samples", samples)]
-    for _, _, _, kind, record in heapq.merge(*streams):
-        doctor.observe(kind, record)
-    return doctor, rows, stride
+    for step, _, _, kind, record in heapq.merge(*streams):
+        if (after is None or step > after) and (until is None or step <= until):
+            doctor.observe(kind, record)
+    return rows, stride
+
+
+def continued(parent_dir, fork_dir, step: int) -> list[dict]:
+    """The alerts of fork_dir, a fork of parent_dir at `step`, judged as the parent's run continued
+    (as a resume is): the detectors first see the parent's records up to the fork, so a failure in
+    the fork's first rows is judged against that history. Returns only the alerts after `step`."""
+    config = read_config(fork_dir)
+    doctor, _, _ = replay(parent_dir, config, until=step)
+    doctor.note_restart(step)
+    before = len(doctor.alerts)
+    feed(doctor, fork_dir, after=step)
+    return doctor.alerts[before:]
 
 
 def _tagged(kind: str, records: list[dict]):

@@ -67,29 +67,12 @@ class ValBelowTrain(Detector):
             if dropout
             else "with no dropout, suspect leakage between the splits or an easier validation split"
         )
-        remedy = (
-            [
-                {
-                    "set": {"dropout": 0.0},
-                    "why": "without dropout train and val losses are measured the same way; "
-                    "if the gap stays, the split is the cause",
-                }
-            ]
-            if dropout
-            else [
-                {
-                    "set": {"val_split": 0.2},
-                    "why": "a larger validation split is a different sample of the data: a "
-                    "gap that survives it points at leakage or a bug in the loss",
-                }
-            ]
-        )
         return self.fire(
             step,
             f"val/loss {fmt(val)} is {1 / ratio:.1f}x below train/loss {fmt(train)} at step {step} "
             f"({self.streak} evals in a row); {cause}",
-            {"val_loss": val, "train_loss": train, "ratio": round(ratio, 3), "evals": self.streak},
-            remedy,
+            evidence := {"val_loss": val, "train_loss": train, "ratio": round(ratio, 3), "evals": self.streak},
+            R.for_alert(self.code, self.ctx, evidence, step),
         )
 
 
@@ -232,7 +215,7 @@ class Overfitting(Detector):
             step,
             f"val/loss rose from {fmt(self.best)} (step {self.best_step}) to {fmt(level)} at step {step} while "
             f"train/loss went from {fmt(self.train_at_best)} to {fmt(train)}; {where}",
-            {
+            evidence := {
                 "best_val": self.best,
                 "best_step": self.best_step,
                 "val": level,
@@ -242,10 +225,5 @@ class Overfitting(Detector):
                 "early_stop_step": stop_step,
                 "patience": patience,
             },
-            R.ranked(
-                R.early_stopping(
-                    self.ctx, "stop when val/loss stops improving; the fork starts from the best checkpoint", patience
-                ),
-                R.more_regularisation(self.ctx, "dropout and weight decay slow memorisation of the training set"),
-            ),
+            R.for_alert(self.code, self.ctx, evidence, step),
         )

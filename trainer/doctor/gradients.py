@@ -52,15 +52,8 @@ class DeadParameters(Detector):
             step,
             f"{len(dead)} of {self.total} parameters had a gradient norm of exactly 0 at the last "
             f"{self.min_probes}+ probe steps: {shown}",
-            {"dead": dead, "count": len(dead), "total": self.total, "probes": self.min_probes},
-            R.ranked(
-                R.less_regularisation(
-                    self.ctx,
-                    "these parameters get no signal; with weight decay they only "
-                    "shrink. Check that the layers are on the forward path (masks, "
-                    "unused branches) - report 001",
-                ),
-            ),
+            evidence := {"dead": dead, "count": len(dead), "total": self.total, "probes": self.min_probes},
+            R.for_alert(self.code, self.ctx, evidence, step),
         )
 
 
@@ -159,11 +152,10 @@ class ExplodingGradients(_GradLevel):
         if g > self.min_factor * level:  # cheap test first; the spread only when it passes
             z = (logg - center) / max(mad_sigma(self.logs, center), 0.05)
         if z > self.z_threshold:
-            return self.fire(
+            return self._fire(
                 step,
                 f"grad/norm jumped to {fmt(g)}, {g / level:.0f}x its running median {fmt(level)}, at step {step}",
                 {"grad_norm": g, "running_median": level, "factor": round(g / level, 1), "robust_z": round(z, 1)},
-                self._remedy(),
             )
         return None
 
@@ -183,7 +175,7 @@ class ExplodingGradients(_GradLevel):
             return None
         factor = math.exp(level - low)
         per_1000 = math.exp(slope * 1000)
-        return self.fire(
+        return self._fire(
             step,
             f"grad/norm climbed to {fmt(math.exp(level))} (median of the last {self.level_rows} rows), {factor:.0f}x "
             f"its lowest running median {fmt(math.exp(low))} at step {low_step}, and still rises "
@@ -195,15 +187,10 @@ class ExplodingGradients(_GradLevel):
                 "factor": round(factor, 1),
                 "factor_per_1000_steps": round(per_1000, 3),
             },
-            self._remedy(),
         )
 
-    def _remedy(self):
-        return R.ranked(
-            R.tighter_clipping(self.ctx, "clipping bounds the update a single exploding gradient makes"),
-            R.lower_lr(self.ctx, "a smaller step keeps large gradients from throwing the weights off"),
-            R.larger_batch(self.ctx, "a larger batch averages away the outlier gradients (report 003)"),
-        )
+    def _fire(self, step, message, evidence):
+        return self.fire(step, message, evidence, R.for_alert(self.code, self.ctx, evidence, step))
 
 
 class VanishingGradients(_GradLevel):
@@ -250,12 +237,6 @@ class VanishingGradients(_GradLevel):
             step,
             f"grad/norm fell to {fmt(now)}, {self.level / max(now, 1e-30):.0f}x below its established level "
             f"{fmt(self.level)}, at step {step}",
-            {"grad_norm": now, "established_level": self.level},
-            R.lr_or_decay_first(
-                self.ctx,
-                R.raise_lr(
-                    self.ctx, "with tiny gradients the weights stop moving; a larger LR restores the update size"
-                ),
-                R.less_regularisation(self.ctx, "weight decay can shrink activations until gradients vanish"),
-            ),
+            evidence := {"grad_norm": now, "established_level": self.level},
+            R.for_alert(self.code, self.ctx, evidence, step),
         )

@@ -119,8 +119,8 @@ class LrAnomaly(Detector):
         return self.fire(
             step,
             f"lr is {shown} at step {step} ({self.streak} rows in a row): the optimiser's updates are undefined",
-            {"lr": lr if finite(lr) else None, "rows": self.streak},
-            R.ranked(R.declared_lr(self.ctx, "a positive, finite LR; check the scheduler's arithmetic")),
+            evidence := {"lr": lr if finite(lr) else None, "rows": self.streak},
+            R.for_alert(self.code, self.ctx, evidence, step),
             severity="critical",
         )
 
@@ -144,16 +144,16 @@ class LrAnomaly(Detector):
                 step,
                 f"lr is 0 at step {step} while the declared {schedule} schedule gives {fmt(expected[0])}: "
                 "the weights are not being updated",
-                {"lr": lr, "expected": expected[0], "schedule": schedule},
-                R.ranked(R.declared_lr(ctx, "a positive LR; check the schedule's min_lr and warm-up")),
+                evidence := {"lr": lr, "expected": expected[0], "schedule": schedule},
+                R.for_alert(self.code, ctx, evidence, step),
                 severity="critical",
             )
         return self.fire(
             step,
             f"lr {fmt(lr)} at step {step} is {factor:.2g}x {'above' if lr > expected[0] else 'below'} the declared "
             f"{schedule} schedule, which gives {fmt(expected[0])} ({self.streak} rows in a row)",
-            {"lr": lr, "expected": expected[0], "factor": round(factor, 3), "schedule": schedule},
-            self._remedy(),
+            evidence := {"lr": lr, "expected": expected[0], "factor": round(factor, 3), "schedule": schedule},
+            R.for_alert(self.code, ctx, evidence, step),
         )
 
     # --- undeclared: the LR judged by itself ------------------------------------------------------
@@ -174,7 +174,8 @@ class LrAnomaly(Detector):
             self.note_healthy()
             return None
         message, evidence = jump
-        return self.fire(step, message, {"lr": lr, **evidence}, self._remedy())
+        evidence = {"lr": lr, **evidence}
+        return self.fire(step, message, evidence, R.for_alert(self.code, self.ctx, evidence, step))
 
     def _trend_at(self, step) -> float | None:
         """The LR the line through the last two positive rows gives at step (None with one row)."""
@@ -222,8 +223,14 @@ class LrAnomaly(Detector):
         return self.fire(
             step,
             message,
-            {"lr": 0.0, "before": last, "before_step": last_step, "peak": self.peak, "zero_rows": self.zero_rows_seen},
-            R.ranked(R.declared_lr(self.ctx, "a positive LR; check the schedule's length, minimum and warm-up")),
+            evidence := {
+                "lr": 0.0,
+                "before": last,
+                "before_step": last_step,
+                "peak": self.peak,
+                "zero_rows": self.zero_rows_seen,
+            },
+            R.for_alert(self.code, self.ctx, evidence, step),
             severity="critical",
         )
 
@@ -290,12 +297,3 @@ class LrAnomaly(Detector):
                 evidence,
             )
         return None
-
-    def _remedy(self):
-        return R.ranked(
-            R.constant_lr(
-                self.ctx,
-                "a constant LR takes the schedule out of the picture while the cause is found "
-                "(report 003 did this for a clean diagnosis)",
-            ),
-        )

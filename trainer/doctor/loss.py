@@ -78,16 +78,8 @@ class LossSpike(Detector):
         return self.fire(
             step,
             message,
-            {"before": level, "after": value, "robust_z": round(z, 1)},
-            R.ranked(
-                R.larger_batch(
-                    self.ctx,
-                    "a 4x larger batch halves the gradient noise that set off the spike (report 003; a "
-                    "smaller block_size helps too but changes the model shape: start a new run for it)",
-                ),
-                R.lower_lr(self.ctx, "a smaller step keeps a noisy gradient from throwing the weights off"),
-                R.tighter_clipping(self.ctx, "tighter clipping bounds the update when a gradient spikes"),
-            ),
+            evidence := {"before": level, "after": value, "robust_z": round(z, 1)},
+            R.for_alert(self.code, self.ctx, evidence, step),
         )
 
 
@@ -168,10 +160,7 @@ class LossRising(Detector):
                 step,
                 rise + ", a sustained increase",
                 evidence,
-                R.ranked(
-                    R.lower_lr(ctx, "a loss that climbs at a steady LR is usually an LR the model cannot hold"),
-                    R.tighter_clipping(ctx, "tighter clipping damps the updates that push the loss up"),
-                ),
+                R.for_alert(self.code, ctx, evidence, step),
             )
         average = self._average_pace()
         ratio = self.max_pace / average if average else 0.0
@@ -187,7 +176,7 @@ class LossRising(Detector):
                 rise + f" while the curriculum raised difficulty at up to {self.max_pace * 1000:.3g} per 1000 steps, "
                 f"{ratio:.1f}x its average pace: a front-loaded ramp, faster than the model can follow",
                 evidence,
-                self._curriculum_remedy(),
+                R.for_alert(self.code, self.ctx, evidence, step),
             )
         if not self.info_sent:
             self.info_sent = True
@@ -198,15 +187,6 @@ class LossRising(Detector):
             )
             return make_alert(self.code, "info", step, message, evidence, [])
         return None
-
-    def _curriculum_remedy(self):
-        return R.ranked(
-            R.slower_curriculum(
-                self.ctx,
-                "a linear ramp over 4x more steps lets the model learn each level before the next (report 002)",
-            ),
-            R.lower_lr(self.ctx, "a smaller LR is steadier while the task keeps getting harder"),
-        )
 
     def _average_pace(self) -> float | None:
         """The ramp's average pace: planned from config, else as logged so far."""
@@ -252,8 +232,12 @@ class LossRising(Detector):
                 step,
                 f"train/loss still rose from {fmt(self.peak_at_full)} to {fmt(level)} {lag} steps after the "
                 f"curriculum reached full difficulty at step {self.full_step}: the model cannot follow the ramp",
-                {"at_full_difficulty": self.peak_at_full, "now": level, "full_difficulty_step": self.full_step},
-                self._curriculum_remedy(),
+                evidence := {
+                    "at_full_difficulty": self.peak_at_full,
+                    "now": level,
+                    "full_difficulty_step": self.full_step,
+                },
+                R.for_alert(self.code, self.ctx, evidence, step),
             )
             if alert:
                 return alert
@@ -399,7 +383,7 @@ class LossPlateau(Detector):
             step,
             f"train/loss has stayed at {fmt(track.level)} for {int(step - since)} steps (improved {fmt(improvement)} "
             f"since step {since}) after dropping from {fmt(track.initial)}, with lr {fmt(self.lr) if self.lr else 'n/a'}",
-            {
+            evidence := {
                 "level": track.level,
                 "since_step": since,
                 "improvement": improvement,
@@ -407,19 +391,5 @@ class LossPlateau(Detector):
                 "lr": self.lr,
                 "noise": noise,
             },
-            R.ranked(
-                *R.lr_or_decay_first(
-                    ctx,
-                    R.raise_lr(
-                        ctx,
-                        "a 3x larger LR with a shorter warm-up gives the model the push to leave the "
-                        "plateau (report 001's primary fix)",
-                    ),
-                    R.less_regularisation(
-                        ctx,
-                        "weight decay and tight clipping can hold a model on a plateau (report 001's secondary fix)",
-                    ),
-                ),
-                R.larger_batch(ctx, "a larger batch gives steadier gradients (report 003)"),
-            ),
+            R.for_alert(self.code, ctx, evidence, step),
         )

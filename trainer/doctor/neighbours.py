@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from trainer.doctor.knobs import NONE, kind_of, no_action
 from trainer.rundir.sharing import runs_on_host
 from trainer.rundir.status import read_status
 
@@ -53,4 +54,8 @@ def name_our_competitors(alert: dict, run_dir: str | Path) -> dict:
         "with threads: auto each run takes an equal share of the cores, so the speed comes back when "
         f"{'they end' if len(found) > 1 else 'it ends'} (or stop one with `python -m trainer stop RUN`)"
     )
-    return {**alert, "message": message, "evidence": {**evidence, "our_runs": [r["run_id"] for r in found]}}
+    # No config change makes a shared machine faster: the remedy says so, ahead of any other.
+    wait = no_action(f"our runs {names} shared this machine; the speed comes back when they end, or stop one")
+    remedy = [wait, *(r for r in alert.get("remedy") or [] if kind_of(r) != NONE)]
+    evidence = {**evidence, "our_runs": [r["run_id"] for r in found]}
+    return {**alert, "message": message, "evidence": evidence, "remedy": remedy}

@@ -57,12 +57,6 @@ class NonFinite(Detector):
         return self.fire(
             step,
             message,
-            {"series": bad, "last_finite_train_loss": last},
-            R.ranked(
-                R.lower_lr(self.ctx, "a smaller step size keeps the update from overflowing"),
-                R.tighter_clipping(self.ctx, "clipping bounds the update when a gradient blows up"),
-                {"set": {"amp": "off"}, "why": "fp16 overflows where fp32 does not"}
-                if self.ctx.cfg is not None and self.ctx.cfg.amp == "fp16"
-                else None,
-            ),
+            evidence := {"series": bad, "last_finite_train_loss": last},
+            R.for_alert(self.code, self.ctx, evidence, step),
         )

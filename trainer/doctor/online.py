@@ -11,6 +11,7 @@ Incremental state only: no file is read, and the cost per record is a few dozen 
 from __future__ import annotations
 
 from trainer.doctor.base import RunContext, finite
+from trainer.doctor.evidence import RunEvidence
 from trainer.doctor.registry import CODES, DETECTORS
 from trainer.doctor.tracks import LossTrack
 from trainer.rundir import run_format as rf
@@ -26,6 +27,7 @@ class OnlineDoctor:
         our trainer did not write the run, so its LR follows no schedule of ours (RunContext)."""
         self.ctx = RunContext(config, schema, trainer_wrote)
         self.ctx.train = LossTrack()
+        self.ctx.evidence = RunEvidence(self.ctx.warmup_steps)  # what the remedies reason from
         self.detectors = [cls(self.ctx) for cls in DETECTORS]
         self._metrics = [d for d in self.detectors if "metrics" in d.kind]
         self._grads = [d for d in self.detectors if d.kind == "grads"]
@@ -41,6 +43,7 @@ class OnlineDoctor:
             self._update_tracks(step, record)
             detectors = self._metrics
         elif kind == "grads":
+            self.ctx.evidence.observe_grads(step, record)
             detectors = self._grads
         elif kind == "samples":
             detectors = self._samples
@@ -60,6 +63,7 @@ class OnlineDoctor:
         self.ctx.change_step = step
 
     def _update_tracks(self, step: int, row: dict) -> None:
+        self.ctx.evidence.observe_metrics(step, row)
         loss = row.get(rf.TRAIN_LOSS)
         if finite(loss):
             self.ctx.train.add(step, loss)

@@ -90,19 +90,8 @@ class VarianceCollapse(Detector):
         return self.fire(
             step,
             f"predictions have collapsed towards a constant: {numbers}, ratio {one_to} at step {step}",
-            {"std_ratio": now, "pred_std": pred, "target_std": target, "ratio_text": one_to},
-            R.lr_or_decay_first(
-                self.ctx,
-                R.raise_lr(
-                    self.ctx,
-                    "a 3x larger LR with a shorter warm-up gives the model the push to leave the "
-                    "mean-predictor solution (report 001's primary fix)",
-                ),
-                R.less_regularisation(
-                    self.ctx,
-                    "weight decay and tight clipping can pin the outputs near the mean (report 001's secondary fix)",
-                ),
-            ),
+            evidence := {"std_ratio": now, "pred_std": pred, "target_std": target, "ratio_text": one_to},
+            R.for_alert(self.code, self.ctx, evidence, step),
         )
 
     @staticmethod
@@ -190,21 +179,6 @@ class TokenCollapse(Detector):
         return self.fire(
             step,
             f"generated samples have collapsed ({', '.join(reasons)}) for {self.streak} samples, e.g. {excerpt!r}",
-            {**{k: round(v, 3) for k, v in stats.items()}, "excerpt": excerpt, "reference_entropy": ref},
-            R.ranked(
-                R.decay_rounding_weight(
-                    self.ctx,
-                    "a smaller final rounding weight stops the token loss from "
-                    "overwhelming the diffusion objective (report 000)",
-                ),
-                R.early_stopping(
-                    self.ctx,
-                    "stop near the best val/loss instead of training far past it "
-                    "(report 000); the fork starts from the best checkpoint",
-                    5,
-                ),
-                R.more_regularisation(
-                    self.ctx, "dropout 0.2 and weight decay keep the model from exploiting frequent tokens (report 000)"
-                ),
-            ),
+            evidence := {**{k: round(v, 3) for k, v in stats.items()}, "excerpt": excerpt, "reference_entropy": ref},
+            R.for_alert(self.code, self.ctx, evidence, step),
         )

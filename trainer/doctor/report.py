@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import json
 
+from trainer.doctor import remedies
 from trainer.doctor.base import SEVERITY_RANK
 from trainer.doctor.registry import DETECTORS
 
+LABELS = {
+    (remedies.CONFIG, remedies.FORK): "config change, as a fork",
+    (remedies.CONFIG, remedies.NEW): "config change, as a new run",
+    (remedies.CONFIG, None): "config change, as a fork",
+    (remedies.CODE, None): "code change",
+    (remedies.NONE, None): "no action",
+}
 ICON = {"critical": "❌", "warning": "⚠️", "info": "ℹ️"}
 # Each detector carries its title and likely cause (trainer/doctor/registry.py).
 TITLES = {d.code: d.title for d in DETECTORS}
@@ -25,17 +33,6 @@ def _cell(value) -> str:
         shown = ", ".join(map(str, value[:6]))
         return shown + (f" (+{len(value) - 6})" if len(value) > 6 else "")
     return str(value).replace("|", "\\|")
-
-
-def _fork_command(run_id: str, remedy: dict) -> str:
-    sets = " ".join(f"--set {k}={_yaml_value(v)}" for k, v in remedy["set"].items())
-    return f"python -m trainer fork {run_id} --from best --run-id {run_id}-fix {sets}"
-
-
-def _yaml_value(value) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
 
 
 def to_markdown(result: dict) -> str:
@@ -63,21 +60,24 @@ def to_markdown(result: dict) -> str:
         actions, seen = [], set()
         for alert in (a for a in ordered if a["severity"] != "info"):
             for remedy in alert["remedy"]:
-                key = json.dumps(remedy["set"], sort_keys=True)
+                key = json.dumps([remedy["set"], remedy.get("start"), remedy["why"] if not remedy["set"] else ""])
                 if key not in seen:  # two findings often share a fix: list it once, under the first
                     seen.add(key)
                     actions.append((alert, remedy))
         if actions:
-            lines += ["## Action items", "", "Ranked per finding; each forks the best checkpoint with the change:", ""]
+            lines += [
+                "## Action items",
+                "",
+                "Ranked per finding. A config change forks the best checkpoint or starts a new run, as it says; "
+                "a code change says what to look for:",
+                "",
+            ]
             for n, (alert, remedy) in enumerate(actions, 1):
-                lines += [
-                    f"{n}. ({alert['code']}) {remedy['why']}",
-                    "",
-                    "   ```",
-                    f"   {_fork_command(run_id, remedy)}",
-                    "   ```",
-                    "",
-                ]
+                kind = remedies.kind_of(remedy)
+                lines += [f"{n}. ({alert['code']}, {LABELS[kind, remedy.get('start')]}) {remedy['why']}", ""]
+                command = remedies.command(run_id, remedy, run.get("dir"))
+                if command:
+                    lines += ["   ```", f"   {command}", "   ```", ""]
     lines += ["## What was checked and found healthy", ""]
     if result["checked"]:
         lines += [f"- ✅ **{c['code']}**: {c['reason']}" for c in result["checked"]]

@@ -98,20 +98,12 @@ class Slowdown(Detector):
                 "starved (another job on these cores, throttling, I/O or swap), so no config change is proposed; "
                 "free the cores and the speed comes back"
             )
-            return self.fire(step, message, evidence, [])
+            return self.fire(step, message, evidence, R.for_alert(self.code, self.ctx, evidence, step))
         return self.fire(
             step,
             message,
             evidence,
-            R.ranked(
-                R.smaller_micro_batch(
-                    self.ctx,
-                    "half the micro-batch with twice the accumulation keeps the "
-                    "effective batch and relieves memory pressure, a common cause of "
-                    "slowing steps (report 003 restored speed with a smaller "
-                    "block_size, which needs a new run)",
-                ),
-            ),
+            R.for_alert(self.code, self.ctx, evidence, step),
         )
 
 
@@ -189,19 +181,12 @@ class MemoryGrowth(Detector):
             step,
             f"{key} grew steadily from {fmt(base)} MB (step {base_step}) to {fmt(now)} MB at step {step} "
             f"(+{rate:.0f} MB per 1000 steps)",
-            {
+            evidence := {
                 "series": key,
                 "baseline_mb": base,
                 "baseline_step": base_step,
                 "now_mb": now,
                 "mb_per_1000_steps": round(rate, 1),
             },
-            R.ranked(
-                R.smaller_micro_batch(
-                    self.ctx,
-                    "a smaller micro-batch lowers the peak memory while the leak is "
-                    "found; steady growth usually means tensors kept alive across "
-                    "steps (a list of losses without .item(), say)",
-                ),
-            ),
+            R.for_alert(self.code, self.ctx, evidence, step),
         )

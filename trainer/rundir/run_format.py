@@ -24,6 +24,7 @@ GRADS_FILE = "grads.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "train.log"  # stdout/stderr of a trainer started in the background
+TRIAL_FILE = "trial.json"  # a remedy trial's group, parent and remedy (trainer/runs/trials.py)
 CHECKPOINT_DIR = "checkpoints"
 CONTROL_DIR = "control"
 STOP_FILE = "stop"  # control/stop: finish the step, checkpoint, exit 0
@@ -118,6 +119,19 @@ CORE_SERIES = (
     CUDA_MEM_MB,
 )
 
+# grads.jsonl record fields (one record per probe). The mechanism fields are what the doctor's
+# remedies reason from: is decay shrinking the weights, has the embedding table collapsed, what LR
+# and batch was the step taken with (docs/run-format.md).
+GRAD_NORMS = "norms"
+UPDATE_RATIOS = "update_ratios"
+WEIGHT_NORMS = "weight_norms"
+EMBEDDING_NORM = "embedding_norm"
+DECAYED_NORM = "decayed_norm"
+INITIAL = "initial"  # a run's first probe only: {embedding_norm, decayed_norm} before its first step
+PROBE_LR = "lr"
+DECAY_PER_STEP = "decay_per_step"
+EFFECTIVE_BATCH = "effective_batch"
+
 # Checkpoint file names inside checkpoints/
 CKPT_LAST = "last.pt"
 CKPT_BEST = "best.pt"
@@ -149,10 +163,10 @@ def run_path(runs_dir: str | Path, run_id: str) -> Path:
 
 def holds_only_launch_files(run_dir: str | Path) -> bool:
     """Is this directory what a background launcher leaves before its trainer writes anything?
-    train.log, and control/stop if Stop was pressed while the run was starting. Such a directory
-    is free for a new run; anything else in it means the run exists."""
+    train.log, trial.json for a remedy trial, and control/stop if Stop was pressed while the run was
+    starting. Such a directory is free for a new run; anything else in it means the run exists."""
     for entry in Path(run_dir).iterdir():
-        if entry.name in (LOG_FILE, LOCK_FILE):  # the lock: a start that died before writing anything
+        if entry.name in (LOG_FILE, LOCK_FILE, TRIAL_FILE):  # the lock: a start that died before writing anything
             continue
         if entry.name == CONTROL_DIR and entry.is_dir() and all(p.name == STOP_FILE for p in entry.iterdir()):
             continue

@@ -177,13 +177,18 @@ class RunWriter:
         record.update(extra)
         self._append(rf.SAMPLES_FILE, _dumps(record))
 
-    def log_grads(self, step: int, norms: dict[str, float], update_ratios: dict[str, float]) -> None:
+    def log_grads(
+        self, step: int, norms: dict[str, float], update_ratios: dict[str, float], mechanism: dict | None = None
+    ) -> None:
+        """One probe; mechanism: the weight norms, embedding norm, lr and decay fields (probes.mechanism)."""
         record = {
             "step": int(step),
             "time": time.time(),
-            "norms": {k: float(v) for k, v in norms.items()},
-            "update_ratios": {k: float(v) for k, v in update_ratios.items()},
+            rf.GRAD_NORMS: {k: float(v) for k, v in norms.items()},
+            rf.UPDATE_RATIOS: {k: float(v) for k, v in update_ratios.items()},
         }
+        for key, value in (mechanism or {}).items():
+            record[key] = {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
         self._append(rf.GRADS_FILE, _dumps(record))
 
     def event(self, kind: str, message: str, step: int | None = None, **extra) -> dict:

@@ -15,6 +15,7 @@ One module per concept; this package re-exports their public names as the docume
     listing.py   RunInfo rows for `list` and the dashboard's run table, alert counts
     control.py   stopping a live run: the control/stop file, then SIGTERM to the right process only
     resume.py    resume and fork: which checkpoint and config to continue from
+    trials.py    remedy trials: a short run per remedy of an alert plus a control, and their verdicts
 """
 
 from trainer.rundir.listing import RunInfo, alert_counts, is_run_dir, last_log_line, list_runs, newest_first, run_info

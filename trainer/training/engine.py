@@ -38,7 +38,15 @@ from trainer.training.ddp import DistContext
 from trainer.training.device import amp_dtype, autocast, pick_device
 from trainer.training.doctor_hook import DoctorHook
 from trainer.training.ema import EMA
-from trainer.training.probes import IntervalMeter, SystemProbe, grad_norms, snapshot, update_ratios
+from trainer.training.probes import (
+    IntervalMeter,
+    Mechanism,
+    SystemProbe,
+    grad_norms,
+    snapshot,
+    update_ratios,
+    weight_norm_tensor,
+)
 from trainer.training.progress import open_progress
 from trainer.training.restore import announce, open_writer, restore
 from trainer.training.stopping import EarlyStopping, StopSignals
@@ -139,6 +147,7 @@ class TrainLoop:
             ids = [device.index] if device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.raw, device_ids=ids)
         self.optimizer = _optimizer(self.raw, cfg, device)
+        self.mechanism = Mechanism(self.named_params, self.raw, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
         self.ema = EMA(self.raw, cfg.ema) if cfg.ema > 0 else None
         torch.manual_seed(cfg.seed + ctx.rank)  # dropout and task noise differ per rank
@@ -169,6 +178,8 @@ class TrainLoop:
             if state is not None:
                 self.loaded_world = restore(self, state, mode)
             announce(self, mode, checkpoint, parent, changes)
+            if mode != "resume" and self.writer is not None:
+                self.mechanism.take_initial()  # the "fell from" reference of the remedies' evidence
             if self.writer is not None:
                 history = self.run_dir if mode == "resume" else None
                 restart = self.step if mode != "new" else None
@@ -262,8 +273,10 @@ class TrainLoop:
         self.meter.step_done()
         if probing:
             ratios = update_ratios(self.named_params, before)
-            self.writer.log_grads(self.step + 1, norms, ratios)
-            self.doctor.observe("grads", {"step": self.step + 1, "norms": norms, "update_ratios": ratios})
+            extra = self.mechanism.fields(weight_norm_tensor(self.named_params).tolist(), self.optimizer)
+            extra[rf.EFFECTIVE_BATCH] = cfg.batch_size * cfg.grad_accum_steps * self.ctx.world_size
+            self.writer.log_grads(self.step + 1, norms, ratios, extra)
+            self.doctor.observe("grads", {"step": self.step + 1, "norms": norms, "update_ratios": ratios, **extra})
 
     def _after_step(self) -> None:
         cfg, s = self.cfg, self.step

@@ -2,7 +2,8 @@
 
 - IntervalMeter: per-step tensors summed on the device and read once per log interval, so a
   training step never waits for the GPU just to log.
-- grad_norms / update_ratios: the grads.jsonl record, taken only at probe_interval.
+- grad_norms / update_ratios / mechanism: the grads.jsonl record, taken only at probe_interval: what
+  the doctor's remedies reason from (weight and embedding norms, the per-step decay lr x weight_decay).
 - SystemProbe: the trainer process's memory and CPU (psutil) and accelerator memory.
 """
 
@@ -91,6 +92,90 @@ def update_ratio_tensor(named_params: list[tuple[str, nn.Parameter]], before: li
 def update_ratios(named_params: list[tuple[str, nn.Parameter]], before: list[torch.Tensor]) -> dict[str, float]:
     """|w_after - w_before| / |w_before| per parameter for the optimizer step just taken."""
     return dict(zip((n for n, _ in named_params), update_ratio_tensor(named_params, before).tolist()))
+
+
+def embedding_names(model: nn.Module) -> set[str]:
+    """Names (as in named_parameters) of the weights of the model's nn.Embedding tables."""
+    return {
+        f"{prefix}.weight" if prefix else "weight" for prefix, m in model.named_modules() if isinstance(m, nn.Embedding)
+    }
+
+
+def decay_per_step(optimizer) -> tuple[float, float]:
+    """(lr, the share of each weight removed per step by decoupled weight decay: lr x weight_decay).
+
+    AdamW-style optimizers shrink every decayed weight by that share on each step whatever the
+    gradient says; it is what pins weights near zero when it outweighs the updates. An optimizer
+    whose weight_decay is an L2 term in the gradient (Adam, SGD) reports 0: it has no fixed shrink.
+    """
+    lr = decay = 0.0
+    for group in optimizer.param_groups:
+        group_lr = float(group.get("lr", 0.0))
+        lr = max(lr, group_lr)
+        if _decoupled(optimizer, group):
+            decay = max(decay, group_lr * float(group.get("weight_decay", 0.0) or 0.0))
+    return lr, decay
+
+
+def _decoupled(optimizer, group) -> bool:
+    return isinstance(optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay"))
+
+
+def decayed_names(named_params: list[tuple[str, nn.Parameter]], optimizer) -> set[str]:
+    """Names of the parameters the optimizer shrinks by decoupled weight decay (weight_decay > 0)."""
+    ids = {
+        id(p)
+        for group in optimizer.param_groups
+        if _decoupled(optimizer, group) and (group.get("weight_decay") or 0) > 0
+        for p in group["params"]
+    }
+    return {n for n, p in named_params if id(p) in ids}
+
+
+def weight_norm_tensor(named_params: list[tuple[str, nn.Parameter]]) -> torch.Tensor:
+    """L2 norm of each parameter, stacked on the device (no sync)."""
+    with torch.no_grad():
+        norms = [p.detach().float().norm() for _, p in named_params]
+    return torch.stack(norms) if norms else torch.zeros(0)
+
+
+def _joint(weights: dict[str, float], names: set[str]) -> float | None:
+    table = [weights[n] for n in names if n in weights]
+    return sum(v * v for v in table) ** 0.5 if table else None
+
+
+class Mechanism:
+    """The grads.jsonl fields beside the gradient norms, for one model (the engine's and run.watch's;
+    docs/run-format.md): each weight's L2 norm, the joint norms of the embedding tables and of the
+    weights under decoupled decay when there are any, the step's lr and per-step decay, and in the
+    first record the norms as they were before the first step (rf.INITIAL, the "fell from" reference)."""
+
+    def __init__(self, named_params: list[tuple[str, nn.Parameter]], model: nn.Module, optimizer=None):
+        self.named = named_params
+        self.names = [n for n, _ in named_params]
+        self.embeddings = embedding_names(model)
+        self.decayed = decayed_names(named_params, optimizer) if optimizer is not None else set()
+        self.initial: dict | None = None
+
+    def take_initial(self) -> None:
+        """Note the joint norms as they are now (one device sync); the next record carries them."""
+        fields = self.fields(weight_norm_tensor(self.named).tolist())
+        self.initial = {k: fields[k] for k in (rf.EMBEDDING_NORM, rf.DECAYED_NORM) if k in fields}
+
+    def fields(self, weight_norms: list[float], optimizer=None) -> dict:
+        """The record's fields from the weight norms (weight_norm_tensor, as numbers) and the optimizer."""
+        weights = dict(zip(self.names, weight_norms))
+        out: dict = {rf.WEIGHT_NORMS: weights}
+        if optimizer is not None:
+            self.decayed = self.decayed or decayed_names(self.named, optimizer)
+            out[rf.PROBE_LR], out[rf.DECAY_PER_STEP] = decay_per_step(optimizer)
+        for key, group in ((rf.EMBEDDING_NORM, self.embeddings), (rf.DECAYED_NORM, self.decayed)):
+            joint = _joint(weights, group)
+            if joint is not None:
+                out[key] = joint
+        if self.initial:
+            out[rf.INITIAL], self.initial = self.initial, None
+        return out
 
 
 class SystemProbe:

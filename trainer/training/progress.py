@@ -16,6 +16,7 @@ import sys
 import time
 from typing import TextIO
 
+from trainer.doctor import remedies
 from trainer.rundir import run_format as rf
 
 
@@ -64,27 +65,20 @@ def format_progress(
     return " | ".join(parts)
 
 
-def remedy_command(run_id: str, remedy: dict) -> str | None:
-    """A remedy's config change as the fork command that applies it; None if it sets nothing."""
-    changes = remedy.get("set") or {}
-    if not changes:
-        return None
-    sets = " ".join(f"{key}={value}" for key, value in changes.items())
-    return f"python -m trainer fork {run_id} --run-id {run_id}-fix --set {sets}"
-
-
 def format_alert(run_id: str, alert: dict) -> str:
     """One line for an alert event: severity, code, step, the message's first line, and the first
-    remedy that changes the config, as a command (the other remedies are in events.jsonl)."""
+    remedy: a config change as the command that applies it, else what to do (the others are in events.jsonl)."""
     message = str(alert.get("message", "")).strip().splitlines()
     line = f"alert {alert.get('severity', 'warning')} {alert.get('code', 'unknown')}"
     if alert.get("step") is not None:
         line += f" at step {alert['step']}"
     if message:
         line += f": {message[0]}"
-    commands = (remedy_command(run_id, r) for r in alert.get("remedy") or [] if isinstance(r, dict))
-    command = next((c for c in commands if c), None)
-    return f"{line} | try: {command}" if command else line
+    offered = [r for r in alert.get("remedy") or [] if isinstance(r, dict)]
+    command = next((c for c in (remedies.command(run_id, r) for r in offered) if c), None)
+    if command:
+        return f"{line} | try: {command}"
+    return f"{line} | {remedies.kind_of(offered[0])}: {offered[0].get('why', '')}" if offered else line
 
 
 class PlainProgress:
