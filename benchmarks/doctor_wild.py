@@ -3,6 +3,7 @@
     python benchmarks/doctor_wild.py                        # the development block, seeds 0-99
     python benchmarks/doctor_wild.py --seeds 10 --names explode_slow,hf_linear
     python benchmarks/doctor_wild.py --report               # the fixed report block, seeds 1000-1199
+    python benchmarks/doctor_wild.py --report --seeds 40    # its first 40 seeds (1000-1039)
     python benchmarks/doctor_wild.py --json scores.json     # also every run's score, for tables
 
 Per code: runs, recall (an alert of that code at warning/critical at or after the onset), false
@@ -51,7 +52,12 @@ def print_table(summary: dict, healthy_runs: int) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=len(DEV_SEEDS), help="how many seeds (default: the dev block)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="how many seeds (default: the whole dev block, or with --report the whole report block)",
+    )
     parser.add_argument("--first-seed", type=int, default=DEV_SEEDS.start)
     parser.add_argument("--report", action="store_true", help="the fixed report block, seeds 1000-1199")
     parser.add_argument("--names", default="", help="comma-separated shape names (default: all)")
@@ -61,7 +67,14 @@ def main(argv=None) -> int:
     unknown = sorted(set(names) - set(NAMES))
     if unknown:
         parser.error(f"unknown shape {unknown[0]!r}; the shapes are: {', '.join(NAMES)}")
-    seeds = REPORT_SEEDS if args.report else range(args.first_seed, args.first_seed + args.seeds)
+    if args.report:  # the block's first --seeds seeds: a partial report is still never tuned on
+        seeds = (
+            REPORT_SEEDS
+            if args.seeds is None
+            else range(REPORT_SEEDS.start, REPORT_SEEDS.start + min(args.seeds, len(REPORT_SEEDS)))
+        )
+    else:
+        seeds = range(args.first_seed, args.first_seed + (len(DEV_SEEDS) if args.seeds is None else args.seeds))
     if not args.report and set(seeds) & set(REPORT_SEEDS):
         parser.error("seeds 1000-1199 are the report block: run them only with --report, and tune nothing on them")
     started = time.perf_counter()
