@@ -17,6 +17,7 @@ nothing).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import shutil
@@ -25,10 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without an install
+from trainer.rundir import run_format as rf
 
-from trainer.rundir import run_format as rf  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TORN = b'{"step": 61, "train/lo'
 GARBAGE = b'garbage\n\x00\xff{]\n["a list"]\n{"no": "step"}\n'
@@ -225,12 +225,19 @@ def run_checkpoint_cases(cfg, root: Path) -> dict[str, str]:
     return out
 
 
-def main() -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from app_fixtures import make_run
-    from engine_tiny import TINY  # the tests' tiny char_lm config
+def _tests_module(name: str):
+    """A helper module of tests/ (not a package), loaded by its path: the cases and fixtures stay one copy."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def main() -> None:
     from trainer import config as C
+
+    make_run = _tests_module("app_fixtures").make_run
+    TINY = _tests_module("engine_tiny").TINY  # the tests' tiny char_lm config
 
     tiny = {**TINY, "device": "cpu", "keep_checkpoints": 4}  # 40 steps, a checkpoint and an eval every 10
     cfg = C.from_dict(tiny)

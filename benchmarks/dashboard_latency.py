@@ -93,6 +93,19 @@ KEEP_TABS_LIVE = [
 ]
 
 
+def live_refreshes_while_appending(page, timing_log: Path, metrics: Path, step: int, seconds: int):
+    """Append 10 rows a second after `step` to metrics for `seconds` while the page shows them (a run
+    that goes on training): the Live fragment's server times from the dashboard's log (wall, CPU)."""
+    timing_log.write_text("")
+    for _ in range(seconds):
+        with open(metrics, "a") as f:
+            for _ in range(10):
+                step += 1
+                f.write(json.dumps({"step": step, "time": time.time(), "train/loss": 1.5, "lr": 1e-3}) + "\n")
+        page.wait_for_timeout(1000)
+    return read_log(timing_log).get("live", []), read_log(timing_log, cpu=True).get("live", [])
+
+
 def ms_summary(values):
     return {
         "n": len(values),
@@ -243,17 +256,9 @@ def bench_big(tmp, args):
         warm_chart = time.perf_counter() - t0
         cold = read_log(timing_log)  # the server's share of the first chart: reading, then drawing
         # Live refreshes of the big run while rows are appended (a training run that goes on).
-        timing_log.write_text("")
-        metrics = runs_dir / "big" / rf.METRICS_FILE
-        step = args.rows
-        for _ in range(20):
-            with open(metrics, "a") as f:
-                for _ in range(10):
-                    step += 1
-                    f.write(json.dumps({"step": step, "time": time.time(), "train/loss": 1.5, "lr": 1e-3}) + "\n")
-            page.wait_for_timeout(1000)
-        in_server = read_log(timing_log).get("live", [])
-        in_server_cpu = read_log(timing_log, cpu=True).get("live", [])
+        in_server, in_server_cpu = live_refreshes_while_appending(
+            page, timing_log, runs_dir / "big" / rf.METRICS_FILE, args.rows, seconds=20
+        )
     median_ms, max_ms = server_refresh_ms(runs_dir, "big")
     return {
         "rows": args.rows,

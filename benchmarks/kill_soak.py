@@ -39,13 +39,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without an install
+from trainer.rundir import faults
+from trainer.rundir import run_format as rf
+from trainer.rundir.jsonl import parse_lines
+from trainer.runs.resume import checkpoint_damage
 
-from trainer.rundir import faults  # noqa: E402
-from trainer.rundir import run_format as rf  # noqa: E402
-from trainer.rundir.jsonl import parse_lines  # noqa: E402
-from trainer.runs.resume import checkpoint_damage  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # The default preset made short, with frequent checkpoints, evals and samples; one thread, so the
 # soaked run and the reference do the same float operations in the same order.

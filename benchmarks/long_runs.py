@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import psutil
-from dashboard_latency import ms_summary
+from dashboard_latency import live_refreshes_while_appending, ms_summary
 
 from app.harness import chromium, dashboard
 from app.timing import TIMING_LOG_ENV, read_log
@@ -174,17 +174,10 @@ def bench_dashboard_once(runs_dir: Path, tmp: Path, rows: int, watch_s: int) -> 
         first = read_log(log)
         page.wait_for_timeout(5000)
         memory = memory_mb(server_process(url))
-        log.write_text("")
-        metrics = runs_dir / RUN_ID / rf.METRICS_FILE
-        step = rows + int(1e9)  # past anything logged by an earlier repeat
-        for _ in range(watch_s):
-            with open(metrics, "a") as f:
-                for _ in range(10):
-                    step += 1
-                    f.write(json.dumps({"step": step, "time": time.time(), "train/loss": 1.5, "lr": 1e-3}) + "\n")
-            page.wait_for_timeout(1000)
-        live = read_log(log).get("live", [])
-        live_cpu = read_log(log, cpu=True).get("live", [])
+        # Steps past anything logged by an earlier repeat.
+        live, live_cpu = live_refreshes_while_appending(
+            page, log, runs_dir / RUN_ID / rf.METRICS_FILE, rows + int(1e9), seconds=watch_s
+        )
         memory_after = memory_mb(server_process(url))
     return {
         "first_chart_s": round(first_chart, 3),
