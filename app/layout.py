@@ -146,6 +146,12 @@ def refusal(message: str) -> None:
     st.error(escape(message), icon=":material/error:")
 
 
+def warning(message: str) -> None:
+    """A reader's warning (a vanished run, a read error): it quotes run ids and paths, whose
+    underscores and brackets markdown would turn into formatting."""
+    st.warning(escape(message))
+
+
 def flash() -> None:
     """Show (once) the message left by the last action."""
     message = st.session_state.pop("flash", None)
@@ -168,7 +174,7 @@ def single_run_header(key: str):
     run_id = run_picker("Run", key=key, multiple=False)[0]
     view = state.run_view(run_id)
     if not view.exists:
-        st.warning(view.error)
+        warning(view.error)
         st.stop()
     skipped_note(view)
     return run_id, view

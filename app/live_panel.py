@@ -164,10 +164,10 @@ def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_step
     views = [state.run_view(r) for r in run_ids]
     for view in views:
         if not view.exists:
-            st.warning(view.error or f"run {view.run_id} is gone")
+            layout.warning(view.error or f"run {view.run_id} is gone")
             continue
         if view.error:
-            st.warning(view.error)
+            layout.warning(view.error)
         status_line(view)
         layout.skipped_note(view)
         alert_banners(view)

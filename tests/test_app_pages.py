@@ -181,7 +181,7 @@ def test_live_page_draws_charts_tiles_and_the_alert_banner(launched, runs_dir):
     labels = {m.label: m.value for m in at.metric}
     assert labels["train loss"] == f"{4.0 * __import__('math').exp(-2) + 1.0:.4g}"
     banner = unescaped(at.error[0].value)
-    assert "CRITICAL" in banner and "loss = 12.5" in banner and "set lr=0.0003: a smaller step" in banner
+    assert "CRITICAL" in banner and "loss = 12.5" in banner and "set lr=0.0003 (fork): a smaller step" in banner
     at.button(key="remedy_watched_loss_spike").click().run()
     assert at.text_area(key="fork_sets_text").value == "lr=0.0003"
 

@@ -136,7 +136,10 @@ def test_alerts_sorted_by_severity_then_newest_and_remedies_become_sets():
                 "severity": "critical",
                 "code": "b",
                 "message": "m2",
-                "remedy": [{"set": {"lr": 0.0003, "grad_clip": 1.0}, "why": "smaller steps"}],
+                "remedy": [
+                    {"set": {"lr": 0.0003, "grad_clip": 1.0}, "why": "smaller steps"},
+                    {"set": {"weight_decay": 0.01}, "why": "less decay", "start": "new"},
+                ],
             },
             {"kind": "alert", "step": 20, "severity": "warning", "code": "a", "message": "m3"},
         ]
@@ -145,7 +148,11 @@ def test_alerts_sorted_by_severity_then_newest_and_remedies_become_sets():
     assert [a["message"] for a in alerts] == ["m2", "m3", "m1"]
     assert [a["code"] for a in live_data.latest_alerts_by_code(alerts)] == ["b", "a"]
     assert live_data.remedy_sets(alerts[0]) == ["lr=0.0003", "grad_clip=1.0"]
-    assert live_data.format_remedies(alerts[0]) == ["set lr=0.0003, grad_clip=1.0: smaller steps"]
+    # each config remedy says how it starts, as its button does
+    assert live_data.format_remedies(alerts[0]) == [
+        "set lr=0.0003, grad_clip=1.0 (fork): smaller steps",
+        "set weight_decay=0.01 (new run): less decay",
+    ]
 
 
 def test_markdown_escape_keeps_run_text_literal():
