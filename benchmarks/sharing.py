@@ -114,6 +114,10 @@ def parts_page(args, runs_dir: Path) -> None:
                 for r in read_records(runs_dir / run_id / rf.METRICS_FILE)
                 if rf.STEPS_PER_S in r and begun + SETTLE_S <= r["time"] <= begun + SETTLE_S + args.seconds
             ]
+            if not rows:
+                raise RuntimeError(
+                    f"{run_id} ({label}) logged no speed in the window; see {runs_dir / run_id / rf.LOG_FILE}"
+                )
             results[label].append(statistics.median(rows))
     base = statistics.median(results["no page"])
     print(f"steps/s, no page: {', '.join(f'{v:.1f}' for v in results['no page'])} (median {base:.1f})")
