@@ -35,9 +35,9 @@ def test_short_series_are_not_downsampled_and_missing_values_are_skipped():
 
 def test_a_short_series_is_smoothed_row_by_row_and_a_long_one_by_bucket_means():
     values = np.random.default_rng(1).normal(size=3000)
-    short = pd.DataFrame({"step": np.arange(1500), "train/loss": values[:1500]})
+    short = pd.DataFrame({"step": np.arange(MAX_POINTS), "train/loss": values[:MAX_POINTS]})
     long = charts.series_table({"a": short}, ["train/loss"], smoothing=0.9).to_pandas()
-    assert np.allclose(long["smoothed"], ema(values[:1500], 0.9))  # exactly TensorBoard's EMA
+    assert np.allclose(long["smoothed"], ema(values[:MAX_POINTS], 0.9))  # exactly TensorBoard's EMA
     frame = pd.DataFrame({"step": np.arange(3000), "train/loss": values})
     drawn = MetricsView.from_frame(frame).buckets("train/loss", max_points=1000)
     means = drawn.buckets.total / drawn.buckets.count
