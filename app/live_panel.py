@@ -1,7 +1,8 @@
 """The changing part of the Live page: status line, alert banners, metric tiles and charts.
 
-Pages call render(...) inside an st.fragment(run_every=1.0); everything it reads comes from the
-shared incremental readers (app.state), so one refresh costs the appended bytes plus drawing.
+Pages call render(...) inside an st.fragment(run_every=refresh_every(...)); everything it reads
+comes from the shared incremental readers (app.state), so one refresh costs the appended bytes plus
+drawing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ TILE_SERIES = (
 BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
 # The Live page's zoom: all steps, or only the newest N (drawn from their raw rows when they fit).
 LAST_STEPS = (None, 1_000, 10_000, 100_000)
+# The Live page's refresh: every second while a run it shows trains; runs that have all ended change
+# only when one is resumed, and each refresh redraws the page in the browser, so then a slower one.
+REFRESH_LIVE_S, REFRESH_ENDED_S = 1.0, 5.0
+
+
+def refresh_every(run_ids: list[str]) -> float:
+    """Seconds between the Live page's refreshes for these runs (their states from the run table)."""
+    infos = [state.run_info(run_id) for run_id in run_ids]
+    training = any(info is not None and info.state in rf.LIVE_STATES for info in infos)
+    return REFRESH_LIVE_S if training else REFRESH_ENDED_S
 
 
 def last_steps_label(steps: int | None) -> str:

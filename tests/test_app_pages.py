@@ -12,8 +12,9 @@ import pytest
 from app_fixtures import ALERT, fake_checkpoint, make_run
 from streamlit.testing.v1 import AppTest
 
-from app import run_watch, state
+from app import live_panel, run_watch, state
 from trainer.rundir import run_format as rf
+from trainer.rundir.summary import MAX_POINTS
 from trainer.rundir.writer import open_run
 from trainer.runs import process
 
@@ -229,13 +230,23 @@ def test_live_page_draws_a_long_run_from_its_cache_without_holding_its_rows(laun
     at = open_app("live.py", selected_runs=["long"])
     loss = next(c.value for c in at.caption if c.value.startswith("Loss · "))
     points = int(loss.split(" · ")[1].split()[0])
-    assert points <= 2002 and loss.endswith(f"step {rows + 1}")
+    assert points <= MAX_POINTS + 2 and loss.endswith(f"step {rows + 1}")
     assert (runs_dir / "long" / rf.METRICS_CACHE_DIR / rf.METRICS_CACHE_META).is_file()
     snapshot = state.run_view("long")
     assert "metrics" not in snapshot.__dict__  # the run's rows as a frame were never built
     at.selectbox(key="live_last_steps").set_value(1_000).run()  # zoomed in: the newest rows, one point each
     loss = next(c.value for c in at.caption if c.value.startswith("Loss · "))
     assert loss.startswith("Loss · 1000 points") and loss.endswith(f"step {rows + 1}")
+
+
+def test_live_page_refreshes_every_second_only_while_a_run_it_shows_trains(launched, runs_dir):
+    training = make_run(runs_dir, "training", state=None)
+    make_run(runs_dir, "ended")
+    open_app("live.py", selected_runs=["ended", "training"])
+    assert live_panel.refresh_every(["ended", "training"]) == live_panel.REFRESH_LIVE_S
+    assert live_panel.refresh_every(["ended"]) == live_panel.REFRESH_ENDED_S > live_panel.REFRESH_LIVE_S
+    training.finish(rf.STOPPED)
+    wait_until(lambda: live_panel.refresh_every(["ended", "training"]) == live_panel.REFRESH_ENDED_S)
 
 
 def test_live_page_with_log_scale_and_wall_time_axis(launched, runs_dir):
