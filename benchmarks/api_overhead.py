@@ -5,9 +5,11 @@ tiny MLP, one CPU thread) with and without run.log of 10 scalars per step, the o
     PYTHONPATH=. python benchmarks/api_overhead.py [--steps 500] [--rounds 7] [--points 200000]
 
 (a) alternates blocks of `steps` steps without and with the API in one process, and compares the
-medians of the per-step times; each block with the API ends only when the background thread has
-written its rows (run.flush), so the writing and the doctor are inside the timed block.
-Target: at most 1%. (b) times log calls until the rows are on disk (finish) for run.log, and
+medians of the per-step times, with the quartiles of the per-round ratios (api block / the plain
+block before it); each block with the API ends only when the background thread has written its
+rows (run.flush). The online doctor runs in a child process (trainer/doctor/follow.py): its CPU
+time is reported apart, and the total CPU per step (training process + doctor process) beside the
+plain loop's. Target: at most 1% of step time. (b) times log calls until the rows are on disk (finish) for run.log, and
 add_scalar until close() for TensorBoard. Target: at least 10x. A shared machine is noisy:
 compare medians, and rerun.
 """
@@ -19,6 +21,7 @@ import statistics
 import tempfile
 import time
 
+import psutil
 import torch
 from torch import nn
 
@@ -64,26 +67,56 @@ def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float]:
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps
 
 
+def doctor_cpu(run) -> float:
+    """CPU seconds the run's doctor process has used so far (0 without one)."""
+    pid = run.doctor.pid if run.doctor is not None else None
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def spread(plain: list[float], api: list[float]) -> str:
+    """Quartiles of the per-round overheads (each api block against the plain block before it)."""
+    ratios = sorted(100 * (a - p) / p for p, a in zip(plain, api))
+    q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return f"per-round quartiles {q1:+.1f}% / {q2:+.1f}% / {q3:+.1f}%"
+
+
 def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     step = make_loop()
     block(step, steps)  # warm-up
-    plain, api, plain_cpu, api_cpu = [], [], [], []
+    plain, api, plain_cpu, api_cpu, child_cpu = [], [], [], [], []
     with trainer.init(run_id="overhead", runs_dir=runs_dir, config={"lr": 1e-3}) as run:
+        time.sleep(2)  # the doctor process starts (imports) outside the timed blocks
         for r in range(rounds):
             wall, cpu = block(step, steps)
             plain.append(wall)
             plain_cpu.append(cpu)
+            before = doctor_cpu(run)
             wall, cpu = block(step, steps, run, first=r * steps)
             api.append(wall)
             api_cpu.append(cpu)
+            child_cpu.append((doctor_cpu(run) - before) / steps)
     p, a = statistics.median(plain), statistics.median(api)
     pc, ac = statistics.median(plain_cpu), statistics.median(api_cpu)
+    total = [c + d for c, d in zip(api_cpu, child_cpu)]
+    tc, dc = statistics.median(total), statistics.median(child_cpu)
     print(f"(a) step time, median of {rounds} blocks of {steps} steps, {SCALARS} scalars/step, doctor on:")
     print(
-        f"    plain loop {p * 1e3:.3f} ms/step, with run.log {a * 1e3:.3f} ms/step: overhead {100 * (a - p) / p:+.2f}%"
+        f"    wall: plain loop {p * 1e3:.3f} ms/step, with run.log {a * 1e3:.3f} ms/step: "
+        f"overhead {100 * (a - p) / p:+.2f}% ({spread(plain, api)})"
     )
     print(
-        f"    CPU time {pc * 1e3:.3f} ms/step plain, {ac * 1e3:.3f} with run.log: overhead {100 * (ac - pc) / pc:+.2f}%"
+        f"    CPU of the training process: {pc * 1e3:.3f} ms/step plain, {ac * 1e3:.3f} with run.log: "
+        f"overhead {100 * (ac - pc) / pc:+.2f}% ({spread(plain_cpu, api_cpu)})"
+    )
+    print(
+        f"    CPU of the doctor process: {dc * 1e6:.1f} us/step (its time is sampled at each block's end); "
+        f"total CPU {tc * 1e3:.3f} ms/step: {100 * (tc - pc) / pc:+.2f}% over the plain loop's"
     )
     print(f"    (per block, plain: {' '.join(f'{v * 1e3:.3f}' for v in plain)})")
     print(f"    (per block, api:   {' '.join(f'{v * 1e3:.3f}' for v in api)})")

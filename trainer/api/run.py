@@ -36,7 +36,7 @@ import yaml
 
 from trainer.api.doctor_process import DoctorProcess
 from trainer.api.grads import GradWatch
-from trainer.api.values import PLAIN, held, to_numbers
+from trainer.api.values import PLAIN, held, numbers_in_place
 from trainer.config import DoctorConfig
 from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
@@ -89,7 +89,10 @@ class Run:
         if self.threads is not None and self.threads.recheck():  # on this thread: OpenMP's setting is per thread
             self.writer.set_status(threads=self.threads.threads)
         step = self._next_step(step)
-        row, tensor_keys = dict(metrics), None  # a copy: the caller may reuse its dict
+        # the row as written (a copy: the caller may reuse its dict); step and time first, so the
+        # writer encodes it as it is (a key "step" or "time" of the caller's replaces ours, as ever)
+        row, tensor_keys = {"step": step, "time": time.time()}, None
+        row.update(metrics)
         if not PLAIN.issuperset(map(type, row.values())):  # one C-level pass when all are numbers
             tensor_keys = []
             for key, value in row.items():
@@ -97,7 +100,7 @@ class Run:
                     row[key] = value = held(key, value)
                     if isinstance(value, torch.Tensor):
                         tensor_keys.append(key)
-        self._queue.append((METRICS, step, time.time(), row, tensor_keys or None))
+        self._queue.append((METRICS, step, row, tensor_keys or None))
 
     def variance(self, pred: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:
         """out/pred_std, out/target_std and out/variance_ratio (pred_std / target_std) of one batch:
@@ -107,8 +110,10 @@ class Run:
         with torch.no_grad():
             pred_std, target_std = pred.detach().float().std(), target.detach().float().std()
             ratio = torch.where(target_std > 0, pred_std / target_std, torch.full_like(pred_std, float("nan")))
-        row = {rf.PRED_STD: pred_std, rf.TARGET_STD: target_std, rf.VARIANCE_RATIO: ratio}
-        self._queue.append((METRICS, self._same_step(step), time.time(), row, list(row)))
+        step = self._same_step(step)
+        row = {"step": step, "time": time.time(), rf.PRED_STD: pred_std, rf.TARGET_STD: target_std}
+        row[rf.VARIANCE_RATIO] = ratio
+        self._queue.append((METRICS, step, row, [rf.PRED_STD, rf.TARGET_STD, rf.VARIANCE_RATIO]))
 
     def sample(self, text: str | None = None, pred=None, target=None, step: int | None = None, **extra) -> None:
         """One samples.jsonl record: generated text, or a short window of predictions and targets
@@ -117,7 +122,7 @@ class Run:
         if text is None and pred is None and target is None:
             raise TypeError("run.sample() needs text=... or pred=... and target=...")
         record = {"text": text, "pred": _window(pred), "target": _window(target), **extra}
-        self._queue.append((SAMPLES, self._same_step(step), time.time(), record, None))
+        self._queue.append((SAMPLES, self._same_step(step), record, None))
 
     def watch(self, model: torch.nn.Module, every: int = 100) -> None:
         """Per-parameter gradient norms and update ratios to grads.jsonl every `every` optimizer
@@ -192,7 +197,7 @@ class Run:
         return int(step) if step is not None else (self._step or 0)
 
     def _queue_grads(self, step, names, norms, ratios, weights, fields) -> None:
-        self._queue.append((GRADS, step, time.time(), (names, norms, ratios, weights, fields), None))
+        self._queue.append((GRADS, step, (names, norms, ratios, weights, fields), None))
 
     # --- internals: the background thread ---------------------------------------------------------
     def _background(self) -> None:
@@ -221,15 +226,12 @@ class Run:
         if not items:
             return
         # 1) every tensor waiting in this flush becomes a number: one sync per device and dtype
-        slots = [(row, key) for _, _, _, row, keys in items if keys for key in keys]
-        for (row, key), number in zip(slots, to_numbers([row[key] for row, key in slots])):
-            row[key] = number
+        numbers_in_place([(row, keys) for _, _, row, keys in items if keys])
         # 2) the metrics rows written in one call, in the order logged
-        metrics = [(step, row, at) for kind, step, at, row, _ in items if kind == METRICS]
-        self.writer.log_rows(metrics)
-        self._max_step = max(self._max_step, max((step for step, _, _ in metrics), default=0))
+        self.writer.log_records([row for kind, _, row, _ in items if kind == METRICS])
+        self._max_step = max(self._max_step, max((step for kind, step, _, _ in items if kind == METRICS), default=0))
         # 3) grads and samples
-        for kind, step, _, payload, _ in items:
+        for kind, step, payload, _ in items:
             if kind == GRADS:
                 names, norms, ratios, weights, fields = payload
                 norms, ratios = dict(zip(names, norms.tolist())), dict(zip(names, ratios.tolist()))

@@ -2,7 +2,7 @@
 
 On the training thread, `held(key, value)` only checks and detaches: a 0-d (or one-element)
 tensor stays a tensor, so logging never waits for the GPU. On the background thread,
-`to_numbers(tensors)` turns every tensor waiting in one flush into Python numbers with one
+`numbers_in_place(rows)` turns every tensor waiting in one flush into Python numbers with one
 `.tolist()` per device and dtype (one sync per flush, not one per value).
 """
 
@@ -58,3 +58,19 @@ def to_numbers(tensors: list[torch.Tensor]) -> list:
         for i, v in zip(indices, values.tolist()):
             out[i] = v
     return out
+
+
+def numbers_in_place(rows: list[tuple[dict, list[str]]]) -> None:
+    """Replace each row's tensors (at its keys) by their numbers. A CPU tensor is read where it is
+    (~0.5 us a value, in one pass); the others go through to_numbers together: one sync per device."""
+    elsewhere = []
+    for row, keys in rows:
+        for key in keys:
+            value = row[key]
+            if value.is_cpu:
+                row[key] = value.item()
+            else:
+                elsewhere.append((row, key))
+    if elsewhere:
+        for (row, key), number in zip(elsewhere, to_numbers([row[key] for row, key in elsewhere])):
+            row[key] = number
