@@ -130,9 +130,8 @@ def control_row(info: runs.RunInfo) -> None:
                 on_click=_act,
                 args=(_stop, info.run_id),
             )
-            # A script's own loop (trainer.init) cannot be restarted from here: only our trainer's runs.
             foreign = info.writer == rf.WRITER_API
-            why = "Written by its own script through trainer.init: run that script again." if foreign else None
+            why = layout.SCRIPT_RUN if foreign else None
             st.button(
                 "Resume",
                 key=f"resume_{info.run_id}",

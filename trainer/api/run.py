@@ -236,7 +236,6 @@ class Run:
                 names, norms, ratios, weights, fields = payload
                 norms, ratios = dict(zip(names, norms.tolist())), dict(zip(names, ratios.tolist()))
                 self.writer.log_grads(step, norms, ratios, fields(weights.tolist()))
-                self._max_step = max(self._max_step, step)
             elif kind == SAMPLES:
                 record = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in payload.items()}
                 self.writer.log_sample(step, **{k: v for k, v in record.items() if v is not None})
