@@ -54,7 +54,6 @@ class Run:
     def __init__(
         self,
         writer: RunWriter,
-        config: dict,
         doctor: bool,
         on_critical: str,
         stop_on,
@@ -359,7 +358,7 @@ def init(
     extra = {"threads": share.threads} if share is not None else {}
     writer.set_status(state=rf.RUNNING, **{rf.STATUS_WRITER: rf.WRITER_API}, **extra)
     writer.event("start", f"{' '.join(writer.status['argv']) or 'python'}: trainer.init")
-    run = Run(writer, config, doctor, on_critical, defaults.stop_on if stop_on is None else stop_on, share)
+    run = Run(writer, doctor, on_critical, defaults.stop_on if stop_on is None else stop_on, share)
     _track(run)
     return run
 
