@@ -14,6 +14,7 @@ import streamlit as st
 from app import run_forms, state
 from app.markdown import escape
 from trainer import runs
+from trainer.rundir import run_format as rf
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES_DIR = ROOT / "pages"
@@ -82,6 +83,15 @@ def run_picker(label: str = "Runs", key: str = "run_picker", multiple: bool = Tr
     if picked:
         select_runs(picked)
     return picked
+
+
+# A script's own loop (trainer.init) cannot be restarted from here: only our trainer's runs can.
+SCRIPT_RUN = "Written by its own script through trainer.init: run that script again."
+
+
+def not_restartable(status: dict | None) -> str | None:
+    """Why Resume, Fork and a remedy's new run are off for this run (None: they are on)."""
+    return SCRIPT_RUN if (status or {}).get(rf.STATUS_WRITER) == rf.WRITER_API else None
 
 
 def open_fork_form(run_id: str, sets: list[str] | None = None) -> None:

@@ -87,21 +87,24 @@ def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
             lines.append("Numbers: " + escape(evidence))
         lines += ["Remedy: " + escape(line) for line in live_data.format_remedies(alert)]
         BANNER.get(severity, st.info)("\n\n".join(lines))
-        remedy_buttons(view.run_id, alert)
+        remedy_buttons(view.run_id, alert, layout.not_restartable(view.status))
     if len(alerts) > limit:
         st.caption(f"{len(alerts) - limit} more alert kinds: see the Diagnosis page.")
 
 
-def remedy_buttons(run_id: str, alert: dict, limit: int = 3) -> None:
+def remedy_buttons(run_id: str, alert: dict, off: str | None = None, limit: int = 3) -> None:
     """A button per config remedy, as it says to start: a fork opens the prefilled fork form, a new
-    run starts at once from the run's config. A code change or "no action" gets no button."""
+    run starts at once from the run's config. A code change or "no action" gets no button. off: why
+    the buttons are disabled (a script's run: we cannot restart it)."""
     for n, remedy in enumerate(live_data.config_remedies(alert)[:limit]):
         sets = live_data.remedy_sets(remedy)
         key = f"remedy_{run_id}_{alert.get('code')}" + (f"_{n}" if n else "")
         label = ("Fork" if remedy.get("start") != remedies.NEW else "New run") + " with " + ", ".join(sets)
         # Both come from the run's files and Streamlit renders markdown in them: shown literally.
         why = escape(str(remedy.get("why", "")))
-        if not st.button(escape(label), help=why, key=key, icon=":material/call_split:"):
+        if not st.button(
+            escape(label), help=off or why, key=key, icon=":material/call_split:", disabled=off is not None
+        ):
             continue
         if remedy.get("start") == remedies.NEW:
             result = run_forms.start_new_from_run(state.runs_dir(), run_id, sets)

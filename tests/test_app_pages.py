@@ -4,6 +4,7 @@ Process controls are exercised with trainer.runs.process.launch replaced by a re
 trainer is started (and none can outlive pytest); the validation in front of it is real.
 """
 
+import json
 import re
 import time
 from pathlib import Path
@@ -331,6 +332,16 @@ def test_only_config_remedies_get_a_button_and_a_new_run_remedy_starts_afresh(la
     run_argv = launched[0]
     assert run_argv[0] == "run" and run_argv[run_argv.index("--config") + 1].endswith("kinds/config.yaml")
     assert "weight_decay=0.01" in run_argv and run_argv[run_argv.index("--run-id") + 1] == "kinds-new"
+
+
+@pytest.mark.parametrize("page", ["diagnosis.py", "live.py"])
+def test_a_script_runs_remedy_buttons_are_disabled_with_the_reason(launched, runs_dir, page):
+    _run_with_kinded_alerts(runs_dir)
+    status_path = runs_dir / "kinds" / rf.STATUS_FILE  # as trainer.init writes it: our trainer cannot restart it
+    status_path.write_text(json.dumps({**json.loads(status_path.read_text()), rf.STATUS_WRITER: rf.WRITER_API}))
+    at = open_app(page, selected_runs=["kinds"])
+    buttons = [at.button(key="remedy_kinds_token_collapse"), at.button(key="remedy_kinds_token_collapse_1")]
+    assert all(b.disabled and "trainer.init" in b.help for b in buttons)  # AppTest, like a browser, cannot click
 
 
 def test_try_the_remedies_refuses_a_healthy_run_in_one_line(launched, runs_dir):
