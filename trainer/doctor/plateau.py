@@ -45,6 +45,7 @@ class LossPlateau(Detector):
     min_drop_share = 0.1
     rate_share = 0.25
     noise_multiple = 1.0
+    improving_z = 3.0
     hold_noise_multiple = 2.0  # looser than noise_multiple: 6 pairs of quarters, and a move must be shown
     stuck_fraction = 0.7
     flat_share = 0.02
@@ -58,6 +59,7 @@ class LossPlateau(Detector):
         "min_drop_share",
         "rate_share",
         "noise_multiple",
+        "improving_z",
         "hold_noise_multiple",
         "stuck_fraction",
         "flat_share",
@@ -72,6 +74,31 @@ class LossPlateau(Detector):
         super().__init__(ctx)
         self.peak_lr = 0.0
         self.lr = None
+        self.initial = None  # the level the drop is measured from (see _reference)
+        self.full_step = None  # with a curriculum: the first step past the ramp
+        self.full_rows = 0
+        self.full_initial = None
+        self.full_best = None
+
+    def _reference(self, step) -> tuple[float, float, int] | None:
+        """(initial level, best level, first step) a plateau is judged from: the run's own, or with a
+        curriculum, those of the rows at full difficulty (the first level made only of them, as
+        loss_rising's lag). A curriculum's loss rises with the difficulty from an easy start, so
+        against the run's first rows it never "dropped" and always looked stuck above its initial
+        level (issue 11: 13 of 100 healthy `curriculum_paced` runs of the second generator's dev
+        block were called plateaus near their end); the task the model faces is the full one."""
+        track = self.ctx.train
+        if not self.ctx.has_curriculum:
+            return track.initial, track.best, track.steps[0]
+        if self.full_step is None:
+            self.full_step = step
+        self.full_rows += 1
+        if self.full_rows < track.smooth_rows:
+            return None
+        if self.full_initial is None:
+            self.full_initial = track.level
+        self.full_best = track.level if self.full_best is None else min(self.full_best, track.level)
+        return self.full_initial, self.full_best, self.full_step
 
     def observe(self, step, row):
         lr = row.get(rf.LR)
@@ -84,10 +111,15 @@ class LossPlateau(Detector):
         ctx, track = self.ctx, self.ctx.train
         if track.count < self.min_rows or ctx.in_warmup(step) or ctx.ramping(step) or track.initial is None:
             return None
+        reference = self._reference(step)
+        if reference is None:
+            return None
+        initial, best, first = reference
+        self.initial = initial
         spacing = (track.steps[-1] - track.steps[0]) / max(1, track.count - 1)
         window = max(self.min_rows * spacing, self.window_fraction * step, self.run_fraction * (ctx.max_steps or 0))
         then = track.level_at(step - window)
-        if then is None or track.steps[0] > step - window:
+        if then is None or first > step - window:
             return None
         noise = track.noise()
         # improvement: mean of the window's first quarter minus mean of its last quarter, precise
@@ -98,20 +130,18 @@ class LossPlateau(Detector):
             return None
         improvement = early - late
         spread = noise * math.sqrt(1 / m1 + 1 / m2)
-        dropped = track.initial - track.best > max(0.02 * abs(track.initial), 3 * noise)
+        dropped = initial - best > max(0.02 * abs(initial), 3 * noise)
         # The level, not the best: a loss that jumped and then held (report 003 after its spike) is
         # stuck at its new level whatever its best before the jump was.
-        stuck = track.level > self.stuck_fraction * track.initial
+        stuck = track.level > self.stuck_fraction * initial
         lr_ok = self.lr is None or self.peak_lr == 0 or self.lr >= self.min_lr_fraction * self.peak_lr
         # Flat must be shown, not just "not shown to improve": the improvement plus its noise must stay
         # under a tenth of the drop so far, so a short or noisy window never makes a plateau.
         # Without a drop to speak of (a loss at its chance level, a mean predictor's MSE), flat is
         # measured against the level itself: an LR 1000x too low moves the loss 1-3% and stops.
-        threshold = (
-            self.min_drop_share * (track.initial - track.best) if dropped else self.flat_share * abs(track.initial)
-        )
+        threshold = self.min_drop_share * (initial - best) if dropped else self.flat_share * abs(initial)
         earlier_improvement = None
-        if track.steps[0] <= step - 2 * window:
+        if first <= step - 2 * window:
             a, _ = track.mean_between(step - 2 * window, step - 1.75 * window)
             b, _ = track.mean_between(step - 1.25 * window, step - window)
             if a is not None and b is not None:
@@ -123,7 +153,11 @@ class LossPlateau(Detector):
             or earlier_improvement <= threshold  # the window before was flat too
             or improvement < self.rate_share * earlier_improvement
         )
-        flat = improvement + self.noise_multiple * spread < threshold and slowed
+        # Small is not flat: a descent that the window shows above its noise (improving_z sd) is
+        # still real improvement, however slow against the drop so far (a fine-tune that moved 5-15%
+        # and keeps creeping down as its LR decays; a curriculum's loss falling at full difficulty).
+        still_improving = improvement > self.improving_z * spread
+        flat = improvement + self.noise_multiple * spread < threshold and slowed and not still_improving
         if self.open and improvement - 2 * spread > 2 * threshold:
             self.open = False  # real progress: a later plateau is a new episode
         if flat:  # first quarter against last is not enough: the level must have held all along
@@ -153,12 +187,12 @@ class LossPlateau(Detector):
         return self.fire(
             step,
             f"train/loss has stayed at {fmt(track.level)} for {int(step - since)} steps (improved {fmt(improvement)} "
-            f"since step {since}) after dropping from {fmt(track.initial)}, with lr {fmt(self.lr) if self.lr else 'n/a'}",
+            f"since step {since}) after dropping from {fmt(self.initial)}, with lr {fmt(self.lr) if self.lr else 'n/a'}",
             evidence := {
                 "level": track.level,
                 "since_step": since,
                 "improvement": improvement,
-                "initial": track.initial,
+                "initial": self.initial,
                 "lr": self.lr,
                 "noise": noise,
             },
