@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, mad_sigma, make_alert, median
+from trainer.doctor.base import Detector, finite, fmt, mad_sigma, make_alert, median, theil_sen_slope
 from trainer.rundir import run_format as rf
 
 
@@ -109,8 +109,18 @@ class LossRising(Detector):
     max_pace_ratio = 2.0  # an exponential ramp peaks at 5x its average pace, a linear one at 1x
     pace_span_rows = 3
     lag_fraction = 0.2
+    trend_points = 24
+    trend_z = 3.0
     rearm_rows = 10
-    thresholds = ("min_rows", "min_rows_curriculum", "min_relative_rise", "noise_multiple", "confirm_rows")
+    thresholds = (
+        "min_rows",
+        "min_rows_curriculum",
+        "min_relative_rise",
+        "noise_multiple",
+        "confirm_rows",
+        "trend_points",
+        "trend_z",
+    )
 
     def healthy_reason(self) -> str:
         return f"the smoothed train/loss never rose {self.min_relative_rise:.0%} above its best level"
@@ -148,7 +158,24 @@ class LossRising(Detector):
         threshold = max(self.min_relative_rise * abs(self.best), self.noise_multiple * track.noise())
         if not self.confirmed(level - self.best > threshold, self.confirm_rows):
             return None
+        if not ctx.has_curriculum and not self._trending(step):
+            return None
         return self._rising(step, level)
+
+    def _trending(self, step) -> bool:
+        """The Theil-Sen line through the rows since the best level (at most trend_points of them,
+        evenly spaced) has risen more than trend_z x its own noise (the larger of the rows' scatter
+        about the line and the per-row noise, x sqrt(12 / points), with Student's allowance for few
+        points). The level against the best alone compares a fresh median with the lowest of
+        hundreds of them: on a loss with 10-50% noise per row (a small batch logged every step) it
+        cleared 3 x noise now and then with no trend at all (issue 11: 12 of 200 healthy `noisy`
+        and `log_every_step` runs of the second generator's dev block)."""
+        points = self.ctx.train.points_since(self.best_step - 1, self.trend_points)
+        n = len(points)
+        slope = theil_sen_slope(points)
+        noise = max(mad_sigma([v - slope * s for s, v in points]), self.ctx.train.noise())
+        z = self.trend_z * (1 + 2.5 / n)
+        return slope * (step - self.best_step) > z * noise * (12 / n) ** 0.5
 
     def _rising(self, step, level):
         ctx = self.ctx
