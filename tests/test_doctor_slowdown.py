@@ -94,6 +94,8 @@ def test_a_run_without_a_speed_key_is_timed_by_its_rows_clocks():
     assert alert["evidence"]["series"] == "time" and "wall-clock" in alert["message"]
     assert 2000 < alert["step"] <= 2000 + 0.05 * 4000 + 300
     assert 0.3 < alert["evidence"]["drop"] < 0.37
+    # no CPU use in the rows: the remedy does not claim the machine was not starved
+    assert alert["evidence"]["cpu_logged"] is False and "full CPU" not in alert["remedy"][0]["why"]
 
 
 def test_pauses_evals_and_a_new_logging_cadence_are_not_a_slowdown():

@@ -152,6 +152,8 @@ class Slowdown(Detector):
         if finite(self.baseline_time) and finite(row.get(rf.TIME)):
             evidence.update(baseline_time=self.baseline_time, time=row[rf.TIME])
         cpu_now = median(self.cpu) if len(self.cpu) == self.window else None
+        if cpu_now is None or not self.baseline_cpu:
+            evidence["cpu_logged"] = False  # nothing tells a starved trainer from a busier step
         if self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
             evidence.update(cpu_percent_baseline=self.baseline_cpu, cpu_percent_now=cpu_now)
             message += (
