@@ -26,6 +26,8 @@ def test_a_slow_descent_shown_above_the_noise_is_not_a_plateau():
 def test_the_same_drop_then_held_is_a_plateau():
     (alert,) = _plateaus(lambda s: 3.0 + 0.3 * math.exp(-s / 100))
     assert alert["step"] <= 1500
+    # a 9% drop: by the loss alone a fine-tune that converged early looks the same, and it says so
+    assert alert["evidence"]["drop_share"] < 0.15 and "fine-tune that converged early" in alert["message"]
 
 
 def test_a_curriculum_is_judged_from_its_full_difficulty_level():
