@@ -84,9 +84,9 @@ def loss_rising_alerts(seed, rise_from=None, steps=3000, noise=0.2, rho=0.3):
 
 def test_a_noisy_flat_loss_is_rarely_rising_and_a_real_climb_is_found():
     """Issue 11: the level against its best (the lowest of thousands of medians) cleared 3 x noise on
-    every one of these 10 flat runs, 6-17 times each; the trend since the best must show the rise too.
+    every one of these flat runs, several times each; the trend since the best must show the rise too.
     A residual: a deep noise trough as the best still makes a short upward line now and then."""
-    flat = [len(loss_rising_alerts(seed)) for seed in range(10)]
-    assert sum(flat) <= 8 and sum(n > 0 for n in flat) <= 4, flat
-    for seed in range(10):
-        assert any(1500 <= a["step"] <= 2400 for a in loss_rising_alerts(seed, rise_from=1500)), seed
+    flat = [len(loss_rising_alerts(seed, steps=2000)) for seed in range(6)]
+    assert sum(flat) <= 4 and sum(n > 0 for n in flat) <= 2, flat
+    for seed in range(6):
+        assert any(1500 <= a["step"] <= 2400 for a in loss_rising_alerts(seed, rise_from=1500, steps=2400)), seed
