@@ -69,3 +69,49 @@ def test_a_slowdown_names_the_run_of_ours_that_started_beside_it(runs_dir):
     (alert,) = [a for a in diagnose(runs_dir / "slowed")["alerts"] if a["code"] == "slowdown"]
     assert alert["evidence"]["our_runs"] == ["fork-beside"]
     assert "our own run fork-beside shared this machine" in alert["message"]
+
+
+def _timed_run(speed_at, max_steps=4000, every=lambda step: 10, gaps=(), evals=()) -> list[dict]:
+    """The slowdown alerts of a run that logs no speed key (as the Hugging Face Trainer): only each
+    row's wall-clock time shows its speed. gaps: {step: seconds off before that row}; evals: steps
+    after which an eval row (and its 30 s pause) comes."""
+    doctor = OnlineDoctor({"max_steps": max_steps}, schema=False, trainer_wrote=False)
+    step, clock = 0, 1.8e9
+    while step < max_steps:
+        interval = every(step)
+        wobble = 1 + 0.03 * (((step * 7919) % 11 - 5) / 5)
+        clock += interval / (speed_at(step) * wobble) + dict(gaps).get(step + interval, 0.0)
+        step += interval
+        doctor.observe("metrics", {"step": step, "time": clock, "train/loss": 2.0})
+        if step in evals:
+            clock += 30.0
+            doctor.observe("metrics", {"step": step, "time": clock, "val/loss": 2.1})
+    return [a for a in doctor.alerts if a["code"] == "slowdown"]
+
+
+def test_a_run_without_a_speed_key_is_timed_by_its_rows_clocks():
+    (alert,) = _timed_run(lambda step: 8.0 if step >= 2000 else 12.0)  # -33% from step 2000
+    assert alert["evidence"]["series"] == "time" and "wall-clock" in alert["message"]
+    assert 2000 < alert["step"] <= 2000 + 0.05 * 4000 + 300
+    assert 0.3 < alert["evidence"]["drop"] < 0.37
+    # no CPU use in the rows: the remedy does not claim the machine was not starved
+    assert alert["evidence"]["cpu_logged"] is False and "full CPU" not in alert["remedy"][0]["why"]
+
+
+def test_pauses_evals_and_a_new_logging_cadence_are_not_a_slowdown():
+    """An hour off (a resume), evals that take 30 s, and logging every 10 then every 50 steps: the
+    speed never changed, so nothing fires."""
+    assert not _timed_run(
+        lambda step: 12.0,
+        every=lambda step: 10 if step < 2000 else 50,
+        gaps={1500: 3600.0, 3000: 1200.0},
+        evals=range(200, 4001, 200),
+    )
+
+
+def test_a_dip_of_a_few_percent_of_the_run_is_not_a_slowdown_but_one_that_holds_is():
+    """A competing job for 4% of the run (-40%) costs the run little and goes; the same drop that
+    holds past hold_share (5%) of the run from where the speed's median fell is reported."""
+    assert not _timed_run(lambda step: 7.0 if 2000 <= step < 2150 else 12.0)
+    (alert,) = _timed_run(lambda step: 7.0 if step >= 2000 else 12.0)
+    assert alert["step"] >= 2000 + 0.05 * 4000

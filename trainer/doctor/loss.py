@@ -1,4 +1,5 @@
-"""Detectors on the level of the training loss: loss_spike, loss_rising, loss_plateau.
+"""Detectors on the level of the training loss: loss_spike, loss_rising (loss_plateau is in
+trainer/doctor/plateau.py).
 
 They read train/loss from metrics rows; the shared smoothed view of train/loss is ctx.train
 (trainer/doctor/tracks.py), updated before they run. non_finite is in trainer/doctor/nonfinite.py.
@@ -6,12 +7,10 @@ They read train/loss from metrics rows; the shared smoothed view of train/loss i
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_left
 from collections import deque
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, mad_sigma, make_alert, median
+from trainer.doctor.base import Detector, finite, fmt, mad_sigma, make_alert, median, theil_sen_slope
 from trainer.rundir import run_format as rf
 
 
@@ -110,8 +109,18 @@ class LossRising(Detector):
     max_pace_ratio = 2.0  # an exponential ramp peaks at 5x its average pace, a linear one at 1x
     pace_span_rows = 3
     lag_fraction = 0.2
+    trend_points = 24
+    trend_z = 3.0
     rearm_rows = 10
-    thresholds = ("min_rows", "min_rows_curriculum", "min_relative_rise", "noise_multiple", "confirm_rows")
+    thresholds = (
+        "min_rows",
+        "min_rows_curriculum",
+        "min_relative_rise",
+        "noise_multiple",
+        "confirm_rows",
+        "trend_points",
+        "trend_z",
+    )
 
     def healthy_reason(self) -> str:
         return f"the smoothed train/loss never rose {self.min_relative_rise:.0%} above its best level"
@@ -149,7 +158,24 @@ class LossRising(Detector):
         threshold = max(self.min_relative_rise * abs(self.best), self.noise_multiple * track.noise())
         if not self.confirmed(level - self.best > threshold, self.confirm_rows):
             return None
+        if not ctx.has_curriculum and not self._trending(step):
+            return None
         return self._rising(step, level)
+
+    def _trending(self, step) -> bool:
+        """The Theil-Sen line through the rows since the best level (at most trend_points of them,
+        evenly spaced) has risen more than trend_z x its own noise (the larger of the rows' scatter
+        about the line and the per-row noise, x sqrt(12 / points), with Student's allowance for few
+        points). The level against the best alone compares a fresh median with the lowest of
+        hundreds of them: on a loss with 10-50% noise per row (a small batch logged every step) it
+        cleared 3 x noise now and then with no trend at all (issue 11: 12 of 200 healthy `noisy`
+        and `log_every_step` runs of the second generator's dev block)."""
+        points = self.ctx.train.points_since(self.best_step - 1, self.trend_points)
+        n = len(points)
+        slope = theil_sen_slope(points)
+        noise = max(mad_sigma([v - slope * s for s, v in points]), self.ctx.train.noise())
+        z = self.trend_z * (1 + 2.5 / n)
+        return slope * (step - self.best_step) > z * noise * (12 / n) ** 0.5
 
     def _rising(self, step, level):
         ctx = self.ctx
@@ -242,154 +268,3 @@ class LossRising(Detector):
             if alert:
                 return alert
         return None
-
-
-class LossPlateau(Detector):
-    """No real improvement for a long stretch while the LR is not tiny, after an initial drop,
-    with the loss still stuck high (a converged run that has already made most of its drop is not
-    a plateau).
-
-    statistic: improvement = mean of the first quarter of the window P minus mean of its last quarter,
-    P = max(min_rows rows, window_fraction * step, run_fraction * max_steps)
-    fires when improvement + noise_multiple * its sd < min_drop_share * (initial - best)
-    and < rate_share x the improvement over the window before (the descent has slowed to a stop),
-    and the loss held its level across the whole window (the means of its four quarters within the
-    same threshold + hold_noise_multiple x sd of each other: a spike or a rise inside the window is a
-    change of level, not a plateau, and the span the message states must be true),
-    (without an initial drop, against flat_share of the initial level instead: a loss at its chance
-    level that an LR 1000x too low moves 1-3%), level > stuck_fraction * initial level,
-    lr >= min_lr_fraction * peak lr, for confirm_rows rows. The episode ends only when the level
-    improves again by more than twice the threshold plus twice its sd, so noise does not re-fire it.
-    """
-
-    code = "loss_plateau"
-    title = "Loss plateau"
-    cause = (
-        "The model sits in a flat region: LR too small to leave it, or regularisation (weight decay, clipping) "
-        "holding it there (report 001)."
-    )
-    min_rows = 50
-    window_fraction = 0.25
-    run_fraction = 0.1  # with a known max_steps, a "long stretch" is at least 10% of the run
-    min_drop_share = 0.1
-    rate_share = 0.25
-    noise_multiple = 1.0
-    hold_noise_multiple = 2.0  # looser than noise_multiple: 6 pairs of quarters, and a move must be shown
-    stuck_fraction = 0.7
-    flat_share = 0.02
-    min_lr_fraction = 0.2
-    confirm_rows = 5
-    rearm_rows = 10
-    thresholds = (
-        "min_rows",
-        "window_fraction",
-        "run_fraction",
-        "min_drop_share",
-        "rate_share",
-        "noise_multiple",
-        "hold_noise_multiple",
-        "stuck_fraction",
-        "flat_share",
-        "min_lr_fraction",
-        "confirm_rows",
-    )
-
-    def healthy_reason(self) -> str:
-        return f"train/loss kept improving, or had already fallen below {self.stuck_fraction:.0%} of its initial level"
-
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        self.peak_lr = 0.0
-        self.lr = None
-
-    def observe(self, step, row):
-        lr = row.get(rf.LR)
-        if finite(lr):
-            self.lr = lr
-            self.peak_lr = max(self.peak_lr, lr)
-        if not finite(row.get(rf.TRAIN_LOSS)):
-            return None
-        self.observed += 1
-        ctx, track = self.ctx, self.ctx.train
-        if track.count < self.min_rows or ctx.in_warmup(step) or ctx.ramping(step) or track.initial is None:
-            return None
-        spacing = (track.steps[-1] - track.steps[0]) / max(1, track.count - 1)
-        window = max(self.min_rows * spacing, self.window_fraction * step, self.run_fraction * (ctx.max_steps or 0))
-        then = track.level_at(step - window)
-        if then is None or track.steps[0] > step - window:
-            return None
-        noise = track.noise()
-        # improvement: mean of the window's first quarter minus mean of its last quarter, precise
-        # on long windows (sd = noise * sqrt(1/m1 + 1/m2)).
-        early, m1 = track.mean_between(step - window, step - 0.75 * window)
-        late, m2 = track.mean_between(step - 0.25 * window, step)
-        if early is None or late is None:
-            return None
-        improvement = early - late
-        spread = noise * math.sqrt(1 / m1 + 1 / m2)
-        dropped = track.initial - track.best > max(0.02 * abs(track.initial), 3 * noise)
-        # The level, not the best: a loss that jumped and then held (report 003 after its spike) is
-        # stuck at its new level whatever its best before the jump was.
-        stuck = track.level > self.stuck_fraction * track.initial
-        lr_ok = self.lr is None or self.peak_lr == 0 or self.lr >= self.min_lr_fraction * self.peak_lr
-        # Flat must be shown, not just "not shown to improve": the improvement plus its noise must stay
-        # under a tenth of the drop so far, so a short or noisy window never makes a plateau.
-        # Without a drop to speak of (a loss at its chance level, a mean predictor's MSE), flat is
-        # measured against the level itself: an LR 1000x too low moves the loss 1-3% and stops.
-        threshold = (
-            self.min_drop_share * (track.initial - track.best) if dropped else self.flat_share * abs(track.initial)
-        )
-        earlier_improvement = None
-        if track.steps[0] <= step - 2 * window:
-            a, _ = track.mean_between(step - 2 * window, step - 1.75 * window)
-            b, _ = track.mean_between(step - 1.25 * window, step - window)
-            if a is not None and b is not None:
-                earlier_improvement = a - b
-        # A slow but steady descent improves about as much per window as before; a plateau has
-        # lost most of its earlier rate.
-        slowed = (
-            earlier_improvement is None
-            or earlier_improvement <= threshold  # the window before was flat too
-            or improvement < self.rate_share * earlier_improvement
-        )
-        flat = improvement + self.noise_multiple * spread < threshold and slowed
-        if self.open and improvement - 2 * spread > 2 * threshold:
-            self.open = False  # real progress: a later plateau is a new episode
-        if flat:  # first quarter against last is not enough: the level must have held all along
-            flat = self._held(step, window, (early, late), threshold + self.hold_noise_multiple * spread)
-        if not (flat and stuck and lr_ok):
-            self.streak = 0  # not note_healthy(): only real progress (above) ends a plateau episode
-            return None
-        self.streak += 1
-        if self.streak < self.confirm_rows:
-            return None
-        if self.open:
-            return None
-        i = bisect_left(track.steps, step - window)
-        since = track.steps[min(i, len(track.steps) - 1)]
-        return self._alert(step, since, improvement, noise)
-
-    def _held(self, step, window, ends, tolerance) -> bool:
-        """The loss stayed at one level over the whole window: no two quarter means further apart than
-        tolerance. First against last alone misses a loss that jumped (a spike, a resume at a higher
-        LR) and then held: its window would reach back before the jump and count that time as flat."""
-        middle = [self.ctx.train.mean_between(step - (k + 1) * window / 4, step - k * window / 4)[0] for k in (1, 2)]
-        means = [*ends, *(m for m in middle if m is not None)]
-        return max(means) - min(means) <= tolerance
-
-    def _alert(self, step, since, improvement, noise):
-        ctx, track = self.ctx, self.ctx.train
-        return self.fire(
-            step,
-            f"train/loss has stayed at {fmt(track.level)} for {int(step - since)} steps (improved {fmt(improvement)} "
-            f"since step {since}) after dropping from {fmt(track.initial)}, with lr {fmt(self.lr) if self.lr else 'n/a'}",
-            evidence := {
-                "level": track.level,
-                "since_step": since,
-                "improvement": improvement,
-                "initial": track.initial,
-                "lr": self.lr,
-                "noise": noise,
-            },
-            R.for_alert(self.code, ctx, evidence, step),
-        )

@@ -8,13 +8,13 @@ docs/doctor.md (checked by tests/test_doctor_codes.py) derive from the same clas
 
 from __future__ import annotations
 
-from trainer.doctor import generalisation, gradients, learning_rate, loss, nonfinite, outputs, system
+from trainer.doctor import generalisation, gradients, learning_rate, loss, nonfinite, outputs, plateau, system
 from trainer.doctor.base import Detector
 
 # The run order is the order alerts of one step are reported in: non_finite first (the one code
 # that stops a run), then the loss, what the model outputs, val against train, gradients, and the
 # machinery. A detector in a new module is found once its module is added here.
-MODULES = (nonfinite, loss, outputs, generalisation, gradients, system, learning_rate)
+MODULES = (nonfinite, loss, plateau, outputs, generalisation, gradients, system, learning_rate)
 
 
 def detectors_in(module) -> list[type[Detector]]:

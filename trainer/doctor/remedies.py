@@ -240,10 +240,15 @@ def _slowdown(ctx, alert, step):
                 "them and the speed comes back, no config change helps"
             )
         ]
+    cpu = (
+        "at full CPU use"
+        if alert.get("cpu_logged", True)
+        else "(no CPU use logged, so a starved machine is not ruled out)"
+    )
     return [
         K.smaller_micro_batch(
             ctx,
-            f"speed fell {_num((alert.get('drop') or 0) * 100)}% at full CPU use: half the micro-batch with twice "
+            f"speed fell {_num((alert.get('drop') or 0) * 100)}% {cpu}: half the micro-batch with twice "
             "the accumulation keeps the effective batch and relieves memory pressure, a common cause of slowing steps",
         )
     ]

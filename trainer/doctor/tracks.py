@@ -85,6 +85,13 @@ class LossTrack:
             return None, 0
         return (self.sums[j] - self.sums[i]) / (j - i), j - i
 
+    def points_since(self, step: float, at_most: int) -> list[tuple[int, float]]:
+        """The raw (step, value) rows logged after step, at most at_most of them, evenly spaced
+        (each value read back from the prefix sums, so nothing more is kept per row)."""
+        i = bisect_right(self.steps, step)
+        stride = max(1, -(-(len(self.steps) - i) // at_most))
+        return [(self.steps[k], self.sums[k + 1] - self.sums[k]) for k in range(i, len(self.steps), stride)]
+
     def level_at(self, step: int) -> float | None:
         """The level logged at the last row at or before step."""
         i = bisect_right(self.steps, step)

@@ -84,6 +84,7 @@ EVENT_KINDS = (
 )
 SEVERITIES = ("info", "warning", "critical")
 
+TIME = "time"  # every record's wall-clock time, unix seconds (when it was written)
 # Core metric series (metrics.jsonl keys besides "step" and "time").
 TRAIN_LOSS = "train/loss"
 VAL_LOSS = "val/loss"

@@ -1,0 +1,46 @@
+"""loss_plateau tells a stuck loss from a small but real descent (issue 11): a fine-tune that moved a
+few percent and keeps creeping down, or a curriculum's loss after its ramp, is improving; a loss
+that holds its level is a plateau."""
+
+import math
+import random
+
+from trainer.doctor import OnlineDoctor
+
+
+def _plateaus(loss_at, steps=6000, noise=0.001, config=None, extra=lambda step: {}) -> list[dict]:
+    rng = random.Random(0)
+    doctor = OnlineDoctor(config or {"max_steps": steps}, schema=False, trainer_wrote=False)
+    for step in range(10, steps + 1, 10):
+        row = {"step": step, "train/loss": loss_at(step) * (1 + rng.gauss(0, noise)), "lr": 1e-3, **extra(step)}
+        doctor.observe("metrics", row)
+    return [a for a in doctor.alerts if a["code"] == "loss_plateau"]
+
+
+def test_a_slow_descent_shown_above_the_noise_is_not_a_plateau():
+    """3.3 -> 3.0 at once, then 0.1 more over the run: each window improves under a tenth of the drop
+    so far, but several sd of its noise."""
+    assert not _plateaus(lambda s: 3.0 + 0.3 * math.exp(-s / 100) - 0.1 * s / 6000)
+
+
+def test_the_same_drop_then_held_is_a_plateau():
+    (alert,) = _plateaus(lambda s: 3.0 + 0.3 * math.exp(-s / 100))
+    assert alert["step"] <= 1500
+    # a 9% drop: by the loss alone a fine-tune that converged early looks the same, and it says so
+    assert alert["evidence"]["drop_share"] < 0.15 and "fine-tune that converged early" in alert["message"]
+
+
+def test_a_curriculum_is_judged_from_its_full_difficulty_level():
+    """The loss rises with a linear ramp from 0.5 to 2.4 over 2000 steps, then falls 10% by the end
+    and levels off: measured from its easy start it never dropped and sat "stuck" above it."""
+
+    def difficulty(step):
+        return min(1.0, 0.1 + 0.9 * step / 2000)
+
+    def loss(step):
+        return (0.25 + 2.1 * difficulty(step)) * (1 - 0.1 * (1 - math.exp(-max(0, step - 2000) / 500)))
+
+    config = {"max_steps": 6000, "curriculum": {"ramp": "linear", "preschool_steps": 2000, "start": 0.1}}
+    extra = lambda step: {"curriculum/difficulty": difficulty(step)}  # noqa: E731
+    (alert,) = _plateaus(loss, config=config, extra=extra)
+    assert alert["evidence"]["initial"] > 2.2 and alert["step"] > 2000
