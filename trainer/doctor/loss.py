@@ -19,7 +19,10 @@ class LossSpike(Detector):
 
     statistic: jump = train/loss - median(previous 3 values)
     fires when jump > z_threshold * robust sd of the previous `window` differences (+ their median)
-    and jump > min_relative_jump * |previous level|, after warm-up and `min_rows` rows.
+    and jump > min_relative_jump * |previous level|, after warm-up and `min_rows` rows,
+    and jump > min_start_fraction * |level of the first 3 rows|: a loss that has converged near zero
+    (an MSE at 1e-5 after starting at 0.5) jumps tenfold between batches, a move too small against
+    what training achieved to act on.
     """
 
     code = "loss_spike"
@@ -29,8 +32,9 @@ class LossSpike(Detector):
     min_rows = 16
     z_threshold = 6.0
     min_relative_jump = 0.15
+    min_start_fraction = 0.01
     rearm_rows = 5
-    thresholds = ("window", "min_rows", "z_threshold", "min_relative_jump")
+    thresholds = ("window", "min_rows", "z_threshold", "min_relative_jump", "min_start_fraction")
 
     def healthy_reason(self) -> str:
         return (
@@ -40,6 +44,8 @@ class LossSpike(Detector):
 
     def __init__(self, ctx):
         super().__init__(ctx)
+        self.first: list = []  # the first 3 values: the level training started from
+        self.floor = 0.0  # min_start_fraction of that level, once known
         self.previous: deque = deque(maxlen=3)
         self.diffs: deque = deque(maxlen=self.window)
 
@@ -48,11 +54,14 @@ class LossSpike(Detector):
         if not finite(value):
             return None
         self.observed += 1
+        if len(self.first) < 3:
+            self.first.append(value)
+            self.floor = self.min_start_fraction * abs(median(self.first))
         alert = None
         if self.previous:
             level = median(self.previous)
             jump = value - level
-            big_enough = jump > self.min_relative_jump * abs(level)  # cheap test first
+            big_enough = jump > self.min_relative_jump * abs(level) and jump > self.floor  # cheap tests first
             if big_enough and len(self.diffs) >= self.min_rows and not self.ctx.in_warmup(step):
                 center = median(self.diffs)
                 sd = max(mad_sigma(self.diffs, center), 1e-3 * abs(level), 1e-12)
