@@ -3,6 +3,7 @@ run alone, and against the same runs with torch's default threads (every run tak
 
     python benchmarks/sharing.py                    # default preset, 1 / 2 / 4 runs, auto and torch default
     python benchmarks/sharing.py --parts page       # what the Live page costs the run it watches
+    python benchmarks/sharing.py --parts hog check  # beside a 1-core busy loop; what the budget check costs
 
 Each run is a real `python -m trainer run` started the way the dashboard starts one
 (trainer.runs.process.start_new: thread share and OpenMP environment), on the default Shakespeare
@@ -14,13 +15,22 @@ neighbour). Figures:
 - four runs: total against one alone (target >= 1.5x);
 - --parts page: one run's steps/s with the Live page open in Chromium against no page (target: the
   page costs <= 10%), alternated.
+- --parts hog: one run beside a busy loop that takes one core, with threads auto against the equal
+  share that ignores other work (threads = all the cores, what auto gave one run alone before it
+  measured other work) and against threads=1, alternated; with what auto chose and why.
+- --parts check: what one look at the budget costs a running trainer (ThreadShare.recheck: our
+  live runs' status.json, /proc for the host and for each run of ours), against one step of the
+  default preset; it runs once every RECHECK_S (5 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,13 +58,16 @@ def wait_running(run_dir: Path, timeout_s: float = 120.0) -> float:
     return time.time()
 
 
-def group(runs_dir: Path, name: str, n: int, threads: str, seconds: float) -> list[float]:
-    """n runs at once for `seconds` of overlap; each run's median steps/s over the overlap."""
+def group(runs_dir: Path, name: str, n: int, threads: str, seconds: float, statuses: list | None = None) -> list[float]:
+    """n runs at once for `seconds` of overlap; each run's median steps/s over the overlap.
+    statuses: gets each run's status.json as it was at the end of the overlap."""
     ids = [f"{name}-{i}" for i in range(n)]
     for run_id in ids:
         start(runs_dir, run_id, threads, max_steps=10**6)
     begun = max(wait_running(runs_dir / r) for r in ids)
     time.sleep(SETTLE_S + seconds)
+    if statuses is not None:
+        statuses.extend(json.loads((runs_dir / r / rf.STATUS_FILE).read_text()) for r in ids)
     for run_id in ids:
         control.stop(runs_dir, run_id, grace_s=30)
     window = (begun + SETTLE_S, begun + SETTLE_S + seconds)
@@ -118,11 +131,78 @@ def parts_page(args, runs_dir: Path) -> None:
         print(f"the Live page costs the run {100 * (1 - watched / base):.1f}% of its steps/s (target <= 10%)")
 
 
+def parts_hog(args, runs_dir: Path) -> None:
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one core of other work
+    arms = {"auto": "auto", f"equal share ({args.cores})": str(args.cores), "1 thread": "1"}
+    speeds: dict[str, list[float]] = {label: [] for label in arms}
+    chosen = []
+    try:
+        for repeat in range(args.repeats):
+            for label, threads in arms.items():
+                statuses = []
+                speed = group(runs_dir, f"hog-{repeat}-{threads}", 1, threads, args.seconds, statuses)[0]
+                speeds[label].append(speed)
+                if threads == "auto":
+                    chosen.append(f"{statuses[0].get('threads')} ({statuses[0].get('threads_reason')})")
+    finally:
+        hog.kill()
+        hog.wait()
+    median = {label: statistics.median(v) for label, v in speeds.items()}
+    for label, values in speeds.items():
+        print(
+            f"beside a busy loop, {label:17}: {', '.join(f'{v:.2f}' for v in values)} (median {median[label]:.2f}) steps/s"
+        )
+    base = f"equal share ({args.cores})"
+    print(
+        f"auto / equal share: {median['auto'] / median[base]:.2f}x, auto / 1 thread: "
+        f"{median['auto'] / median['1 thread']:.2f}x; auto chose, at the end of each window: {'; '.join(chosen)}"
+    )
+
+
+def parts_check(args, runs_dir: Path) -> None:
+    from trainer.rundir import host_load
+    from trainer.training import threads as threads_module
+
+    ids = [f"check-{i}" for i in range(2)]  # two live runs of ours for the check to read and measure
+    for run_id in ids:
+        start(runs_dir, run_id, "1", max_steps=10**6)
+    begun = max(wait_running(runs_dir / r) for r in ids)
+    time.sleep(SETTLE_S)
+    # Every call a full check: the 5 s between checks and the shortest window are lifted.
+    every_s = threads_module.RECHECK_S
+    threads_module.RECHECK_S, host_load.MIN_WINDOW_S = 0.0, 0.0
+    share = threads_module.ThreadShare("auto", runs_dir, "check-probe")
+    costs = []
+    for _ in range(args.checks):
+        t0 = time.perf_counter()
+        share.recheck()
+        costs.append(time.perf_counter() - t0)
+        time.sleep(args.seconds / args.checks)  # spread over the window the runs' speed is taken in
+    window = (begun + SETTLE_S, time.time())
+    for run_id in ids:
+        control.stop(runs_dir, run_id, grace_s=30)
+    steps = [
+        r[rf.STEPS_PER_S]
+        for run_id in ids
+        for r in read_records(runs_dir / run_id / rf.METRICS_FILE)
+        if rf.STEPS_PER_S in r and window[0] <= r["time"] <= window[1]
+    ]
+    check_ms, step_ms = 1000 * statistics.median(costs), 1000 / statistics.median(steps)
+    steps_between = every_s * 1000 / step_ms
+    print(
+        f"one budget check: median {check_ms:.2f} ms, p95 {1000 * sorted(costs)[int(0.95 * len(costs))]:.2f} ms "
+        f"({len(costs)} checks, 2 live runs of ours); one step of the default preset beside them: {step_ms:.0f} ms; "
+        f"a check is {100 * check_ms / step_ms:.2f}% of a step, and once every {every_s:.0f} s "
+        f"({steps_between:.0f} steps) {100 * check_ms / step_ms / max(1.0, steps_between):.3f}% of each step"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", default=["runs"], choices=["runs", "page"])
+    parser.add_argument("--parts", nargs="+", default=["runs"], choices=["runs", "page", "hog", "check"])
     parser.add_argument("--seconds", type=float, default=20.0, help="overlap measured per group")
-    parser.add_argument("--repeats", type=int, default=2, help="alternations for --parts page")
+    parser.add_argument("--repeats", type=int, default=2, help="alternations for --parts page and hog")
+    parser.add_argument("--checks", type=int, default=200, help="budget checks timed by --parts check")
     parser.add_argument("--cores", type=int, default=None, help="torch's default threads (all cores)")
     args = parser.parse_args()
     args.cores = args.cores or os.cpu_count() or 1
@@ -133,6 +213,10 @@ def main() -> None:
             parts_runs(args, runs_dir)
         if "page" in args.parts:
             parts_page(args, runs_dir)
+        if "hog" in args.parts:
+            parts_hog(args, runs_dir)
+        if "check" in args.parts:
+            parts_check(args, runs_dir)
 
 
 if __name__ == "__main__":

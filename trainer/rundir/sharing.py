@@ -19,6 +19,7 @@ and its device (`device`); that is what a new run reads to choose. Nothing here 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -48,6 +49,7 @@ class Budget(NamedTuple):
     reason: str  # the numbers it came from, as the System page shows them
 
 
+@functools.cache  # psutil reads /sys for it (0.2 ms), and a trainer asks every few seconds
 def physical_cores() -> int:
     """Cores that can run a thread each at full speed (hyper-threads share a core's arithmetic)."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -32,6 +32,7 @@ class ThreadShare:
         self.ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
         self.budget = sharing.thread_budget(self.setting, runs_dir, run_id, self.ranks)
         self.load: host_load.OtherLoad | None = None
+        self._me = psutil.Process()
         self.other_busy: float | None = None  # cores busy with other work at the last measure
         if self.setting == sharing.AUTO:
             self.load = host_load.OtherLoad(sharing.physical_cores(), self._our_processes(self._neighbours()))
@@ -71,8 +72,7 @@ class ThreadShare:
     def _neighbours(self) -> list[dict]:
         return sharing.live_neighbours(self.runs_dir, exclude=self.run_id) if self.runs_dir is not None else []
 
-    @staticmethod
-    def _our_processes(neighbours: list[dict]) -> list[psutil.Process]:
+    def _our_processes(self, neighbours: list[dict]) -> list[psutil.Process]:
         """This process and those of our live runs beside it: their CPU is sharing, not other work."""
         found = (owner.same_process(status) for status in neighbours)
-        return [psutil.Process(), *(proc for proc in found if proc is not None)]
+        return [self._me, *(proc for proc in found if proc is not None)]
