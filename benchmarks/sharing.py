@@ -83,9 +83,11 @@ def group(runs_dir: Path, name: str, n: int, threads: str, seconds: float, statu
 
 
 def parts_runs(args, runs_dir: Path) -> None:
-    alone = group(runs_dir, "alone", 1, "auto", args.seconds)[0]
+    statuses = []
+    alone = group(runs_dir, "alone", 1, "auto", args.seconds, statuses)[0]
     half = group(runs_dir, "half", 1, "1", args.seconds)[0]
-    print(f"one run alone (auto: all cores):      {alone:6.1f} steps/s")
+    chose = f"{statuses[0].get(rf.STATUS_THREADS)} threads: {statuses[0].get(rf.STATUS_THREADS_REASON)}"
+    print(f"one run alone (auto, {chose}): {alone:6.1f} steps/s")
     print(f"one run alone, half the cores (1):    {half:6.1f} steps/s")
     for threads, label in (("auto", "threads auto"), (str(args.cores), "torch default")):
         two = group(runs_dir, f"two-{threads}", 2, threads, args.seconds)
@@ -143,7 +145,8 @@ def parts_hog(args, runs_dir: Path) -> None:
                 speed = group(runs_dir, f"hog-{repeat}-{threads}", 1, threads, args.seconds, statuses)[0]
                 speeds[label].append(speed)
                 if threads == "auto":
-                    chosen.append(f"{statuses[0].get('threads')} ({statuses[0].get('threads_reason')})")
+                    status = statuses[0]
+                    chosen.append(f"{status.get(rf.STATUS_THREADS)} ({status.get(rf.STATUS_THREADS_REASON)})")
     finally:
         hog.kill()
         hog.wait()

@@ -168,6 +168,17 @@ def test_launch_gives_the_share_to_openmp_unless_the_user_set_it(runs_dir, monke
     assert envs[1]["OMP_NUM_THREADS"] == "7"
 
 
+def test_a_runs_other_ranks_are_found_as_its_parents_other_children():
+    sleepers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(2)]
+    try:  # as torchrun's agent starts the ranks of one run
+        first, second = (psutil.Process(p.pid) for p in sleepers)
+        assert second in host_load.sibling_processes(first) and first not in host_load.sibling_processes(first)
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+
+
 def test_a_training_run_takes_a_new_share_when_a_run_of_ours_or_other_work_comes(runs_dir, monkeypatch):
     monkeypatch.setattr(sharing, "physical_cores", lambda: 4)
     monkeypatch.setattr(threads_module, "RECHECK_S", 0.0)

@@ -70,6 +70,16 @@ class OtherLoad:
         return busy
 
 
+def sibling_processes(proc: psutil.Process) -> list[psutil.Process]:
+    """The other children of proc's parent: under torchrun, the other ranks of the same run on this
+    host (only rank 0 writes status.json, so they are found this way). [] if the parent is gone."""
+    try:
+        parent = proc.parent()
+        return [p for p in parent.children() if p.pid != proc.pid] if parent is not None else []
+    except psutil.Error:
+        return []
+
+
 def _cpu_by_process(procs: list[psutil.Process]) -> dict[tuple[int, float], float]:
     """(pid, create time) -> CPU seconds, of each process still alive (create time tells a reused pid)."""
     found = {}

@@ -33,6 +33,8 @@ class ThreadShare:
         self.budget = sharing.thread_budget(self.setting, runs_dir, run_id, self.ranks)
         self.load: host_load.OtherLoad | None = None
         self._me = psutil.Process()
+        # torchrun's other ranks of this run share its share: their CPU is ours, not other work.
+        self._ranks = host_load.sibling_processes(self._me) if self.ranks > 1 else []
         self.other_busy: float | None = None  # cores busy with other work at the last measure
         if self.setting == sharing.AUTO:
             self.load = host_load.OtherLoad(sharing.physical_cores(), self._our_processes(self._neighbours()))
@@ -73,6 +75,7 @@ class ThreadShare:
         return sharing.live_neighbours(self.runs_dir, exclude=self.run_id) if self.runs_dir is not None else []
 
     def _our_processes(self, neighbours: list[dict]) -> list[psutil.Process]:
-        """This process and those of our live runs beside it: their CPU is sharing, not other work."""
+        """This process, its run's other ranks and the processes of our live runs beside it: their
+        CPU is sharing, not other work."""
         found = (owner.same_process(status) for status in neighbours)
-        return [self._me, *(proc for proc in found if proc is not None)]
+        return [self._me, *self._ranks, *(proc for proc in found if proc is not None)]
