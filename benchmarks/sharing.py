@@ -53,7 +53,8 @@ def wait_running(run_dir: Path, timeout_s: float = 120.0) -> float:
     deadline = time.monotonic() + timeout_s
     while not (run_dir / rf.METRICS_FILE).exists():
         if time.monotonic() > deadline or run_state(run_dir) in (rf.FAILED, rf.CRASHED):
-            raise RuntimeError(f"{run_dir.name} did not start; see {run_dir / rf.LOG_FILE}")
+            log = (run_dir / rf.LOG_FILE).read_text(errors="replace").splitlines()[-5:]  # the temp dir goes
+            raise RuntimeError(f"{run_dir.name} did not start; its train.log ends: " + " | ".join(log))
         time.sleep(0.2)
     return time.time()
 
@@ -62,14 +63,17 @@ def group(runs_dir: Path, name: str, n: int, threads: str, seconds: float, statu
     """n runs at once for `seconds` of overlap; each run's median steps/s over the overlap.
     statuses: gets each run's status.json as it was at the end of the overlap."""
     ids = [f"{name}-{i}" for i in range(n)]
-    for run_id in ids:
-        start(runs_dir, run_id, threads, max_steps=10**6)
-    begun = max(wait_running(runs_dir / r) for r in ids)
-    time.sleep(SETTLE_S + seconds)
-    if statuses is not None:
-        statuses.extend(json.loads((runs_dir / r / rf.STATUS_FILE).read_text()) for r in ids)
-    for run_id in ids:
-        control.stop(runs_dir, run_id, grace_s=30)
+    try:
+        for run_id in ids:
+            start(runs_dir, run_id, threads, max_steps=10**6)
+        begun = max(wait_running(runs_dir / r) for r in ids)
+        time.sleep(SETTLE_S + seconds)
+        if statuses is not None:
+            statuses.extend(json.loads((runs_dir / r / rf.STATUS_FILE).read_text()) for r in ids)
+    finally:  # also when one did not start: the others must not train on after the benchmark
+        for run_id in ids:
+            if (runs_dir / run_id).exists():
+                control.stop(runs_dir, run_id, grace_s=30)
     window = (begun + SETTLE_S, begun + SETTLE_S + seconds)
     speeds = []
     for run_id in ids:
