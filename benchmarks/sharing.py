@@ -98,7 +98,7 @@ def parts_runs(args, runs_dir: Path) -> None:
     statuses = []
     alone = group(runs_dir, "alone", 1, "auto", args.seconds, statuses)[0]
     half = group(runs_dir, "half", 1, "1", args.seconds)[0]
-    chose = f"{statuses[0].get(rf.STATUS_THREADS)} threads: {statuses[0].get(rf.STATUS_THREADS_REASON)}"
+    chose = f"threads {statuses[0].get(rf.STATUS_THREADS)}: {statuses[0].get(rf.STATUS_THREADS_REASON)}"
     print(f"one run alone (auto, {chose}): {alone:6.1f} steps/s")
     print(f"one run alone, half the cores (1):    {half:6.1f} steps/s")
     for threads, label in (("auto", "threads auto"), (str(args.cores), "torch default")):
