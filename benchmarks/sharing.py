@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,28 +36,49 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from trainer.rundir import run_format as rf
 from trainer.rundir.jsonl import read_records
-from trainer.rundir.status import run_state
 from trainer.runs import control, process
 
 SETTLE_S = 8.0
 
 
-def start(runs_dir: Path, run_id: str, threads: str, max_steps: int, log_interval: int = 10) -> None:
+def start(runs_dir: Path, run_id: str, threads: str, max_steps: int, log_interval: int = 10) -> int:
+    """Start a run as the dashboard does; its pid."""
     sets = [f"max_steps={max_steps}", "eval_interval=100000", "sample_interval=100000", f"threads={threads}"]
     sets += ["checkpoint_interval=100000", f"log_interval={log_interval}"]
-    process.start_new(None, sets, runs_dir, run_id)
+    return process.start_new(None, sets, runs_dir, run_id)[1]
 
 
-def wait_running(run_dir: Path, timeout_s: float = 120.0) -> float:
+def wait_running(run_dir: Path, pid: int, timeout_s: float = 300.0) -> float:
+    """When the run logged its first row. Its process decides whether it is still starting: under
+    the helpers' load a trainer can take longer than STALE_AFTER_SECONDS between its config print
+    and its status.json, and run_state calls such a run crashed meanwhile."""
     deadline = time.monotonic() + timeout_s
     while not (run_dir / rf.METRICS_FILE).exists():
-        if time.monotonic() > deadline or run_state(run_dir) in (rf.FAILED, rf.CRASHED):
+        if time.monotonic() > deadline or not _alive(pid):
             log = (run_dir / rf.LOG_FILE).read_text(errors="replace").splitlines()[-5:]  # the temp dir goes
             raise RuntimeError(f"{run_dir.name} did not start; its train.log ends: " + " | ".join(log))
         time.sleep(0.2)
     return time.time()
+
+
+def _alive(pid: int) -> bool:
+    process.reap()  # our child: a zombie until reaped
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_started(runs_dir: Path, run_id: str, pid: int) -> None:
+    """Stop a run this benchmark started, also one that has not written its status.json yet."""
+    if (runs_dir / run_id / rf.STATUS_FILE).exists():
+        control.stop(runs_dir, run_id, grace_s=30)
+    elif _alive(pid):
+        os.kill(pid, signal.SIGKILL)  # still setting up: nothing of it to keep
 
 
 def group(
@@ -70,18 +92,18 @@ def group(
 ) -> list[float]:
     """n runs at once for `seconds` of overlap; each run's median steps/s over the overlap.
     statuses: gets each run's status.json as it was at the end of the overlap."""
-    ids = [f"{name}-{i}" for i in range(n)]
+    pids = {}
     try:
-        for run_id in ids:
-            start(runs_dir, run_id, threads, max_steps=10**6, log_interval=log_interval)
-        begun = max(wait_running(runs_dir / r) for r in ids)
+        for run_id in [f"{name}-{i}" for i in range(n)]:
+            pids[run_id] = start(runs_dir, run_id, threads, max_steps=10**6, log_interval=log_interval)
+        begun = max(wait_running(runs_dir / r, pid) for r, pid in pids.items())
         time.sleep(SETTLE_S + seconds)
         if statuses is not None:
-            statuses.extend(json.loads((runs_dir / r / rf.STATUS_FILE).read_text()) for r in ids)
+            statuses.extend(json.loads((runs_dir / r / rf.STATUS_FILE).read_text()) for r in pids)
     finally:  # also when one did not start: the others must not train on after the benchmark
-        for run_id in ids:
-            if (runs_dir / run_id).exists():
-                control.stop(runs_dir, run_id, grace_s=30)
+        for run_id, pid in pids.items():
+            stop_started(runs_dir, run_id, pid)
+    ids = list(pids)
     window = (begun + SETTLE_S, begun + SETTLE_S + seconds)
     speeds = []
     for run_id in ids:
@@ -124,8 +146,8 @@ def parts_page(args, runs_dir: Path) -> None:
         for repeat in range(args.repeats):
             for label in ("no page", "Live open"):
                 run_id = f"page-{repeat}-{label.split()[0].lower()}"
-                start(runs_dir, run_id, "auto", max_steps=10**6)
-                begun = wait_running(runs_dir / run_id)
+                pid = start(runs_dir, run_id, "auto", max_steps=10**6)
+                begun = wait_running(runs_dir / run_id, pid)
                 if label == "Live open":
                     with chromium() as page:
                         page.goto(f"{url}/live?run={run_id}")
@@ -180,9 +202,8 @@ def parts_check(args, runs_dir: Path) -> None:
     from trainer.training import threads as threads_module
 
     ids = [f"check-{i}" for i in range(2)]  # two live runs of ours for the check to read and measure
-    for run_id in ids:
-        start(runs_dir, run_id, "1", max_steps=10**6)
-    begun = max(wait_running(runs_dir / r) for r in ids)
+    pids = [start(runs_dir, run_id, "1", max_steps=10**6) for run_id in ids]
+    begun = max(wait_running(runs_dir / r, pid) for r, pid in zip(ids, pids))
     time.sleep(SETTLE_S)
     # Every call a full check: the 5 s between checks and the shortest window are lifted.
     every_s = threads_module.RECHECK_S
