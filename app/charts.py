@@ -39,6 +39,9 @@ LONG_SCHEMA = (
 )
 LONG_COLUMNS = [name for name, _ in LONG_SCHEMA]
 EMPTY_TABLE = pa.table({name: pa.array([], type=kind) for name, kind in LONG_SCHEMA})
+# Drawn on a canvas, not as SVG (vega-embed's default, which Streamlit keeps for up to 2,000 points
+# a layer): SVG is a DOM node per hover target, rebuilt on each refresh (benchmarks/browser_cost.py).
+CANVAS = {"embedOptions": {"renderer": "canvas"}}
 
 
 def _chart_points(drawn: SeriesBuckets, x: str, weight: float, positive_only: bool):
@@ -199,7 +202,9 @@ def _line_spec(
     tooltip += [alt.Tooltip("value:Q", format=".5g", title="value")]
     if smoothed:
         tooltip.append(alt.Tooltip("smoothed:Q", format=".5g", title="smoothed"))
-    base = alt.Chart().encode(x=_x_encoding(x), color=color, tooltip=tooltip)
+    # Tooltips only on the hover targets: on the lines too, the browser formatted them for every
+    # point of every layer on each refresh, never to be shown (a line shows no per-point tooltip).
+    base = alt.Chart().encode(x=_x_encoding(x), color=color)
     value_y = alt.Y("value:Q", scale=scale, title=y_title)
     layers = []
     if band is not None:
@@ -214,9 +219,12 @@ def _line_spec(
         layers.append(base.mark_line(strokeWidth=1.5).encode(y=value_y))
     # Invisible points give every point a hover target; visible ones when there are few (val/loss).
     points = base.mark_point(size=25, filled=True, opacity=0.7 if show_points else 0)
-    layers.append(points.encode(y=value_y))
+    layers.append(points.encode(y=value_y, tooltip=tooltip))
     # Schema validation is most of the build time; tests build every live spec with validate=True.
-    spec = alt.layer(*layers).properties(height=height).to_dict(validate=validate)
+    # aria=False: no screen-reader description per point, a string formatted for every point of
+    # every layer on each refresh that a canvas never shows.
+    layered = alt.layer(*layers).properties(height=height, usermeta=CANVAS).configure(aria=False)
+    spec = layered.to_dict(validate=validate)
     # Data-less Altair charts get a placeholder dataset; drop it so layers use the table passed in.
     for layer in spec["layer"]:
         if layer.get("data") == {"name": "empty"}:

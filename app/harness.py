@@ -75,8 +75,9 @@ def _kill_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def dashboard(runs_dir: Path, extra_env: dict[str, str] | None = None, start_timeout: float = 90.0):
-    """`streamlit run app/Home.py` from the repository root on a free 127.0.0.1 port; yields the URL."""
+def dashboard(runs_dir: Path, extra_env: dict[str, str] | None = None, start_timeout: float = 90.0, root: Path = ROOT):
+    """`streamlit run app/Home.py` from the repository root on a free 127.0.0.1 port; yields the URL.
+    root: another checkout's root (a benchmark's baseline: `git archive` of an older commit)."""
     port = free_port()
     env = dict(os.environ, TRAINER_RUNS_DIR=str(runs_dir), **(extra_env or {}))
     log = open(Path(runs_dir).parent / f"streamlit-{port}.log", "wb")
@@ -94,7 +95,7 @@ def dashboard(runs_dir: Path, extra_env: dict[str, str] | None = None, start_tim
             "--browser.gatherUsageStats",
             "false",
         ],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,

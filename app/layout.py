@@ -14,6 +14,7 @@ import streamlit as st
 from app import run_forms, state
 from app.markdown import escape
 from trainer import runs
+from trainer.rundir import run_format as rf
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES_DIR = ROOT / "pages"
@@ -84,6 +85,15 @@ def run_picker(label: str = "Runs", key: str = "run_picker", multiple: bool = Tr
     return picked
 
 
+# A script's own loop (trainer.init) cannot be restarted from here: only our trainer's runs can.
+SCRIPT_RUN = "Written by its own script through trainer.init: run that script again."
+
+
+def not_restartable(status: dict | None) -> str | None:
+    """Why Resume, Fork and a remedy's new run are off for this run (None: they are on)."""
+    return SCRIPT_RUN if (status or {}).get(rf.STATUS_WRITER) == rf.WRITER_API else None
+
+
 def open_fork_form(run_id: str, sets: list[str] | None = None) -> None:
     """Prefill the fork form (the alert banner's remedy button and the runs table call this)."""
     st.session_state["fork_source"] = run_id
@@ -146,6 +156,12 @@ def refusal(message: str) -> None:
     st.error(escape(message), icon=":material/error:")
 
 
+def warning(message: str) -> None:
+    """A reader's warning (a vanished run, a read error): it quotes run ids and paths, whose
+    underscores and brackets markdown would turn into formatting."""
+    st.warning(escape(message))
+
+
 def flash() -> None:
     """Show (once) the message left by the last action."""
     message = st.session_state.pop("flash", None)
@@ -168,7 +184,7 @@ def single_run_header(key: str):
     run_id = run_picker("Run", key=key, multiple=False)[0]
     view = state.run_view(run_id)
     if not view.exists:
-        st.warning(view.error)
+        warning(view.error)
         st.stop()
     skipped_note(view)
     return run_id, view

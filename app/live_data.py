@@ -116,6 +116,7 @@ def format_remedies(alert: dict) -> list[str]:
             lines.append(f"{'code change' if kind == remedies.CODE else 'no action'}: {why}")
             continue
         pairs = ", ".join(f"{k}={_yaml_scalar(v)}" for k, v in (remedy.get("set") or {}).items())
-        start = " (new run)" if remedy.get("start") == remedies.NEW else ""
+        # a config remedy without a start forks
+        start = " (new run)" if remedy.get("start") == remedies.NEW else " (fork)"
         lines.append(f"set {pairs}{start}: {why}" if pairs else why)
     return lines

@@ -1,7 +1,8 @@
 """The changing part of the Live page: status line, alert banners, metric tiles and charts.
 
-Pages call render(...) inside an st.fragment(run_every=1.0); everything it reads comes from the
-shared incremental readers (app.state), so one refresh costs the appended bytes plus drawing.
+Pages call render(...) inside an st.fragment(run_every=refresh_every(...)); everything it reads
+comes from the shared incremental readers (app.state), so one refresh costs the appended bytes plus
+drawing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ TILE_SERIES = (
 BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
 # The Live page's zoom: all steps, or only the newest N (drawn from their raw rows when they fit).
 LAST_STEPS = (None, 1_000, 10_000, 100_000)
+# The Live page's refresh: every second while a run it shows trains; runs that have all ended change
+# only when one is resumed, and each refresh redraws the page in the browser, so then a slower one.
+REFRESH_LIVE_S, REFRESH_ENDED_S = 1.0, 5.0
+
+
+def refresh_every(run_ids: list[str]) -> float:
+    """Seconds between the Live page's refreshes for these runs (their states from the run table)."""
+    infos = [state.run_info(run_id) for run_id in run_ids]
+    training = any(info is not None and info.state in rf.LIVE_STATES for info in infos)
+    return REFRESH_LIVE_S if training else REFRESH_ENDED_S
 
 
 def last_steps_label(steps: int | None) -> str:
@@ -76,21 +87,24 @@ def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
             lines.append("Numbers: " + escape(evidence))
         lines += ["Remedy: " + escape(line) for line in live_data.format_remedies(alert)]
         BANNER.get(severity, st.info)("\n\n".join(lines))
-        remedy_buttons(view.run_id, alert)
+        remedy_buttons(view.run_id, alert, layout.not_restartable(view.status))
     if len(alerts) > limit:
         st.caption(f"{len(alerts) - limit} more alert kinds: see the Diagnosis page.")
 
 
-def remedy_buttons(run_id: str, alert: dict, limit: int = 3) -> None:
+def remedy_buttons(run_id: str, alert: dict, off: str | None = None, limit: int = 3) -> None:
     """A button per config remedy, as it says to start: a fork opens the prefilled fork form, a new
-    run starts at once from the run's config. A code change or "no action" gets no button."""
+    run starts at once from the run's config. A code change or "no action" gets no button. off: why
+    the buttons are disabled (a script's run: we cannot restart it)."""
     for n, remedy in enumerate(live_data.config_remedies(alert)[:limit]):
         sets = live_data.remedy_sets(remedy)
         key = f"remedy_{run_id}_{alert.get('code')}" + (f"_{n}" if n else "")
         label = ("Fork" if remedy.get("start") != remedies.NEW else "New run") + " with " + ", ".join(sets)
         # Both come from the run's files and Streamlit renders markdown in them: shown literally.
         why = escape(str(remedy.get("why", "")))
-        if not st.button(escape(label), help=why, key=key, icon=":material/call_split:"):
+        if not st.button(
+            escape(label), help=off or why, key=key, icon=":material/call_split:", disabled=off is not None
+        ):
             continue
         if remedy.get("start") == remedies.NEW:
             result = run_forms.start_new_from_run(state.runs_dir(), run_id, sets)
@@ -164,10 +178,10 @@ def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_step
     views = [state.run_view(r) for r in run_ids]
     for view in views:
         if not view.exists:
-            st.warning(view.error or f"run {view.run_id} is gone")
+            layout.warning(view.error or f"run {view.run_id} is gone")
             continue
         if view.error:
-            st.warning(view.error)
+            layout.warning(view.error)
         status_line(view)
         layout.skipped_note(view)
         alert_banners(view)

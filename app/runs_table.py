@@ -95,6 +95,11 @@ def _stop(run_id: str) -> str:
     return f"Asked {run_id} to stop: it finishes the step, saves a checkpoint and exits."
 
 
+def _stop_script(run_id: str) -> str:
+    runs.request_stop(state.runs_dir(), run_id)
+    return f"Asked {run_id} to stop: run.should_stop() is now true in its script, which saves what its own code saves."
+
+
 def _resume(run_id: str) -> str:
     pid = process.start_resume(state.runs_dir(), run_id)
     return f"Resumed {run_id} (pid {pid})."
@@ -123,16 +128,15 @@ def control_row(info: runs.RunInfo) -> None:
         cols[4].text(format_alerts(info.alert_counts))
         cols[5].text(format_started(info.started))
         with cols[6].container(horizontal=True):
+            foreign = info.writer == rf.WRITER_API
+            why = layout.SCRIPT_RUN if foreign else None
             st.button(
                 "Stop",
                 key=f"stop_{info.run_id}",
                 disabled=not live or info.state == rf.STOPPING,
                 on_click=_act,
-                args=(_stop, info.run_id),
+                args=(_stop_script if foreign else _stop, info.run_id),
             )
-            # A script's own loop (trainer.init) cannot be restarted from here: only our trainer's runs.
-            foreign = info.writer == rf.WRITER_API
-            why = "Written by its own script through trainer.init: run that script again." if foreign else None
             st.button(
                 "Resume",
                 key=f"resume_{info.run_id}",

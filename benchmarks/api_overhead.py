@@ -5,9 +5,11 @@ tiny MLP, one CPU thread) with and without run.log of 10 scalars per step, the o
     PYTHONPATH=. python benchmarks/api_overhead.py [--steps 500] [--rounds 7] [--points 200000]
 
 (a) alternates blocks of `steps` steps without and with the API in one process, and compares the
-medians of the per-step times; each block with the API ends only when the background thread has
-written its rows (run.flush), so the writing and the doctor are inside the timed block.
-Target: at most 1%. (b) times log calls until the rows are on disk (finish) for run.log, and
+medians of the per-step times, with the quartiles of the per-round ratios (api block / the plain
+block before it); each block with the API ends only when the background thread has written its
+rows (run.flush). The online doctor runs in a child process (trainer/doctor/follow.py): its CPU
+time is reported apart, and the total CPU per step (training process + doctor process) beside the
+plain loop's. Target: at most 1% of step time. (b) times log calls until the rows are on disk (finish) for run.log, and
 add_scalar until close() for TensorBoard. Target: at least 10x. A shared machine is noisy:
 compare medians, and rerun.
 """
@@ -19,6 +21,7 @@ import statistics
 import tempfile
 import time
 
+import psutil
 import torch
 from torch import nn
 
@@ -64,11 +67,43 @@ def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float]:
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps
 
 
+def doctor_cpu(run) -> float:
+    """CPU seconds the run's doctor process has used so far (0 without one)."""
+    pid = run.doctor.pid if run.doctor is not None else None
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def doctor_started(run, settle_s: float = 0.5, limit_s: float = 30.0) -> float:
+    """Wait until the doctor process's CPU time stops growing (it has started); returns it."""
+    deadline, last = time.monotonic() + limit_s, -1.0
+    while time.monotonic() < deadline:
+        now = doctor_cpu(run)
+        if now == last:
+            return now
+        last = now
+        time.sleep(settle_s)
+    return last
+
+
+def spread(plain: list[float], api: list[float]) -> str:
+    """Quartiles of the per-round overheads (each api block against the plain block before it)."""
+    ratios = sorted(100 * (a - p) / p for p, a in zip(plain, api))
+    q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return f"per-round quartiles {q1:+.1f}% / {q2:+.1f}% / {q3:+.1f}%"
+
+
 def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     step = make_loop()
     block(step, steps)  # warm-up
     plain, api, plain_cpu, api_cpu = [], [], [], []
     with trainer.init(run_id="overhead", runs_dir=runs_dir, config={"lr": 1e-3}) as run:
+        started = doctor_started(run)  # its start-up (Python, imports) is not a cost per step
         for r in range(rounds):
             wall, cpu = block(step, steps)
             plain.append(wall)
@@ -76,14 +111,24 @@ def overhead(steps: int, rounds: int, runs_dir: str) -> None:
             wall, cpu = block(step, steps, run, first=r * steps)
             api.append(wall)
             api_cpu.append(cpu)
+        time.sleep(1)  # it reads the last rows
+        # all its CPU time while the blocks ran (idle polls between API blocks included), per API step
+        dc = (doctor_cpu(run) - started) / (rounds * steps)
     p, a = statistics.median(plain), statistics.median(api)
     pc, ac = statistics.median(plain_cpu), statistics.median(api_cpu)
+    tc = ac + dc
     print(f"(a) step time, median of {rounds} blocks of {steps} steps, {SCALARS} scalars/step, doctor on:")
     print(
-        f"    plain loop {p * 1e3:.3f} ms/step, with run.log {a * 1e3:.3f} ms/step: overhead {100 * (a - p) / p:+.2f}%"
+        f"    wall: plain loop {p * 1e3:.3f} ms/step, with run.log {a * 1e3:.3f} ms/step: "
+        f"overhead {100 * (a - p) / p:+.2f}% ({spread(plain, api)})"
     )
     print(
-        f"    CPU time {pc * 1e3:.3f} ms/step plain, {ac * 1e3:.3f} with run.log: overhead {100 * (ac - pc) / pc:+.2f}%"
+        f"    CPU of the training process: {pc * 1e3:.3f} ms/step plain, {ac * 1e3:.3f} with run.log: "
+        f"overhead {100 * (ac - pc) / pc:+.2f}% ({spread(plain_cpu, api_cpu)})"
+    )
+    print(
+        f"    CPU of the doctor process: {dc * 1e6:.1f} us per API step; "
+        f"total CPU {tc * 1e3:.3f} ms/step: {100 * (tc - pc) / pc:+.2f}% over the plain loop's"
     )
     print(f"    (per block, plain: {' '.join(f'{v * 1e3:.3f}' for v in plain)})")
     print(f"    (per block, api:   {' '.join(f'{v * 1e3:.3f}' for v in api)})")
@@ -96,9 +141,15 @@ def throughput(points: int, runs_dir: str) -> None:
     run = trainer.init(run_id="throughput", runs_dir=runs_dir)
     for i in range(calls):
         run.log(row, step=i)
-    run.finish()
-    ours = calls * SCALARS / (time.perf_counter() - start)
-    print(f"(b) run.log: {ours:,.0f} points/s ({calls:,} calls of {SCALARS} scalars, until written, doctor on)")
+    run.flush()
+    written = time.perf_counter() - start
+    run.finish()  # the doctor process reads the last rows (and, in a run this short, starts) first
+    finished = time.perf_counter() - start
+    ours = calls * SCALARS / written
+    print(
+        f"(b) run.log: {ours:,.0f} points/s ({calls:,} calls of {SCALARS} scalars, until written, doctor on; "
+        f"{calls * SCALARS / finished:,.0f} until finish() returned)"
+    )
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:

@@ -1,6 +1,7 @@
 """Load test (issue 12): many runs logging fast into one runs directory while browsers watch.
 
     PYTHONPATH=. python benchmarks/load.py [--runs 20] [--rate 100] [--sessions 3] [--minutes 10]
+                                           [--baseline DIR]
 
 RUNS writer processes (the real writer: dashboard_latency.py's WRITER_SCRIPT, trainer.rundir.writer)
 each log RATE rows/s into one runs directory. SESSIONS browser sessions in Chromium each keep the
@@ -15,6 +16,10 @@ Runs page and a Live page open, each Live page on a different run. Measured over
 3. the dashboard's own refresh times (app/timing.py's log): the Live fragment ("live") and the
    runs table ("runs"), wall and thread CPU time.
 4. the Streamlit server's RSS at the start (pages open), every minute and at the end.
+
+--baseline DIR: the same test first against another checkout's dashboard (`git archive COMMIT |
+tar -x -C DIR`), then against this one, each in a fresh runs directory, so both see the machine's
+load of the same few minutes.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 import psutil
 from dashboard_latency import KEEP_TABS_LIVE, cpu_seconds, ms_by_label, open_live, start_writer, summary
 
-from app.harness import chromium, dashboard, server_pid
+from app.harness import ROOT, chromium, dashboard, server_pid
 from app.timing import TIMING_LOG_ENV
 from trainer.rundir import run_format as rf
 from trainer.rundir.jsonl import JsonlTail, read_records
@@ -127,8 +132,11 @@ def rss_mb(process: psutil.Process) -> float:
     return round(process.memory_info().rss / 2**20, 1)
 
 
-def measure(tmp: Path, runs: int, rate: float, sessions: int, seconds: float, rss_every_s: float = 60) -> dict:
-    """The whole load test in tmp; returns its figures (see the module docstring)."""
+def measure(
+    tmp: Path, runs: int, rate: float, sessions: int, seconds: float, rss_every_s: float = 60, root: Path = ROOT
+) -> dict:
+    """The whole load test in tmp (the dashboard of the checkout at root); returns its figures (see
+    the module docstring)."""
     runs_dir = tmp / "runs"
     runs_dir.mkdir()
     timing_log = tmp / "refresh-times.txt"
@@ -139,7 +147,7 @@ def measure(tmp: Path, runs: int, rate: float, sessions: int, seconds: float, rs
     watch = FlushWatch(runs_dir, watched)
     try:
         with (
-            dashboard(runs_dir, {TIMING_LOG_ENV: str(timing_log)}) as url,
+            dashboard(runs_dir, {TIMING_LOG_ENV: str(timing_log)}, root=root) as url,
             chromium(extra_args=KEEP_TABS_LIVE) as first,
         ):
             server = psutil.Process(server_pid(url))
@@ -204,14 +212,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100, help="rows/s each run logs")
     parser.add_argument("--sessions", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--baseline", type=Path, help="another checkout's root, measured first")
     args = parser.parse_args()
-    load_before = psutil.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
-        result = measure(Path(tmp), args.runs, args.rate, args.sessions, args.minutes * 60)
-    result["load_average_before"] = [round(x, 2) for x in load_before]
-    result["load_average_after"] = [round(x, 2) for x in psutil.getloadavg()]
-    result["median_rss_mb"] = statistics.median(mb for _, mb in result["server_rss_mb"])
-    print(json.dumps(result, indent=1))
+    roots = ({"baseline": args.baseline.resolve()} if args.baseline else {}) | {"ours": ROOT}
+    for label, root in roots.items():
+        load_before = psutil.getloadavg()
+        with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
+            result = measure(Path(tmp), args.runs, args.rate, args.sessions, args.minutes * 60, root=root)
+        result["load_average_before"] = [round(x, 2) for x in load_before]
+        result["load_average_after"] = [round(x, 2) for x in psutil.getloadavg()]
+        result["median_rss_mb"] = statistics.median(mb for _, mb in result["server_rss_mb"])
+        print(json.dumps({"dashboard": label, **result}, indent=1), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ neighbour). Figures:
   alone with half the cores (threads=1 here; target >= 0.75x);
 - four runs: total against one alone (target >= 1.5x);
 - --parts page: one run's steps/s with the Live page open in Chromium against no page (target: the
-  page costs <= 10%), alternated.
+  page costs <= 10%), alternated; --baseline DIR adds the Live page of another checkout's dashboard
+  (`git archive COMMIT | tar -x -C DIR`) to the alternation.
 - --parts hog: one run beside a busy loop that takes one core, with threads auto against the equal
   share that ignores other work (threads = all the cores, what auto gave one run alone before it
   measured other work) and against threads=1, alternated; with what auto chose and why.
@@ -139,32 +140,40 @@ def parts_runs(args, runs_dir: Path) -> None:
 
 
 def parts_page(args, runs_dir: Path) -> None:
-    from app.harness import chromium, dashboard
+    from app.harness import ROOT, chromium, dashboard
 
-    with dashboard(runs_dir) as url:
-        results = {"no page": [], "Live open": []}
-        for repeat in range(args.repeats):
-            for label in ("no page", "Live open"):
-                run_id = f"page-{repeat}-{label.split()[0].lower()}"
+    roots = {"Live open": ROOT} | ({"Live open, baseline": args.baseline.resolve()} if args.baseline else {})
+    results = {label: [] for label in ["no page", *roots]}
+    for repeat in range(args.repeats):
+        for n, label in enumerate(results):
+            run_id = f"page-{repeat}-{n}"
+            # Each dashboard only for its own turn: one left open would tail the other turns' runs.
+            with dashboard(runs_dir, root=roots.get(label, ROOT)) as url:
                 pid = start(runs_dir, run_id, "auto", max_steps=10**6)
                 begun = wait_running(runs_dir / run_id, pid)
-                if label == "Live open":
+                if label in roots:
                     with chromium() as page:
                         page.goto(f"{url}/live?run={run_id}")
                         time.sleep(SETTLE_S + args.seconds)
                 else:
                     time.sleep(SETTLE_S + args.seconds)
-                control.stop(runs_dir, run_id, grace_s=30)
-                rows = [
-                    r[rf.STEPS_PER_S]
-                    for r in read_records(runs_dir / run_id / rf.METRICS_FILE)
-                    if rf.STEPS_PER_S in r and begun + SETTLE_S <= r["time"] <= begun + SETTLE_S + args.seconds
-                ]
-                results[label].append(statistics.median(rows))
-        base, watched = statistics.median(results["no page"]), statistics.median(results["Live open"])
-        print(f"steps/s, no page: {', '.join(f'{v:.1f}' for v in results['no page'])} (median {base:.1f})")
-        print(f"steps/s, Live open: {', '.join(f'{v:.1f}' for v in results['Live open'])} (median {watched:.1f})")
-        print(f"the Live page costs the run {100 * (1 - watched / base):.1f}% of its steps/s (target <= 10%)")
+            control.stop(runs_dir, run_id, grace_s=30)
+            rows = [
+                r[rf.STEPS_PER_S]
+                for r in read_records(runs_dir / run_id / rf.METRICS_FILE)
+                if rf.STEPS_PER_S in r and begun + SETTLE_S <= r["time"] <= begun + SETTLE_S + args.seconds
+            ]
+            if not rows:
+                raise RuntimeError(
+                    f"{run_id} ({label}) logged no speed in the window; see {runs_dir / run_id / rf.LOG_FILE}"
+                )
+            results[label].append(statistics.median(rows))
+    base = statistics.median(results["no page"])
+    print(f"steps/s, no page: {', '.join(f'{v:.1f}' for v in results['no page'])} (median {base:.1f})")
+    for label in roots:
+        watched = statistics.median(results[label])
+        print(f"steps/s, {label}: {', '.join(f'{v:.1f}' for v in results[label])} (median {watched:.1f})")
+        print(f"{label}: the Live page costs the run {100 * (1 - watched / base):.1f}% of its steps/s (target <= 10%)")
 
 
 def parts_hog(args, runs_dir: Path) -> None:
@@ -241,6 +250,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternations for --parts page and hog")
     parser.add_argument("--checks", type=int, default=200, help="budget checks timed by --parts check")
     parser.add_argument("--cores", type=int, default=None, help="torch's default threads (all cores)")
+    parser.add_argument("--baseline", type=Path, help="--parts page: also another checkout's dashboard, alternated")
     args = parser.parse_args()
     args.cores = args.cores or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:

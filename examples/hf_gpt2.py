@@ -4,6 +4,7 @@ one callback (trainer.integrations.hf.DoctorCallback). Random init, nothing down
     pip install -e .[hf]                             # transformers and accelerate
     python examples/hf_gpt2.py                       # 200 steps on CPU, ~30 s
     python examples/hf_gpt2.py --steps 40 --run-id gpt2-1
+    python examples/hf_gpt2.py --steps 300 --lr 1 --warmup-steps 40 --logging-steps 2   # too high an LR
     python -m trainer diagnose runs/gpt2-1           # the doctor's report
     streamlit run app/Home.py                        # live curves, alerts, and the Stop button
 """
@@ -20,6 +21,9 @@ from trainer.integrations.hf import DoctorCallback
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=200)
 parser.add_argument("--run-id", default=None, help="default: hf_gpt2-<date>-<time>")
+parser.add_argument("--lr", type=float, default=3e-3, help="the Trainer's peak learning rate (linear decay)")
+parser.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up to --lr over N steps")
+parser.add_argument("--logging-steps", type=int, default=10, help="the Trainer logs every N steps")
 args = parser.parse_args()
 
 BLOCK = 64  # characters per training window, and the model's n_positions
@@ -49,8 +53,9 @@ training_args = TrainingArguments(
     output_dir=tempfile.mkdtemp(prefix="hf_gpt2-"),  # the HF Trainer's own folder; save_strategy="no"
     max_steps=args.steps,
     per_device_train_batch_size=16,
-    learning_rate=3e-3,
-    logging_steps=10,
+    learning_rate=args.lr,
+    warmup_steps=args.warmup_steps,
+    logging_steps=args.logging_steps,
     eval_strategy="steps",
     eval_steps=50,
     save_strategy="no",

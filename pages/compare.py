@@ -20,7 +20,7 @@ views = [state.run_view(r) for r in picked]
 frames = {v.run_id: v.metrics_view for v in views if v.exists and not v.metrics_view.empty}
 for v in views:
     if not v.exists:
-        st.warning(v.error)
+        layout.warning(v.error)
     layout.skipped_note(v)
 
 available = compare.numeric_series(frames)

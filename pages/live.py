@@ -1,5 +1,5 @@
 """Live: loss, learning rate, variance ratio, gradients, speed and resources of one or more runs,
-refreshed every second, with the doctor's alerts on top."""
+refreshed every second while one trains (every 5 s once all have ended), with the doctor's alerts on top."""
 
 import streamlit as st
 
@@ -34,9 +34,14 @@ if not picked:
     st.stop()
 
 
-@st.fragment(run_every=1.0)
+every = live_panel.refresh_every(picked)
+
+
+@st.fragment(run_every=every)
 def live() -> None:
     live_panel.render(picked, x, log_y, smoothing, last_steps if x == charts.X_STEP else None)
+    if live_panel.refresh_every(picked) != every:
+        st.rerun()  # a run started or ended: the whole page again, to take the cadence that fits
 
 
 layout.fork_form()  # above the charts: the alert banner's "Fork with this fix" fills it

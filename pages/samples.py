@@ -14,7 +14,7 @@ how_many = st.slider("Samples shown", 1, 20, 3, key="samples_count")
 def newest() -> None:
     view = state.run_view(run_id)
     if not view.exists:
-        st.warning(view.error)
+        layout.warning(view.error)
         return
     layout.skipped_note(view)
     if view.samples.empty:

@@ -190,3 +190,23 @@ def test_runs_table_disables_resume_and_fork_for_a_script_run(runs_dir, monkeypa
         assert "trainer.init" in at.button(key="fork_script").help
     finally:
         run_watch.stop_watcher()
+
+
+def test_the_runs_tables_stop_asks_a_script_run_through_should_stop_and_says_so(runs_dir, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app import run_watch
+
+    monkeypatch.setenv(runs.RUNS_DIR_ENV, str(runs_dir))
+    run = trainer.init(run_id="live-script", runs_dir=runs_dir, doctor=False)
+    train(run, 2)
+    try:
+        at = AppTest.from_file(str(ROOT / "app" / "Home.py"), default_timeout=30).run()
+        at.button(key="stop_live-script").click().run()
+        shown = " ".join(e.value for e in at.success).replace("\\", "")  # markdown escapes
+        assert "should_stop()" in shown and "checkpoint" not in shown  # we save nothing for a script
+        assert run.should_stop()
+    finally:
+        run.finish()
+        run_watch.stop_watcher()
+    assert runs.read_status(runs_dir / "live-script")["state"] == rf.STOPPED

@@ -4,6 +4,7 @@ Process controls are exercised with trainer.runs.process.launch replaced by a re
 trainer is started (and none can outlive pytest); the validation in front of it is real.
 """
 
+import json
 import re
 import time
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 from app_fixtures import ALERT, fake_checkpoint, make_run
 from streamlit.testing.v1 import AppTest
 
-from app import run_watch, state
+from app import live_panel, run_watch, state
 from trainer.rundir import run_format as rf
+from trainer.rundir.summary import MAX_POINTS
 from trainer.rundir.writer import open_run
 from trainer.runs import process
 
@@ -181,7 +183,7 @@ def test_live_page_draws_charts_tiles_and_the_alert_banner(launched, runs_dir):
     labels = {m.label: m.value for m in at.metric}
     assert labels["train loss"] == f"{4.0 * __import__('math').exp(-2) + 1.0:.4g}"
     banner = unescaped(at.error[0].value)
-    assert "CRITICAL" in banner and "loss = 12.5" in banner and "set lr=0.0003: a smaller step" in banner
+    assert "CRITICAL" in banner and "loss = 12.5" in banner and "set lr=0.0003 (fork): a smaller step" in banner
     at.button(key="remedy_watched_loss_spike").click().run()
     assert at.text_area(key="fork_sets_text").value == "lr=0.0003"
 
@@ -229,13 +231,23 @@ def test_live_page_draws_a_long_run_from_its_cache_without_holding_its_rows(laun
     at = open_app("live.py", selected_runs=["long"])
     loss = next(c.value for c in at.caption if c.value.startswith("Loss · "))
     points = int(loss.split(" · ")[1].split()[0])
-    assert points <= 2002 and loss.endswith(f"step {rows + 1}")
+    assert points <= MAX_POINTS + 2 and loss.endswith(f"step {rows + 1}")
     assert (runs_dir / "long" / rf.METRICS_CACHE_DIR / rf.METRICS_CACHE_META).is_file()
     snapshot = state.run_view("long")
     assert "metrics" not in snapshot.__dict__  # the run's rows as a frame were never built
     at.selectbox(key="live_last_steps").set_value(1_000).run()  # zoomed in: the newest rows, one point each
     loss = next(c.value for c in at.caption if c.value.startswith("Loss · "))
     assert loss.startswith("Loss · 1000 points") and loss.endswith(f"step {rows + 1}")
+
+
+def test_live_page_refreshes_every_second_only_while_a_run_it_shows_trains(launched, runs_dir):
+    training = make_run(runs_dir, "training", state=None)
+    make_run(runs_dir, "ended")
+    open_app("live.py", selected_runs=["ended", "training"])
+    assert live_panel.refresh_every(["ended", "training"]) == live_panel.REFRESH_LIVE_S
+    assert live_panel.refresh_every(["ended"]) == live_panel.REFRESH_ENDED_S > live_panel.REFRESH_LIVE_S
+    training.finish(rf.STOPPED)
+    wait_until(lambda: live_panel.refresh_every(["ended", "training"]) == live_panel.REFRESH_ENDED_S)
 
 
 def test_live_page_with_log_scale_and_wall_time_axis(launched, runs_dir):
@@ -320,6 +332,16 @@ def test_only_config_remedies_get_a_button_and_a_new_run_remedy_starts_afresh(la
     run_argv = launched[0]
     assert run_argv[0] == "run" and run_argv[run_argv.index("--config") + 1].endswith("kinds/config.yaml")
     assert "weight_decay=0.01" in run_argv and run_argv[run_argv.index("--run-id") + 1] == "kinds-new"
+
+
+@pytest.mark.parametrize("page", ["diagnosis.py", "live.py"])
+def test_a_script_runs_remedy_buttons_are_disabled_with_the_reason(launched, runs_dir, page):
+    _run_with_kinded_alerts(runs_dir)
+    status_path = runs_dir / "kinds" / rf.STATUS_FILE  # as trainer.init writes it: our trainer cannot restart it
+    status_path.write_text(json.dumps({**json.loads(status_path.read_text()), rf.STATUS_WRITER: rf.WRITER_API}))
+    at = open_app(page, selected_runs=["kinds"])
+    buttons = [at.button(key="remedy_kinds_token_collapse"), at.button(key="remedy_kinds_token_collapse_1")]
+    assert all(b.disabled and "trainer.init" in b.help for b in buttons)  # AppTest, like a browser, cannot click
 
 
 def test_try_the_remedies_refuses_a_healthy_run_in_one_line(launched, runs_dir):

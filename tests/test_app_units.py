@@ -11,6 +11,7 @@ from app.live_panel import format_number
 from app.markdown import escape
 from app.smoothing import ema
 from trainer.rundir.metrics_store import MetricsView
+from trainer.rundir.summary import MAX_POINTS
 from trainer.runs import process
 
 
@@ -20,7 +21,7 @@ def test_a_chart_of_a_million_rows_keeps_a_single_spike_and_its_dip():
     values[123_456] = -7.0
     frame = pd.DataFrame({"step": np.arange(1_000_000), "train/loss": values})
     long = charts.series_table({"a": frame}, ["train/loss"]).to_pandas()
-    assert len(long) <= 2002
+    assert len(long) <= MAX_POINTS + 2
     assert set(long.loc[long["value"] != 1.0, "x"]) == {654_321.0, 123_456.0}
     assert long["x"].iloc[-1] == 999_999  # the newest row is always drawn
 
@@ -34,9 +35,9 @@ def test_short_series_are_not_downsampled_and_missing_values_are_skipped():
 
 def test_a_short_series_is_smoothed_row_by_row_and_a_long_one_by_bucket_means():
     values = np.random.default_rng(1).normal(size=3000)
-    short = pd.DataFrame({"step": np.arange(1500), "train/loss": values[:1500]})
+    short = pd.DataFrame({"step": np.arange(MAX_POINTS), "train/loss": values[:MAX_POINTS]})
     long = charts.series_table({"a": short}, ["train/loss"], smoothing=0.9).to_pandas()
-    assert np.allclose(long["smoothed"], ema(values[:1500], 0.9))  # exactly TensorBoard's EMA
+    assert np.allclose(long["smoothed"], ema(values[:MAX_POINTS], 0.9))  # exactly TensorBoard's EMA
     frame = pd.DataFrame({"step": np.arange(3000), "train/loss": values})
     drawn = MetricsView.from_frame(frame).buckets("train/loss", max_points=1000)
     means = drawn.buckets.total / drawn.buckets.count
@@ -136,7 +137,10 @@ def test_alerts_sorted_by_severity_then_newest_and_remedies_become_sets():
                 "severity": "critical",
                 "code": "b",
                 "message": "m2",
-                "remedy": [{"set": {"lr": 0.0003, "grad_clip": 1.0}, "why": "smaller steps"}],
+                "remedy": [
+                    {"set": {"lr": 0.0003, "grad_clip": 1.0}, "why": "smaller steps"},
+                    {"set": {"weight_decay": 0.01}, "why": "less decay", "start": "new"},
+                ],
             },
             {"kind": "alert", "step": 20, "severity": "warning", "code": "a", "message": "m3"},
         ]
@@ -145,7 +149,11 @@ def test_alerts_sorted_by_severity_then_newest_and_remedies_become_sets():
     assert [a["message"] for a in alerts] == ["m2", "m3", "m1"]
     assert [a["code"] for a in live_data.latest_alerts_by_code(alerts)] == ["b", "a"]
     assert live_data.remedy_sets(alerts[0]) == ["lr=0.0003", "grad_clip=1.0"]
-    assert live_data.format_remedies(alerts[0]) == ["set lr=0.0003, grad_clip=1.0: smaller steps"]
+    # each config remedy says how it starts, as its button does
+    assert live_data.format_remedies(alerts[0]) == [
+        "set lr=0.0003, grad_clip=1.0 (fork): smaller steps",
+        "set weight_decay=0.01 (new run): less decay",
+    ]
 
 
 def test_markdown_escape_keeps_run_text_literal():
@@ -220,6 +228,18 @@ def test_every_live_chart_spec_passes_vega_lite_schema_validation():
         for x, smoothed, log_y in [*options, (charts.X_STEP, True, True)]:
             spec = charts._line_spec(x, chart.y_title, log_y, smoothed, chart.band, show_points=True, validate=True)
             assert spec == charts._line_spec(x, chart.y_title, log_y, smoothed, chart.band, show_points=True)
+
+
+def test_live_chart_specs_draw_on_a_canvas_and_format_tooltips_only_for_hover_targets():
+    """What each refresh costs the browser: per point, only the hover targets carry a tooltip, no
+    layer an ARIA description, and the chart is a canvas (not an SVG node per point)."""
+    for chart in charts.CHARTS:
+        for smoothed in (False, True):
+            spec = charts.line_spec(charts.X_STEP, chart.y_title, True, smoothed, chart.band)
+            assert spec["usermeta"]["embedOptions"]["renderer"] == "canvas"
+            assert spec["config"]["aria"] is False
+            with_tooltip = [layer["mark"]["type"] for layer in spec["layer"] if "tooltip" in layer["encoding"]]
+            assert with_tooltip == ["point"]
 
 
 def test_changes_text_splits_pairs_but_keeps_a_yaml_value_with_commas_and_spaces_whole():

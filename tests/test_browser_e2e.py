@@ -66,8 +66,15 @@ def test_one_click_trains_live_then_stop_and_resume(tmp_path):
                 timeout=WAIT_MS,
                 polling=100,
             )
-            # Vega-Embed draws after the caption arrives (asynchronously), so wait for it, not count it.
-            page.locator(".vega-embed canvas, .vega-embed svg").first.wait_for(state="visible", timeout=WAIT_MS)
+            # Vega-Embed draws after the caption arrives (asynchronously), so wait for it, not count it;
+            # every chart on a canvas: as SVG, a chart is a DOM node per point, redrawn each refresh.
+            page.locator(".vega-embed canvas").first.wait_for(state="visible", timeout=WAIT_MS)
+            page.wait_for_function(
+                """() => { const charts = [...document.querySelectorAll('.vega-embed')];
+                     return charts.length > 1 && charts.every(c => c.querySelector('canvas') && !c.querySelector('svg')); }""",
+                timeout=WAIT_MS,
+                polling=100,
+            )
 
             page.goto(url)
             page.locator(f".st-key-stop_{run_id} button").click(timeout=WAIT_MS)

@@ -119,6 +119,32 @@ def test_tensors_numpy_and_non_finite_values_are_written_as_plain_json(runs_dir,
     assert sample["pred"] == [1.0, None] and sample["target"] == [0.5, 1.5]
 
 
+@pytest.mark.parametrize("encoder", ["orjson", "json"])
+def test_rows_written_together_are_one_line_each_whatever_their_keys_hold(runs_dir, monkeypatch, encoder):
+    if encoder == "json":
+        monkeypatch.setattr(writer_module, "orjson", None)
+    # keys that spell a row boundary, quotes and newlines; a user's own "step"; an int past 64 bits
+    # (orjson refuses it: the rows are then encoded one by one)
+    rows = [
+        (1, {'a"},{"step":9': 1.0, "x": float("nan")}, 10.0),
+        (2, {"step": 5, "b\n},{": 2}, 11.0),
+        (3, {"c": 3.5}, 12.0),
+    ]
+    big = [(4, {"huge": 2**70}, 13.0)]
+    run = open_run(runs_dir, "rows")
+    run.log_rows([])
+    run.log_rows(rows)
+    run.log_rows(big)
+    run.finish()
+    written = [json.loads(x) for x in metrics_lines(runs_dir / "rows")]
+    assert written == [
+        {"step": 1, "time": 10.0, 'a"},{"step":9': 1.0, "x": None},
+        {"step": 5, "time": 11.0, "b\n},{": 2},
+        {"step": 3, "time": 12.0, "c": 3.5},
+        {"step": 4, "time": 13.0, "huge": 2**70},
+    ]
+
+
 def test_an_exception_inside_the_run_marks_it_failed_with_the_message(runs_dir):
     with pytest.raises(ZeroDivisionError):
         with open_run(runs_dir, "boom") as run:

@@ -14,10 +14,11 @@ The run directory is the one our trainer writes (docs/run-format.md), so the das
 so the dashboard does not offer to resume or fork a script it cannot restart.
 
 Threads: log(), variance() and sample() only check, detach and queue; a daemon thread drains the
-queue about once a second, turns tensors into numbers there (one sync per device per flush), writes
-the rows through the RunWriter and shows each record to the online doctor. Its alerts become alert
-events and one line each on stderr; a stopping alert (doctor.stop_on, or on_critical="stop") makes
-should_stop() true.
+queue about once a second, turns tensors into numbers there (one sync per device per flush) and
+writes the rows through the RunWriter. The online doctor runs in a child process that follows the
+files (doctor_process.py), so it never holds this process's GIL; the same thread hands on its
+alerts: alert events and one line each on stderr; a stopping alert (doctor.stop_on, or
+on_critical="stop") makes should_stop() true.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from trainer.api.doctor_process import DoctorProcess
 from trainer.api.grads import GradWatch
-from trainer.api.values import PLAIN, held, to_numbers
+from trainer.api.values import PLAIN, held, numbers_in_place
 from trainer.config import DoctorConfig
-from trainer.doctor import OnlineDoctor
 from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
 from trainer.rundir.writer import RunWriter, open_run
@@ -44,10 +45,6 @@ from trainer.training.doctor_hook import record_alert, stops_run
 from trainer.training.threads import ThreadShare
 
 FLUSH_SECONDS = 1.0  # the queue is drained this often, so rows reach the files within about a second
-# Every row is written, but the online doctor sees a row of the same keys at most this often (plus
-# every row with a non-finite value or a new set of keys), as diagnose samples a long file: a loop
-# logging each millisecond step would otherwise spend ~3% of its time in the doctor.
-DOCTOR_EVERY_S = 0.02
 METRICS, GRADS, SAMPLES = "metrics", "grads", "samples"
 
 
@@ -57,7 +54,6 @@ class Run:
     def __init__(
         self,
         writer: RunWriter,
-        config: dict,
         doctor: bool,
         on_critical: str,
         stop_on,
@@ -67,20 +63,20 @@ class Run:
         self.threads = threads  # this loop's share of the cores, when init(threads=...) asked for one
         self.run_id, self.run_dir = writer.run_id, writer.run_dir
         self.on_critical, self.stop_on = on_critical, set(stop_on)
-        self.doctor = OnlineDoctor(config, schema=False) if doctor else None
         self.doctor_stop: str | None = None  # "code: message" of the alert that asks to stop
         self._stopped_by: str | None = None  # why should_stop() said True
         self._step: int | None = None  # the latest step logged
         self._max_step = 0
         self._queue: collections.deque = collections.deque()  # append/popleft are thread-safe
         self._watches: list[GradWatch] = []
-        self._doctor_seen: dict[tuple, float] = {}  # row keys -> when the doctor last saw such a row
         self._status_written = 0.0  # time.monotonic() of the last status.json write by a drain
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()  # flush() asks for a drain now
         self._drained = threading.Condition()
         self._drains_started = self._drains_done = 0
+        # the doctor reads config.yaml and the files: started after open_run wrote them
+        self.doctor = DoctorProcess(self.run_dir, self._alert, self._doctor_failed) if doctor else None
         self._thread = threading.Thread(target=self._background, name="trainer-api-flush", daemon=True)
         self._thread.start()
 
@@ -92,7 +88,10 @@ class Run:
         if self.threads is not None and self.threads.recheck():  # on this thread: OpenMP's setting is per thread
             self.writer.set_status(**self.threads.status_fields(), write=False)  # the heartbeat writes it
         step = self._next_step(step)
-        row, tensor_keys = dict(metrics), None  # a copy: the caller may reuse its dict
+        # the row as written (a copy: the caller may reuse its dict); step and time first, so the
+        # writer encodes it as it is (a key "step" or "time" of the caller's replaces ours, as ever)
+        row, tensor_keys = {"step": step, "time": time.time()}, None
+        row.update(metrics)
         if not PLAIN.issuperset(map(type, row.values())):  # one C-level pass when all are numbers
             tensor_keys = []
             for key, value in row.items():
@@ -100,7 +99,7 @@ class Run:
                     row[key] = value = held(key, value)
                     if isinstance(value, torch.Tensor):
                         tensor_keys.append(key)
-        self._queue.append((METRICS, step, time.time(), row, tensor_keys or None))
+        self._queue.append((METRICS, step, row, tensor_keys or None))
 
     def variance(self, pred: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:
         """out/pred_std, out/target_std and out/variance_ratio (pred_std / target_std) of one batch:
@@ -110,8 +109,10 @@ class Run:
         with torch.no_grad():
             pred_std, target_std = pred.detach().float().std(), target.detach().float().std()
             ratio = torch.where(target_std > 0, pred_std / target_std, torch.full_like(pred_std, float("nan")))
-        row = {rf.PRED_STD: pred_std, rf.TARGET_STD: target_std, rf.VARIANCE_RATIO: ratio}
-        self._queue.append((METRICS, self._same_step(step), time.time(), row, list(row)))
+        step = self._same_step(step)
+        row = {"step": step, "time": time.time(), rf.PRED_STD: pred_std, rf.TARGET_STD: target_std}
+        row[rf.VARIANCE_RATIO] = ratio
+        self._queue.append((METRICS, step, row, [rf.PRED_STD, rf.TARGET_STD, rf.VARIANCE_RATIO]))
 
     def sample(self, text: str | None = None, pred=None, target=None, step: int | None = None, **extra) -> None:
         """One samples.jsonl record: generated text, or a short window of predictions and targets
@@ -120,7 +121,7 @@ class Run:
         if text is None and pred is None and target is None:
             raise TypeError("run.sample() needs text=... or pred=... and target=...")
         record = {"text": text, "pred": _window(pred), "target": _window(target), **extra}
-        self._queue.append((SAMPLES, self._same_step(step), time.time(), record, None))
+        self._queue.append((SAMPLES, self._same_step(step), record, None))
 
     def watch(self, model: torch.nn.Module, every: int = 100) -> None:
         """Per-parameter gradient norms and update ratios to grads.jsonl every `every` optimizer
@@ -195,7 +196,7 @@ class Run:
         return int(step) if step is not None else (self._step or 0)
 
     def _queue_grads(self, step, names, norms, ratios, weights, fields) -> None:
-        self._queue.append((GRADS, step, time.time(), (names, norms, ratios, weights, fields), None))
+        self._queue.append((GRADS, step, (names, norms, ratios, weights, fields), None))
 
     # --- internals: the background thread ---------------------------------------------------------
     def _background(self) -> None:
@@ -206,6 +207,7 @@ class Run:
                 self._drains_started += 1
                 number = self._drains_started
             self._drain_safely()
+            self._poll_doctor()
             with self._drained:
                 self._drains_done = number
                 self._drained.notify_all()
@@ -223,28 +225,19 @@ class Run:
         if not items:
             return
         # 1) every tensor waiting in this flush becomes a number: one sync per device and dtype
-        slots = [(row, key) for _, _, _, row, keys in items if keys for key in keys]
-        for (row, key), number in zip(slots, to_numbers([row[key] for row, key in slots])):
-            row[key] = number
+        numbers_in_place([(row, keys) for _, _, row, keys in items if keys])
         # 2) the metrics rows written in one call, in the order logged
-        lines = iter(self.writer.log_rows([(step, row, at) for kind, step, at, row, _ in items if kind == METRICS]))
-        # 3) grads and samples written, and everything shown to the doctor in the order logged
-        for kind, step, logged_at, payload, _ in items:
-            if kind == METRICS:
-                if self._doctor_sees(payload, next(lines), logged_at):
-                    self._observe(METRICS, {"step": step, **payload})
-                self._max_step = max(self._max_step, step)
-            elif kind == GRADS:
+        self.writer.log_records([row for kind, _, row, _ in items if kind == METRICS])
+        self._max_step = max(self._max_step, max((step for kind, step, _, _ in items if kind == METRICS), default=0))
+        # 3) grads and samples
+        for kind, step, payload, _ in items:
+            if kind == GRADS:
                 names, norms, ratios, weights, fields = payload
                 norms, ratios = dict(zip(names, norms.tolist())), dict(zip(names, ratios.tolist()))
-                extra = fields(weights.tolist())
-                self.writer.log_grads(step, norms, ratios, extra)
-                self._observe(GRADS, {"step": step, "norms": norms, "update_ratios": ratios, **extra})
-            else:
+                self.writer.log_grads(step, norms, ratios, fields(weights.tolist()))
+            elif kind == SAMPLES:
                 record = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in payload.items()}
-                record = {k: v for k, v in record.items() if v is not None}
-                self.writer.log_sample(step, **record)
-                self._observe(SAMPLES, {"step": step, **record})
+                self.writer.log_sample(step, **{k: v for k, v in record.items() if v is not None})
         # 4) status.json's step: its write costs an fsync (~5-10 ms, most of a run.flush()), so it is
         # written at most once per FLUSH_SECONDS; between, the writer's heartbeat writes the step
         now = time.monotonic()
@@ -253,37 +246,32 @@ class Run:
         self.writer.set_status(step=self._max_step, write=write)
         self.writer.flush()
 
-    def _doctor_sees(self, row: dict, line: bytes, logged_at: float) -> bool:
-        """At most one row of these keys per DOCTOR_EVERY_S, and every row with a non-finite value.
-
-        The written line says which rows have one: the writer writes NaN, inf and None as null, so
-        a row without ":null" in its line is all finite (~0.1 us, against ~3 us for checking 10
-        values; a key that contains ":null" only makes the doctor see more rows)."""
-        if self.doctor is None:
-            return False
-        keys = tuple(row)
-        last = self._doctor_seen.get(keys)
-        if last is None or logged_at - last >= DOCTOR_EVERY_S or b":null" in line:
-            self._doctor_seen[keys] = logged_at
-            return True
-        return False
-
-    def _observe(self, kind: str, record: dict) -> None:
+    def _poll_doctor(self) -> None:
         if self.doctor is None:
             return
         try:
-            alerts = self.doctor.observe(kind, record)
-        except Exception:  # as in our trainer: a failing doctor is switched off, training goes on
-            self.doctor = None
-            message = "online doctor failed and is off for this run:\n" + traceback.format_exc()
-            self.writer.event("alert", message, code="doctor_unavailable", severity="warning", evidence={}, remedy=[])
-            return
-        for alert in alerts:
-            record_alert(self.writer, alert, record.get("step"))
-            message = " ".join(str(alert.get("message", "")).split())  # one line
-            print(f"[doctor] {alert.get('code')} at step {alert.get('step')}: {message}", file=sys.stderr, flush=True)
-            if stops_run(alert, self.on_critical, self.stop_on):
-                self.doctor_stop = self.doctor_stop or f"{alert.get('code')}: {message}"
+            self.doctor.poll()
+        except Exception:  # reading its pipe must never stop the thread that writes the rows
+            self._doctor_failed("could not be read:\n" + traceback.format_exc())
+
+    def _alert(self, alert: dict, step: int | None) -> None:
+        """One alert from the doctor's process: an alert event, one line on stderr, perhaps a stop."""
+        record_alert(self.writer, alert, step)
+        message = " ".join(str(alert.get("message", "")).split())  # one line
+        print(f"[doctor] {alert.get('code')} at step {alert.get('step')}: {message}", file=sys.stderr, flush=True)
+        if stops_run(alert, self.on_critical, self.stop_on):
+            self.doctor_stop = self.doctor_stop or f"{alert.get('code')}: {message}"
+
+    def _doctor_failed(self, what: str) -> None:
+        """As in our trainer: a failing doctor is off for the run, and training goes on."""
+        first_line = what.splitlines()[0] if what else ""
+        print(
+            f"trainer: the online doctor of run {self.run_id} {first_line}; the run goes on without it",
+            file=sys.stderr,
+            flush=True,
+        )
+        message = f"online doctor {what}; it is off for this run"
+        self.writer.event("alert", message, code="doctor_unavailable", severity="warning", evidence={}, remedy=[])
 
     # --- internals: the end -----------------------------------------------------------------------
     def _close_background(self) -> None:
@@ -300,6 +288,11 @@ class Run:
                     file=sys.stderr,
                 )
         self._drain_safely()
+        if self.doctor is not None:  # it reads the last rows, and its last alerts are recorded
+            try:
+                self.doctor.close()
+            except Exception:
+                self._doctor_failed("could not be closed:\n" + traceback.format_exc())
 
     def _stop_reason(self) -> str | None:
         """Stopped: the loop was told to stop (should_stop() said True), or a stop request is waiting.
@@ -366,7 +359,7 @@ def init(
     extra = share.status_fields() if share is not None else {}
     writer.set_status(state=rf.RUNNING, **{rf.STATUS_WRITER: rf.WRITER_API}, **extra)
     writer.event("start", f"{' '.join(writer.status['argv']) or 'python'}: trainer.init")
-    run = Run(writer, config, doctor, on_critical, defaults.stop_on if stop_on is None else stop_on, share)
+    run = Run(writer, doctor, on_critical, defaults.stop_on if stop_on is None else stop_on, share)
     _track(run)
     return run
 

@@ -1,8 +1,9 @@
 """What run.log accepts, and how the values become numbers later, off the training thread.
 
 On the training thread, `held(key, value)` only checks and detaches: a 0-d (or one-element)
-tensor stays a tensor, so logging never waits for the GPU. On the background thread,
-`to_numbers(tensors)` turns every tensor waiting in one flush into Python numbers with one
+tensor on a device stays a tensor, so logging never waits for the GPU (a CPU tensor, with nothing to
+wait for, is read at once). On the background thread,
+`numbers_in_place(rows)` turns every tensor waiting in one flush into Python numbers with one
 `.tolist()` per device and dtype (one sync per flush, not one per value).
 """
 
@@ -25,6 +26,8 @@ def held(key: str, value):
                 f"metric {key!r} is a tensor of shape {tuple(value.shape)}; log one number per key "
                 "(e.g. loss, or loss.mean()) and pass arrays to run.sample(pred=..., target=...)"
             )
+        if value.is_cpu:  # nothing to wait for: read it now (~0.3 us), cheaper than keeping it
+            return value.item()
         # detach() only cuts the graph (so it is freed now, not at the flush); ~0.5 us, so skip it
         # when there is no graph
         return value.detach() if value.requires_grad else value
@@ -58,3 +61,19 @@ def to_numbers(tensors: list[torch.Tensor]) -> list:
         for i, v in zip(indices, values.tolist()):
             out[i] = v
     return out
+
+
+def numbers_in_place(rows: list[tuple[dict, list[str]]]) -> None:
+    """Replace each row's tensors (at its keys) by their numbers. A CPU tensor is read where it is
+    (~0.5 us a value, in one pass); the others go through to_numbers together: one sync per device."""
+    elsewhere = []
+    for row, keys in rows:
+        for key in keys:
+            value = row[key]
+            if value.is_cpu:
+                row[key] = value.item()
+            else:
+                elsewhere.append((row, key))
+    if elsewhere:
+        for (row, key), number in zip(elsewhere, to_numbers([row[key] for row, key in elsewhere])):
+            row[key] = number

@@ -11,13 +11,12 @@ with any subset of the files (docs/run-format.md). The result's schema is in doc
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from pathlib import Path
 
 from trainer.doctor.base import SEVERITY_RANK
 from trainer.doctor.neighbours import name_our_competitors
-from trainer.doctor.online import OnlineDoctor
+from trainer.doctor.online import OnlineDoctor, in_step_order
 from trainer.doctor.runfiles import metrics_records, read_records
 from trainer.errors import RunNotFound
 from trainer.rundir import run_format as rf
@@ -26,7 +25,6 @@ from trainer.rundir.skipped import notes as skipped_notes
 from trainer.rundir.status import read_config, read_status, run_state, written_by_trainer
 
 RESTART_EVENTS = ("resume", "fork", "config_change")
-_KIND_ORDER = {"grads": 0, "metrics": 1, "samples": 2}
 
 
 def diagnose(run_dir) -> dict:
@@ -103,8 +101,8 @@ def feed(
     metrics, rows, stride = metrics_records(run_dir / rf.METRICS_FILE, skipped)
     grads = read_records(run_dir / rf.GRADS_FILE, skipped)
     samples = read_records(run_dir / rf.SAMPLES_FILE, skipped)
-    streams = [_tagged("metrics", metrics), _tagged("grads", grads), _tagged("samples", samples)]
-    for step, _, _, kind, record in heapq.merge(*streams):
+    for kind, record in in_step_order({"metrics": metrics, "grads": grads, "samples": samples}):
+        step = record["step"]
         if (after is None or step > after) and (until is None or step <= until):
             doctor.observe(kind, record)
     return rows, stride
@@ -120,12 +118,6 @@ def continued(parent_dir, fork_dir, step: int) -> list[dict]:
     before = len(doctor.alerts)
     feed(doctor, fork_dir, after=step)
     return doctor.alerts[before:]
-
-
-def _tagged(kind: str, records: list[dict]):
-    order = _KIND_ORDER[kind]
-    for i, record in enumerate(records):
-        yield record["step"], order, i, kind, record
 
 
 def _torn_bytes(path: Path) -> int:

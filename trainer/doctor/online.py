@@ -10,13 +10,19 @@ Incremental state only: no file is read, and the cost per record is a few dozen 
 
 from __future__ import annotations
 
+import heapq
+
 from trainer.doctor.base import RunContext, finite
 from trainer.doctor.evidence import RunEvidence
 from trainer.doctor.registry import CODES, DETECTORS
 from trainer.doctor.tracks import LossTrack
 from trainer.rundir import run_format as rf
 
-__all__ = ["CODES", "DETECTORS", "OnlineDoctor"]
+__all__ = ["CODES", "DETECTORS", "OnlineDoctor", "in_step_order"]
+
+# At one step, the doctor sees the probe before the row and the row before the sample, as our
+# trainer logs them.
+KIND_ORDER = {"grads": 0, "metrics": 1, "samples": 2}
 
 
 class OnlineDoctor:
@@ -82,3 +88,17 @@ class OnlineDoctor:
 
     def unchecked(self) -> list[str]:
         return [d.code for d in self.detectors if not d.observed]
+
+
+def in_step_order(records: dict[str, list[dict]]):
+    """(kind, record) for each kind's records (each list in file order, with integer steps), merged
+    by step as the doctor sees them: diagnose over a run's files, and the doctor that follows a run."""
+    streams = [_tagged(kind, rows) for kind, rows in records.items()]
+    for _, _, _, kind, record in heapq.merge(*streams):
+        yield kind, record
+
+
+def _tagged(kind: str, records: list[dict]):
+    order = KIND_ORDER[kind]
+    for i, record in enumerate(records):
+        yield record["step"], order, i, kind, record

@@ -20,7 +20,6 @@ import numpy as np
 
 from trainer.rundir import jsonl
 from trainer.rundir import run_format as rf
-from trainer.rundir.metrics_store import MetricsStore
 
 FULL_ROWS = 20_000  # replayed row by row up to this many rows
 SAMPLED_ROWS = 10_000  # past it, about this many evenly spaced rows (plus the special ones)
@@ -79,6 +78,10 @@ def _sampled(path: Path, skipped: Counter) -> tuple[list[dict], int, int]:
     null, NaN or Infinity are found in the JSON bytes and parsed as written; each replaces the
     cached row it repeats (same step and time). Records are in step order, then time order.
     """
+    # lazy for start-up cost only: the metrics cache needs pandas and polars (~0.6 s, ~100 MB),
+    # which the doctor that follows a live run (trainer.doctor.follow) never needs
+    from trainer.rundir.metrics_store import MetricsStore
+
     store = MetricsStore(path)
     store.refresh()
     view = store.view()

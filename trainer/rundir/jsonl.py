@@ -14,13 +14,21 @@ import json
 import os
 from pathlib import Path
 
+try:  # ~4x faster than json.loads on a metrics row: the live doctor parses every row of a run
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - requirements.txt has orjson; json reads the same records
+    _loads = json.loads
+
 
 def parse_record(line: bytes | str) -> dict | None:
     """The JSON object on this line, or None if it holds anything else (or is not JSON)."""
     try:
-        record = json.loads(line)
-    except ValueError:  # also UnicodeDecodeError
-        return None
+        record = _loads(line)
+    except ValueError:  # orjson refuses NaN/Infinity (Python's json writes them), and ints past 64 bits
+        try:
+            record = json.loads(line)
+        except ValueError:  # also UnicodeDecodeError
+            return None
     return record if isinstance(record, dict) else None
 
 

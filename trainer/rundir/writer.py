@@ -76,6 +76,20 @@ def _dumps(record: dict) -> bytes:
     return _dumps_json(record)
 
 
+def _dumps_rows(records: list[dict]) -> bytes:
+    """Flat records, each starting with "step", as JSON lines joined by newlines (none at the end).
+
+    One orjson call for all of them, cut into lines where one record ends and the next begins: a
+    string's quotes are escaped, so '},{"step":' occurs nowhere else in a list of flat records. A
+    call per record costs ~4 us a row when its bytes are kept until the flush, this ~0.5 us."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(records)[1:-1].replace(b'},{"step":', b'}\n{"step":')
+        except TypeError:  # what orjson refuses: each record as _dumps writes it
+            pass
+    return b"\n".join(_dumps(record) for record in records)
+
+
 def _nan_to_null(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _nan_to_null(v) for k, v in value.items()}
@@ -145,15 +159,16 @@ class RunWriter:
         self._thread.start()
 
     # --- public API -------------------------------------------------------------------------
-    def log(self, step: int, scalars: dict[str, Any], time_: float | None = None) -> bytes:
-        """One metrics.jsonl row: {"step", "time", **scalars}; non-finite values become null.
-        Returns the line as written (no newline)."""
-        return self.log_rows([(step, scalars, time.time() if time_ is None else time_)])[0]
+    def log(self, step: int, scalars: dict[str, Any], time_: float | None = None) -> None:
+        """One metrics.jsonl row: {"step", "time", **scalars}; non-finite values become null."""
+        self.log_rows([(step, scalars, time.time() if time_ is None else time_)])
 
-    def log_rows(self, rows: list[tuple[int, dict[str, Any], float]]) -> list[bytes]:
-        """Many metrics.jsonl rows, (step, scalars, time) each, as log() writes them but under one
-        lock (trainer.init's background flush writes a second's rows at once). Returns the lines."""
-        lines = []
+    def log_rows(self, rows: list[tuple[int, dict[str, Any], float]]) -> None:
+        """Many metrics.jsonl rows, (step, scalars, time) each, as log() writes them but encoded
+        together (trainer.init's background flush writes a second's rows at once)."""
+        if not rows:
+            return
+        records = []
         for step, scalars, time_ in rows:
             record = {"step": int(step), "time": time_}
             record.update(scalars)
@@ -161,9 +176,15 @@ class RunWriter:
                 for key, value in scalars.items():
                     if type(value) not in _PLAIN_SCALARS:
                         record[key] = _as_scalar(key, value)
-            lines.append(_dumps(record))
-        self._append_lines(rf.METRICS_FILE, lines)
-        return lines
+            records.append(record)
+        self.log_records(records)
+
+    def log_records(self, records: list[dict]) -> None:
+        """metrics.jsonl rows made by the caller: each {"step": int, "time": float, **scalars}, in
+        that order, every value a Python float, int, bool or None (trainer.init's flush makes them so:
+        it skips log_rows' copy and checks, ~1 us a row)."""
+        if records:
+            self._append_lines(rf.METRICS_FILE, [_dumps_rows(records)], rows=len(records))
 
     def log_sample(self, step: int, text: str | None = None, pred=None, target=None, **extra) -> None:
         """One samples.jsonl row: text for text tasks, pred/target windows for numeric tasks."""
@@ -310,14 +331,15 @@ class RunWriter:
     def _append(self, name: str, line: bytes) -> None:
         self._append_lines(name, [line])
 
-    def _append_lines(self, name: str, lines: list[bytes]) -> None:
+    def _append_lines(self, name: str, lines: list[bytes], rows: int | None = None) -> None:
+        """lines: pieces that the flush ends with a newline each; rows: the lines they hold (one each)."""
         if self._closed:
             raise RuntimeError("this run is finished; open it again with open_run(..., resume_step=STEP) to log more")
         if self._failure is not None:
             raise self._failure
         with self._lock:
             self._buffers.setdefault(name, []).extend(lines)
-            self._buffered += len(lines)
+            self._buffered += len(lines) if rows is None else rows
             full = self._buffered >= MAX_BUFFERED_LINES
         if full:
             self.flush()
