@@ -179,6 +179,18 @@ def test_a_runs_other_ranks_are_found_as_its_parents_other_children():
             p.wait()
 
 
+def test_a_runs_own_children_count_as_ours(runs_dir):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # as trainer.init's doctor
+    before = torch.get_num_threads()
+    try:
+        share = threads_module.ThreadShare("auto", runs_dir, "me")
+        assert psutil.Process(child.pid) in share._our_processes([])
+    finally:
+        child.kill()
+        child.wait()
+        torch.set_num_threads(before)
+
+
 def test_a_training_run_takes_a_new_share_when_a_run_of_ours_or_other_work_comes(runs_dir, monkeypatch):
     monkeypatch.setattr(sharing, "physical_cores", lambda: 4)
     monkeypatch.setattr(threads_module, "RECHECK_S", 0.0)
