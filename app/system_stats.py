@@ -13,6 +13,7 @@ import threading
 import psutil
 
 from trainer.rundir import owner
+from trainer.rundir import run_format as rf
 
 _procs: dict[tuple[int, float], psutil.Process] = {}
 _lock = threading.Lock()
@@ -29,7 +30,8 @@ def _tracked(status: dict) -> psutil.Process | None:
 
 def process_row(run_id: str, status: dict | None) -> dict | None:
     """CPU %, resident memory, threads and children of the run's live trainer, its share of the
-    cores (torch threads, as status.json records it) and its device; or None."""
+    cores (torch threads and the numbers they came from, as status.json records them) and its
+    device; or None."""
     proc = _tracked(status or {})
     if proc is None:
         return None
@@ -42,7 +44,8 @@ def process_row(run_id: str, status: dict | None) -> dict | None:
                 "cpu_percent": proc.cpu_percent(interval=None),
                 "rss_mb": mem.rss / 2**20,
                 "device": (status or {}).get("device", ""),
-                "torch threads": (status or {}).get("threads"),
+                "torch threads": (status or {}).get(rf.STATUS_THREADS),
+                "threads from": (status or {}).get(rf.STATUS_THREADS_REASON, ""),
                 "os threads": proc.num_threads(),
                 "children": len(proc.children(recursive=True)),
                 "status": proc.status(),

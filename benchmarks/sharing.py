@@ -3,6 +3,7 @@ run alone, and against the same runs with torch's default threads (every run tak
 
     python benchmarks/sharing.py                    # default preset, 1 / 2 / 4 runs, auto and torch default
     python benchmarks/sharing.py --parts page       # what the Live page costs the run it watches
+    python benchmarks/sharing.py --parts hog check  # beside a 1-core busy loop; what the budget check costs
 
 Each run is a real `python -m trainer run` started the way the dashboard starts one
 (trainer.runs.process.start_new: thread share and OpenMP environment), on the default Shakespeare
@@ -15,49 +16,95 @@ neighbour). Figures:
 - --parts page: one run's steps/s with the Live page open in Chromium against no page (target: the
   page costs <= 10%), alternated; --baseline DIR adds the Live page of another checkout's dashboard
   (`git archive COMMIT | tar -x -C DIR`) to the alternation.
+- --parts hog: one run beside a busy loop that takes one core, with threads auto against the equal
+  share that ignores other work (threads = all the cores, what auto gave one run alone before it
+  measured other work) and against threads=1, alternated; with what auto chose and why.
+- --parts check: what one look at the budget costs a running trainer (ThreadShare.recheck: our
+  live runs' status.json, /proc for the host and for each run of ours), against one step of the
+  default preset; it runs once every RECHECK_S (5 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from trainer.rundir import run_format as rf
 from trainer.rundir.jsonl import read_records
-from trainer.rundir.status import run_state
 from trainer.runs import control, process
 
 SETTLE_S = 8.0
 
 
-def start(runs_dir: Path, run_id: str, threads: str, max_steps: int) -> None:
+def start(runs_dir: Path, run_id: str, threads: str, max_steps: int, log_interval: int = 10) -> int:
+    """Start a run as the dashboard does; its pid."""
     sets = [f"max_steps={max_steps}", "eval_interval=100000", "sample_interval=100000", f"threads={threads}"]
-    sets += ["checkpoint_interval=100000", "log_interval=10"]
-    process.start_new(None, sets, runs_dir, run_id)
+    sets += ["checkpoint_interval=100000", f"log_interval={log_interval}"]
+    return process.start_new(None, sets, runs_dir, run_id)[1]
 
 
-def wait_running(run_dir: Path, timeout_s: float = 120.0) -> float:
+def wait_running(run_dir: Path, pid: int, timeout_s: float = 300.0) -> float:
+    """When the run logged its first row. Its process decides whether it is still starting: under
+    the helpers' load a trainer can take longer than STALE_AFTER_SECONDS between its config print
+    and its status.json, and run_state calls such a run crashed meanwhile."""
     deadline = time.monotonic() + timeout_s
     while not (run_dir / rf.METRICS_FILE).exists():
-        if time.monotonic() > deadline or run_state(run_dir) in (rf.FAILED, rf.CRASHED):
-            raise RuntimeError(f"{run_dir.name} did not start; see {run_dir / rf.LOG_FILE}")
+        if time.monotonic() > deadline or not _alive(pid):
+            log = (run_dir / rf.LOG_FILE).read_text(errors="replace").splitlines()[-5:]  # the temp dir goes
+            raise RuntimeError(f"{run_dir.name} did not start; its train.log ends: " + " | ".join(log))
         time.sleep(0.2)
     return time.time()
 
 
-def group(runs_dir: Path, name: str, n: int, threads: str, seconds: float) -> list[float]:
-    """n runs at once for `seconds` of overlap; each run's median steps/s over the overlap."""
-    ids = [f"{name}-{i}" for i in range(n)]
-    for run_id in ids:
-        start(runs_dir, run_id, threads, max_steps=10**6)
-    begun = max(wait_running(runs_dir / r) for r in ids)
-    time.sleep(SETTLE_S + seconds)
-    for run_id in ids:
+def _alive(pid: int) -> bool:
+    process.reap()  # our child: a zombie until reaped
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_started(runs_dir: Path, run_id: str, pid: int) -> None:
+    """Stop a run this benchmark started, also one that has not written its status.json yet."""
+    if (runs_dir / run_id / rf.STATUS_FILE).exists():
         control.stop(runs_dir, run_id, grace_s=30)
+    elif _alive(pid):
+        os.kill(pid, signal.SIGKILL)  # still setting up: nothing of it to keep
+
+
+def group(
+    runs_dir: Path,
+    name: str,
+    n: int,
+    threads: str,
+    seconds: float,
+    statuses: list | None = None,
+    log_interval: int = 10,
+) -> list[float]:
+    """n runs at once for `seconds` of overlap; each run's median steps/s over the overlap.
+    statuses: gets each run's status.json as it was at the end of the overlap."""
+    pids = {}
+    try:
+        for run_id in [f"{name}-{i}" for i in range(n)]:
+            pids[run_id] = start(runs_dir, run_id, threads, max_steps=10**6, log_interval=log_interval)
+        begun = max(wait_running(runs_dir / r, pid) for r, pid in pids.items())
+        time.sleep(SETTLE_S + seconds)
+        if statuses is not None:
+            statuses.extend(json.loads((runs_dir / r / rf.STATUS_FILE).read_text()) for r in pids)
+    finally:  # also when one did not start: the others must not train on after the benchmark
+        for run_id, pid in pids.items():
+            stop_started(runs_dir, run_id, pid)
+    ids = list(pids)
     window = (begun + SETTLE_S, begun + SETTLE_S + seconds)
     speeds = []
     for run_id in ids:
@@ -71,9 +118,11 @@ def group(runs_dir: Path, name: str, n: int, threads: str, seconds: float) -> li
 
 
 def parts_runs(args, runs_dir: Path) -> None:
-    alone = group(runs_dir, "alone", 1, "auto", args.seconds)[0]
+    statuses = []
+    alone = group(runs_dir, "alone", 1, "auto", args.seconds, statuses)[0]
     half = group(runs_dir, "half", 1, "1", args.seconds)[0]
-    print(f"one run alone (auto: all cores):      {alone:6.1f} steps/s")
+    chose = f"threads {statuses[0].get(rf.STATUS_THREADS)}: {statuses[0].get(rf.STATUS_THREADS_REASON)}"
+    print(f"one run alone (auto, {chose}): {alone:6.1f} steps/s")
     print(f"one run alone, half the cores (1):    {half:6.1f} steps/s")
     for threads, label in (("auto", "threads auto"), (str(args.cores), "torch default")):
         two = group(runs_dir, f"two-{threads}", 2, threads, args.seconds)
@@ -100,8 +149,8 @@ def parts_page(args, runs_dir: Path) -> None:
             run_id = f"page-{repeat}-{n}"
             # Each dashboard only for its own turn: one left open would tail the other turns' runs.
             with dashboard(runs_dir, root=roots.get(label, ROOT)) as url:
-                start(runs_dir, run_id, "auto", max_steps=10**6)
-                begun = wait_running(runs_dir / run_id)
+                pid = start(runs_dir, run_id, "auto", max_steps=10**6)
+                begun = wait_running(runs_dir / run_id, pid)
                 if label in roots:
                     with chromium() as page:
                         page.goto(f"{url}/live?run={run_id}")
@@ -127,11 +176,79 @@ def parts_page(args, runs_dir: Path) -> None:
         print(f"{label}: the Live page costs the run {100 * (1 - watched / base):.1f}% of its steps/s (target <= 10%)")
 
 
+def parts_hog(args, runs_dir: Path) -> None:
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one core of other work
+    arms = {"auto": "auto", f"equal share ({args.cores})": str(args.cores), "1 thread": "1"}
+    speeds: dict[str, list[float]] = {label: [] for label in arms}
+    chosen = []
+    try:
+        for repeat in range(args.repeats):
+            for label, threads in arms.items():
+                statuses = []
+                # A row a step: two threads beside the busy loop can take more than the window for 10.
+                speed = group(runs_dir, f"hog-{repeat}-{threads}", 1, threads, args.seconds, statuses, 1)[0]
+                speeds[label].append(speed)
+                if threads == "auto":
+                    status = statuses[0]
+                    chosen.append(f"{status.get(rf.STATUS_THREADS)} ({status.get(rf.STATUS_THREADS_REASON)})")
+    finally:
+        hog.kill()
+        hog.wait()
+    median = {label: statistics.median(v) for label, v in speeds.items()}
+    for label, values in speeds.items():
+        print(
+            f"beside a busy loop, {label:17}: {', '.join(f'{v:.2f}' for v in values)} (median {median[label]:.2f}) steps/s"
+        )
+    base = f"equal share ({args.cores})"
+    print(
+        f"auto / equal share: {median['auto'] / median[base]:.2f}x, auto / 1 thread: "
+        f"{median['auto'] / median['1 thread']:.2f}x; auto chose, at the end of each window: {'; '.join(chosen)}"
+    )
+
+
+def parts_check(args, runs_dir: Path) -> None:
+    from trainer.rundir import host_load
+    from trainer.training import threads as threads_module
+
+    ids = [f"check-{i}" for i in range(2)]  # two live runs of ours for the check to read and measure
+    pids = [start(runs_dir, run_id, "1", max_steps=10**6) for run_id in ids]
+    begun = max(wait_running(runs_dir / r, pid) for r, pid in zip(ids, pids))
+    time.sleep(SETTLE_S)
+    # Every call a full check: the 5 s between checks and the shortest window are lifted.
+    every_s = threads_module.RECHECK_S
+    threads_module.RECHECK_S, host_load.MIN_WINDOW_S = 0.0, 0.0
+    share = threads_module.ThreadShare("auto", runs_dir, "check-probe")
+    costs = []
+    for _ in range(args.checks):
+        t0 = time.perf_counter()
+        share.recheck()
+        costs.append(time.perf_counter() - t0)
+        time.sleep(args.seconds / args.checks)  # spread over the window the runs' speed is taken in
+    window = (begun + SETTLE_S, time.time())
+    for run_id in ids:
+        control.stop(runs_dir, run_id, grace_s=30)
+    steps = [
+        r[rf.STEPS_PER_S]
+        for run_id in ids
+        for r in read_records(runs_dir / run_id / rf.METRICS_FILE)
+        if rf.STEPS_PER_S in r and window[0] <= r["time"] <= window[1]
+    ]
+    check_ms, step_ms = 1000 * statistics.median(costs), 1000 / statistics.median(steps)
+    steps_between = every_s * 1000 / step_ms
+    print(
+        f"one budget check: median {check_ms:.2f} ms, p95 {1000 * sorted(costs)[int(0.95 * len(costs))]:.2f} ms "
+        f"({len(costs)} checks, 2 live runs of ours); one step of the default preset beside them: {step_ms:.0f} ms; "
+        f"a check is {100 * check_ms / step_ms:.2f}% of a step, and once every {every_s:.0f} s "
+        f"({steps_between:.0f} steps) {100 * check_ms / step_ms / max(1.0, steps_between):.3f}% of each step"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", default=["runs"], choices=["runs", "page"])
+    parser.add_argument("--parts", nargs="+", default=["runs"], choices=["runs", "page", "hog", "check"])
     parser.add_argument("--seconds", type=float, default=20.0, help="overlap measured per group")
-    parser.add_argument("--repeats", type=int, default=2, help="alternations for --parts page")
+    parser.add_argument("--repeats", type=int, default=2, help="alternations for --parts page and hog")
+    parser.add_argument("--checks", type=int, default=200, help="budget checks timed by --parts check")
     parser.add_argument("--cores", type=int, default=None, help="torch's default threads (all cores)")
     parser.add_argument("--baseline", type=Path, help="--parts page: also another checkout's dashboard, alternated")
     args = parser.parse_args()
@@ -143,6 +260,10 @@ def main() -> None:
             parts_runs(args, runs_dir)
         if "page" in args.parts:
             parts_page(args, runs_dir)
+        if "hog" in args.parts:
+            parts_hog(args, runs_dir)
+        if "check" in args.parts:
+            parts_check(args, runs_dir)
 
 
 if __name__ == "__main__":

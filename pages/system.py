@@ -34,8 +34,9 @@ def system() -> None:
             devices.append({"run": info.run_id, "device": device, **{k: v[0] for k, v in latest.items()}})
     st.subheader("Trainer processes")
     st.caption(
-        "Each run of ours takes an equal share of the physical cores (threads: auto), and takes a new one "
-        "when a run starts or ends beside it; a new run goes to a GPU none of ours is on."
+        "With threads: auto each run of ours takes an equal share of the physical cores that other work "
+        "leaves free (its CPU over the last few seconds), looked at again every 5 s; 'threads from' says "
+        "what its share came from. A new run goes to a GPU none of ours is on."
     )
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="system_procs")

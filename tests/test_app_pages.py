@@ -378,13 +378,15 @@ def test_try_the_remedies_starts_the_trials_and_compare_shows_them_with_verdicts
 
 def test_system_page_lists_a_live_trainer_process_and_machine_totals(launched, runs_dir):
     writer = make_run(runs_dir, "busy", state=None)
-    writer.set_status(threads=2, device="cpu")  # what our trainer records: its share and its device
+    reason = "2 physical cores, 0.1 busy with other work, 1 run of ours"
+    writer.set_status(threads=2, threads_reason=reason, device="cpu")  # what our trainer records
     try:
         at = open_app("system.py")
         assert {m.label for m in at.metric} >= {"CPU", "Memory"}
         procs = at.dataframe[0].value
         assert procs["run"].tolist() == ["busy"] and procs["os threads"].iloc[0] >= 1
         assert (procs["torch threads"].iloc[0], procs["device"].iloc[0]) == (2, "cpu")
+        assert procs["threads from"].iloc[0] == reason
     finally:
         writer.finish(rf.STOPPED)
 

@@ -2,7 +2,11 @@
 takes, and the trainer taking a new share while it trains."""
 
 import json
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 import torch
 from engine_tiny import tiny_cfg
@@ -10,32 +14,90 @@ from test_runs_state import dead_pid, make_run
 
 from trainer import config as C
 from trainer.errors import ConfigError
+from trainer.rundir import host_load, sharing
 from trainer.rundir import run_format as rf
-from trainer.rundir import sharing
 from trainer.runs import process
 from trainer.training import threads as threads_module
 from trainer.training.engine import train
 
 
 @pytest.mark.parametrize(
-    ("cores", "runs", "ranks", "share"),
-    [(2, 1, 1, 2), (2, 2, 1, 1), (2, 3, 1, 1), (16, 4, 1, 4), (16, 3, 1, 5), (16, 2, 4, 2), (8, 1, 2, 4)],
+    ("cores", "other", "runs", "ranks", "share"),
+    [
+        (2, 0.0, 1, 1, 2),
+        (2, 0.0, 2, 1, 1),
+        (2, 0.0, 3, 1, 1),  # never below one thread
+        (16, 0.0, 4, 1, 4),
+        (16, 0.0, 3, 1, 5),  # never more threads among our runs than cores
+        (16, 0.0, 2, 4, 2),
+        (8, 0.0, 1, 2, 4),
+        (2, 0.2, 1, 1, 2),  # a dashboard's refresh takes no thread
+        (2, 1.0, 1, 1, 1),  # a busy loop beside the run takes one core of two
+        (2, 2.0, 1, 1, 1),  # a saturated host: still one thread
+        (16, 4.1, 2, 1, 6),  # 16 - (4.1 - 0.25) = 12.15 free cores, 2 runs
+        (4, 9.0, 1, 1, 1),  # more busy than cores (as measured over logical CPUs): at least one
+    ],
 )
-def test_each_run_takes_an_equal_share_of_the_physical_cores_and_at_least_one(cores, runs, ranks, share):
-    assert sharing.thread_share(cores, runs, ranks) == share
+def test_each_run_takes_an_equal_share_of_the_cores_free_of_other_work(cores, other, runs, ranks, share):
+    assert sharing.threads_for(cores, other, runs, ranks) == share
+
+
+def test_a_running_share_changes_only_past_the_hysteresis_lines():
+    # One run on 2 cores gives its second thread back once other work holds over half a core...
+    assert sharing.threads_for(2, 0.45, 1, current=2) == 2
+    assert sharing.threads_for(2, 0.55, 1, current=2) == 1
+    # ... and takes it again only once less than a quarter core is busy.
+    assert sharing.threads_for(2, 0.45, 1, current=1) == 1
+    assert sharing.threads_for(2, 0.3, 1, current=1) == 1
+    assert sharing.threads_for(2, 0.2, 1, current=1) == 2
+    assert sharing.threads_for(2, 0.0, 2, current=2) == 1  # a run of ours starts beside it
+    assert sharing.threads_for(2, 0.0, 1, current=1) == 2  # and ends
+    assert sharing.threads_for(16, 3.4, 1, current=14) == 13  # 16 - (3.4 - 0.5)
+    assert sharing.threads_for(16, 3.4, 1, current=12) == 12  # 16 - (3.4 - 0.25) = 12.85: no rise
+
+
+def test_the_budget_says_what_it_came_from():
+    assert sharing.auto_budget(2, 2, other_busy=0.94) == (
+        1,
+        "2 physical cores, 0.9 busy with other work, 2 runs of ours",
+    )
+    assert sharing.auto_budget(8, 1, ranks=4) == (
+        2,
+        "8 physical cores, other work not measured yet, 1 run of ours of 4 processes each",
+    )
 
 
 def test_the_budget_counts_our_live_runs_on_this_host_only(runs_dir, monkeypatch):
     monkeypatch.setattr(sharing, "physical_cores", lambda: 8)
-    assert sharing.thread_budget("auto", runs_dir, "me") == 8
+    assert sharing.thread_budget("auto", runs_dir, "me").threads == 8
     make_run(runs_dir, "live-1")  # live: this test process
     make_run(runs_dir, "live-2")
     make_run(runs_dir, "done", state=rf.FINISHED)
     make_run(runs_dir, "crashed", pid=dead_pid())
     make_run(runs_dir, "remote", host="gpu-box-7")  # another host's cores are not ours
     make_run(runs_dir, "me")  # the asking run itself counts once
-    assert sharing.thread_budget("auto", runs_dir, "me") == 8 // 3
-    assert sharing.thread_budget("6", runs_dir, "me") == 6  # a number in the config is taken as it is
+    assert sharing.thread_budget("auto", runs_dir, "me").threads == 8 // 3
+    assert sharing.thread_budget("6", runs_dir, "me") == (6, "threads: 6 in the config")  # taken as it is
+
+
+def test_other_load_counts_a_busy_process_unless_it_is_one_of_ours():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        proc = psutil.Process(busy.pid)
+        time.sleep(0.6)  # CPU it used before the window must count in neither
+        ours_without, ours_with = host_load.OtherLoad(2, []), host_load.OtherLoad(2, [proc])
+        used_before = host_load.cpu_seconds(proc)
+        start = time.monotonic()
+        assert ours_with.measure([proc]) is None  # a window under MIN_WINDOW_S is not measured
+        time.sleep(1.0)
+        other_without, other_with = ours_without.measure([]), ours_with.measure([proc])
+        busy_cores = (host_load.cpu_seconds(proc) - used_before) / (time.monotonic() - start)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert busy_cores > 0.05, "the busy loop got no CPU at all"
+    assert 0.0 <= other_with <= other_without <= 2.0
+    assert other_without - other_with == pytest.approx(busy_cores, abs=0.1)
 
 
 def test_threads_config_is_auto_or_a_positive_count():
@@ -106,27 +168,51 @@ def test_launch_gives_the_share_to_openmp_unless_the_user_set_it(runs_dir, monke
     assert envs[1]["OMP_NUM_THREADS"] == "7"
 
 
-def test_a_training_run_records_its_share_and_takes_a_new_one_when_a_run_starts_beside_it(runs_dir, monkeypatch):
+def test_a_runs_other_ranks_are_found_as_its_parents_other_children():
+    sleepers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(2)]
+    try:  # as torchrun's agent starts the ranks of one run
+        first, second = (psutil.Process(p.pid) for p in sleepers)
+        assert second in host_load.sibling_processes(first) and first not in host_load.sibling_processes(first)
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+
+
+def test_a_runs_own_children_count_as_ours(runs_dir):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # as trainer.init's doctor
+    before = torch.get_num_threads()
+    try:
+        share = threads_module.ThreadShare("auto", runs_dir, "me")
+        assert psutil.Process(child.pid) in share._our_processes([])
+    finally:
+        child.kill()
+        child.wait()
+        torch.set_num_threads(before)
+
+
+def test_a_training_run_takes_a_new_share_when_a_run_of_ours_or_other_work_comes(runs_dir, monkeypatch):
     monkeypatch.setattr(sharing, "physical_cores", lambda: 4)
     monkeypatch.setattr(threads_module, "RECHECK_S", 0.0)
+    monkeypatch.setattr(threads_module, "FIRST_CHECK_S", 0.0)  # else a quick run logs 10 rows before the first
     seen = []
     real_set = torch.set_num_threads
     monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n) or real_set(1))
-
     rows = []
 
-    class Watcher(threads_module.ThreadShare):
-        def recheck(self):  # called at every logged row
-            rows.append(1)
-            if len(rows) == 20:
-                make_run(runs_dir, "neighbour")  # a run of ours starts on this host half-way through
-            return super().recheck()
+    def measure(self, ours):  # the load a busy loop beside the run would show, from row 30 on
+        rows.append(ours)
+        if len(rows) == 15:
+            make_run(runs_dir, "neighbour")  # a run of ours starts on this host
+        return 2.2 if len(rows) >= 30 else 0.0
 
-    monkeypatch.setattr("trainer.training.engine.ThreadShare", Watcher)
+    monkeypatch.setattr(host_load.OtherLoad, "measure", measure)
     assert train(tiny_cfg(threads="auto"), runs_dir, "shared") == rf.FINISHED
-    assert seen[0] == 4 and seen[-1] == 2, seen
+    assert seen == [4, 2, 1], seen  # (4 - (2.2 - 0.25)) / 2 runs = 1.0
+    assert all(psutil.Process() in ours for ours in rows)  # the run's own CPU is never other work
     status = json.loads((runs_dir / "shared" / rf.STATUS_FILE).read_text())
-    assert status["threads"] == 2 and status["device"] == "cpu"
+    assert status["threads"] == 1 and status["device"] == "cpu"
+    assert status["threads_reason"] == "4 physical cores, 2.2 busy with other work, 2 runs of ours"
 
 
 def test_the_logging_api_takes_the_same_share_for_a_users_loop(runs_dir, monkeypatch):
@@ -139,7 +225,9 @@ def test_the_logging_api_takes_the_same_share_for_a_users_loop(runs_dir, monkeyp
         with trainer.init(run_id="mine", runs_dir=runs_dir, threads="auto") as run:
             assert run.threads.threads == 3 and torch.get_num_threads() == 3
             run.log({"train/loss": 1.0}, step=1)
-        assert json.loads((runs_dir / "mine" / rf.STATUS_FILE).read_text())["threads"] == 3
+        status = json.loads((runs_dir / "mine" / rf.STATUS_FILE).read_text())
+        assert (status["threads"], status["threads_reason"]) == (3, run.threads.reason)
+        assert run.threads.load is not None  # the same measuring of other work as our trainer's
         with trainer.init(run_id="untouched", runs_dir=runs_dir) as run:  # threads=None: torch left alone
             assert run.threads is None and torch.get_num_threads() == 3
     finally:

@@ -86,7 +86,7 @@ class Run:
         background flush: no GPU sync here). step=None: one past the previous log's step (0 first)."""
         self._check_open("log")
         if self.threads is not None and self.threads.recheck():  # on this thread: OpenMP's setting is per thread
-            self.writer.set_status(threads=self.threads.threads)
+            self.writer.set_status(**self.threads.status_fields(), write=False)  # the heartbeat writes it
         step = self._next_step(step)
         # the row as written (a copy: the caller may reuse its dict); step and time first, so the
         # writer encodes it as it is (a key "step" or "time" of the caller's replaces ours, as ever)
@@ -335,8 +335,9 @@ def init(
     config: any dict, written to config.yaml as given (not checked against our trainer's schema).
     doctor: run the online doctor. on_critical ("off" | "stop") and stop_on (alert codes) decide
     which alerts make should_stop() true; the defaults are our trainer's (stop on non_finite).
-    threads: "auto" takes this loop's share of the host's physical cores among our live runs, as our
-    trainer does (torch.set_num_threads, looked at again from log() every few seconds); N takes N;
+    threads: "auto" takes this loop's share of the host's physical cores free of other work among our
+    live runs, as our trainer does (torch.set_num_threads, looked at again from log() every few
+    seconds; status.json records the threads and why); N takes N;
     None (the default) leaves torch's threads as they are. Call init() from the training thread.
     """
     defaults = DoctorConfig()
@@ -355,7 +356,7 @@ def init(
     run_id = run_id or fresh_run_id(_script_name(), runs_dir)
     writer = open_run(runs_dir, run_id, config=config)
     share = ThreadShare(str(threads), runs_dir, run_id) if threads is not None else None
-    extra = {"threads": share.threads} if share is not None else {}
+    extra = share.status_fields() if share is not None else {}
     writer.set_status(state=rf.RUNNING, **{rf.STATUS_WRITER: rf.WRITER_API}, **extra)
     writer.event("start", f"{' '.join(writer.status['argv']) or 'python'}: trainer.init")
     run = Run(writer, doctor, on_critical, defaults.stop_on if stop_on is None else stop_on, share)

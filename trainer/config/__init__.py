@@ -108,7 +108,9 @@ class Config:
     seed: int = knob(1337, _non_negative)
     device: str = knob("auto", None, "auto | cpu | cuda | cuda:N | mps (auto: a GPU none of our runs is on)")
     threads: str = knob(
-        "auto", _threads_setting, "CPU threads; auto = an equal share of the physical cores among our live runs"
+        "auto",
+        _threads_setting,
+        "CPU threads; auto = an equal share, among our live runs, of the physical cores free of other work",
     )
     max_steps: int = knob(2000, _at_least_one)
     batch_size: int = knob(12, _at_least_one)

@@ -67,6 +67,10 @@ CREATE_TIME_TOLERANCE_S = 0.01
 # trainer.init, which neither can restart.
 STATUS_WRITER = "writer"
 WRITER_API = "api"
+# status.json "threads": the torch intra-op threads our trainer (or trainer.init(threads=...)) runs;
+# "threads_reason": the numbers they came from ("2 physical cores, 0.9 busy with other work, 2 runs of ours").
+STATUS_THREADS = "threads"
+STATUS_THREADS_REASON = "threads_reason"
 # status.json "imported_from": the source of a run `python -m trainer import` wrote (its logger's files).
 STATUS_IMPORTED_FROM = "imported_from"
 

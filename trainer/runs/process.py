@@ -189,7 +189,7 @@ def start_new(
     sets = _placed(cfg, sets, runs_dir)
     config_file = Path(config_path or new_run.DEFAULT_CONFIG).resolve()  # the child starts in the repo root
     argv = ["run", "--config", str(config_file), "--run-id", run_id, *_set_args(sets)]
-    return run_id, launch(argv, runs_dir, run_id, threads=sharing.thread_budget(cfg.threads, runs_dir, run_id))
+    return run_id, launch(argv, runs_dir, run_id, threads=sharing.thread_budget(cfg.threads, runs_dir, run_id).threads)
 
 
 def _placed(cfg: C.Config, sets: list[str] | None, runs_dir: str | Path) -> list[str]:
@@ -206,7 +206,7 @@ def start_resume(
     prepared: the caller's own prepare_resume result for the same arguments, so it is not redone."""
     prepared = prepared or resume.prepare_resume(runs_dir, run_id, sets)
     check_data(prepared.config)
-    threads = sharing.thread_budget(prepared.config.threads, runs_dir, run_id)
+    threads = sharing.thread_budget(prepared.config.threads, runs_dir, run_id).threads
     return launch(["resume", run_id, *_set_args(sets)], runs_dir, run_id, threads=threads)
 
 
@@ -223,4 +223,6 @@ def start_fork(
     check_data(prepared.config)
     sets = _placed(prepared.config, sets, runs_dir)
     argv = ["fork", run_id, "--from", str(from_), "--run-id", new_id, *_set_args(sets)]
-    return launch(argv, runs_dir, new_id, threads=sharing.thread_budget(prepared.config.threads, runs_dir, new_id))
+    return launch(
+        argv, runs_dir, new_id, threads=sharing.thread_budget(prepared.config.threads, runs_dir, new_id).threads
+    )

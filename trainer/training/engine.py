@@ -284,8 +284,8 @@ class TrainLoop:
         logged = s % cfg.log_interval == 0 or final
         if logged:
             self._log_row()
-            if self.threads is not None and self.threads.recheck():  # a run of ours started or ended here
-                self._status(rf.RUNNING)
+            if self.threads is not None and self.threads.recheck() and self.writer is not None:
+                self.writer.set_status(**self.threads.status_fields(), write=False)  # the heartbeat writes it
         if s % cfg.eval_interval == 0 or final:
             self._paused_for(self._evaluate)
         if self.writer is not None and (s % cfg.sample_interval == 0 or final):
@@ -393,8 +393,8 @@ class TrainLoop:
                 task=self.cfg.task,
                 best_val_loss=self.early.best,
                 max_steps=self.cfg.max_steps,
-                threads=self.threads.threads if self.threads else torch.get_num_threads(),
                 device=str(self.device),
+                **(self.threads.status_fields() if self.threads else {rf.STATUS_THREADS: torch.get_num_threads()}),
             )
 
     # --- checkpoints ---------------------------------------------------------------------------
