@@ -7,6 +7,7 @@ They read train/loss from metrics rows; the shared smoothed view of train/loss i
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from trainer.doctor import remedies as R
@@ -22,7 +23,10 @@ class LossSpike(Detector):
     and jump > min_relative_jump * |previous level|, after warm-up and `min_rows` rows,
     and jump > min_start_fraction * |level of the first 3 rows|: a loss that has converged near zero
     (an MSE at 1e-5 after starting at 0.5) jumps tenfold between batches, a move too small against
-    what training achieved to act on.
+    what training achieved to act on. Where the loss is positive, the jump must also be z_threshold
+    robust sd out on a log scale (log(value / level) against the previous differences of log loss):
+    near convergence batch noise is multiplicative (an MSE moving between 2e-6 and 2e-5 from row to
+    row), and a tenfold batch is then its usual spread, not a break from it.
     """
 
     code = "loss_spike"
@@ -48,6 +52,7 @@ class LossSpike(Detector):
         self.floor = 0.0  # min_start_fraction of that level, once known
         self.previous: deque = deque(maxlen=3)
         self.diffs: deque = deque(maxlen=self.window)
+        self.log_diffs: deque = deque(maxlen=self.window)
 
     def observe(self, step, row):
         value = row.get(rf.TRAIN_LOSS)
@@ -66,15 +71,26 @@ class LossSpike(Detector):
                 center = median(self.diffs)
                 sd = max(mad_sigma(self.diffs, center), 1e-3 * abs(level), 1e-12)
                 z = (jump - center) / sd
-                if z > self.z_threshold:
+                if z > self.z_threshold and self._beyond_log_spread(value, level):
                     alert = self._alert(step, value, level, z)
                 else:
                     self.clear()
             else:
                 self.clear()
             self.diffs.append(value - self.previous[-1])
+            if value > 0 and self.previous[-1] > 0:
+                self.log_diffs.append(math.log(value / self.previous[-1]))
         self.previous.append(value)
         return alert
+
+    def _beyond_log_spread(self, value, level) -> bool:
+        """The jump is also out of the run's multiplicative spread (True where there is no log scale:
+        a loss that is not positive, or too few positive rows)."""
+        if level <= 0 or len(self.log_diffs) < self.min_rows:
+            return True
+        center = median(self.log_diffs)
+        sd = max(mad_sigma(self.log_diffs, center), 1e-3)
+        return (math.log(value / level) - center) / sd > self.z_threshold
 
     def _alert(self, step, value, level, z):
         message = (
