@@ -16,6 +16,9 @@ case that once alarmed or stayed silent wrongly.
   not ~3.7), so the converged 1.62 looked stuck above half of it.
 - overfitting reported twice for one rise: 3 evals under the threshold re-armed it although val
   never made a new best.
+- nothing on an early blow-up (found trying the HF callback with lr 1 and no warm-up): the loss went
+  from 4 to 61 in 8 rows and sat at ~18; loss_rising armed at row 20 with its best already ~18, and
+  loss_plateau then called the diverged run stuck.
 - loss_spike on a converged regression (benchmarks/api_overhead.py's MLP, the example loop's): an
   MSE near 1e-5, after starting at 0.5, jumps tenfold between batches now and then.
 """
@@ -226,3 +229,30 @@ def test_a_converged_loss_with_multiplicative_noise_raises_no_spike_even_when_lo
         loss = 1e-5 * math.exp(rng.gauss(0.0, 1.0)) * (10 if step % 97 == 50 else 1)
         doctor.observe("metrics", {"step": step, "train/loss": loss, "lr": 1e-3})
     assert [a for a in doctor.alerts if a["code"] == "loss_spike"] == []
+
+
+def _blow_up(warmup_steps: int, after: float) -> list[dict]:
+    """A loss at 4 for 3 rows, up to 61 over 5 rows, then at `after` with noise for 140 rows."""
+    import random
+
+    rng = random.Random(0)
+    doctor = OnlineDoctor({"max_steps": 300, "schedule": "constant", "warmup_steps": warmup_steps, "lr": 1.0})
+    for i in range(150):
+        if i < 3:
+            loss = 4.0 + rng.gauss(0, 0.05)
+        elif i < 8:
+            loss = 4.0 * (61 / 4) ** ((i - 3) / 5)
+        else:
+            loss = after + rng.gauss(0, after / 7)
+        doctor.observe("metrics", {"step": 2 * i, "train/loss": loss, "lr": 1.0})
+    return [a for a in doctor.alerts if a["severity"] != "info"]
+
+
+def test_a_loss_that_blew_up_before_the_detectors_armed_is_reported_as_diverged_not_stuck():
+    for warmup in (0, 40):
+        alerts = _blow_up(warmup, after=18.0)
+        assert [a["code"] for a in alerts] == ["loss_rising"], alerts
+        assert "x where training started, and stays there: it diverged" in alerts[0]["message"]
+        assert alerts[0]["evidence"]["best_step"] == 0 and alerts[0]["step"] < 60
+    # back under twice the start after the blow-up: not diverged (a spike the run recovered from)
+    assert not [a for a in _blow_up(0, after=3.5) if a["code"] == "loss_rising"]

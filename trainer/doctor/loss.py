@@ -112,7 +112,10 @@ class LossRising(Detector):
 
     statistic: level (median of 11 rows) - best level since arming
     fires when the rise > max(min_relative_rise * |best|, noise_multiple * per-row noise) for
-    `confirm_rows` consecutive rows, after warm-up and `min_rows` rows.
+    `confirm_rows` consecutive rows, after warm-up and `min_rows` rows. Also fires, with no trend
+    test, when the level stays above divergence_factor x the median of the first 3 rows: a loss that
+    blew up before the detector armed (LR 1 with no warm-up: 4 to 61 in 8 rows, then flat at ~18)
+    never shows a best below its new level, nor a trend after it.
     With a declared curriculum the rise is expected (armed after min_rows_curriculum rows, warm-up
     or not): info when the curriculum ramps at a pace the model follows; warning when the ramp is
     front-loaded, its peak pace (over pace_span_rows rows) above max_pace_ratio x its average pace
@@ -129,6 +132,7 @@ class LossRising(Detector):
     min_rows = 20
     min_rows_curriculum = 5
     min_relative_rise = 0.15
+    divergence_factor = 2.0
     noise_multiple = 3.0
     confirm_rows = 5
     max_pace_ratio = 2.0  # an exponential ramp peaks at 5x its average pace, a linear one at 1x
@@ -141,6 +145,7 @@ class LossRising(Detector):
         "min_rows",
         "min_rows_curriculum",
         "min_relative_rise",
+        "divergence_factor",
         "noise_multiple",
         "confirm_rows",
         "trend_points",
@@ -154,6 +159,7 @@ class LossRising(Detector):
         super().__init__(ctx)
         self.best = None
         self.best_step = None
+        self.first: list = []  # (step, loss) of the first 3 rows: where training started
         self.info_sent = False
         self.max_pace = 0.0
         self.full_step = None  # first step at full difficulty
@@ -167,6 +173,8 @@ class LossRising(Detector):
         if not finite(row.get(rf.TRAIN_LOSS)):
             return None
         self.observed += 1
+        if len(self.first) < 3:
+            self.first.append((step, row[rf.TRAIN_LOSS]))
         track = ctx.train
         if ctx.has_curriculum:
             if track.count < self.min_rows_curriculum:
@@ -181,11 +189,27 @@ class LossRising(Detector):
             if lagging:
                 return lagging
         threshold = max(self.min_relative_rise * abs(self.best), self.noise_multiple * track.noise())
-        if not self.confirmed(level - self.best > threshold, self.confirm_rows):
+        rising = level - self.best > threshold
+        start = median([loss for _, loss in self.first])
+        diverged = not ctx.has_curriculum and start > 0 and level > self.divergence_factor * start
+        if not self.confirmed(rising or diverged, self.confirm_rows):
             return None
+        if diverged and not (rising and self._trending(step)):
+            return self._diverged(step, level, start)
         if not ctx.has_curriculum and not self._trending(step):
             return None
         return self._rising(step, level)
+
+    def _diverged(self, step, level, start):
+        start_step = self.first[0][0]
+        evidence = {"best": start, "best_step": start_step, "now": level, "times_start": round(level / start, 2)}
+        return self.fire(
+            step,
+            f"train/loss rose from {fmt(start)} (step {start_step}) to {fmt(level)} at step {step}, "
+            f"{level / start:.1f}x where training started, and stays there: it diverged",
+            evidence,
+            R.for_alert(self.code, self.ctx, evidence, step),
+        )
 
     def _trending(self, step) -> bool:
         """The Theil-Sen line through the rows since the best level (at most trend_points of them,

@@ -12,6 +12,7 @@ from bisect import bisect_left
 
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt
+from trainer.doctor.loss import LossRising
 from trainer.rundir import run_format as rf
 
 
@@ -135,6 +136,8 @@ class LossPlateau(Detector):
         # The level, not the best: a loss that jumped and then held (report 003 after its spike) is
         # stuck at its new level whatever its best before the jump was.
         stuck = track.level > self.stuck_fraction * initial
+        if initial > 0 and track.level > LossRising.divergence_factor * initial:
+            return None  # not stuck but diverged: loss_rising says so, with the start it rose from
         lr_ok = self.lr is None or self.peak_lr == 0 or self.lr >= self.min_lr_fraction * self.peak_lr
         # Flat must be shown, not just "not shown to improve": the improvement plus its noise must stay
         # under a tenth of the drop so far, so a short or noisy window never makes a plateau.
