@@ -48,8 +48,6 @@ class LossSpike(Detector):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.first: list = []  # the first 3 values: the level training started from
-        self.floor = 0.0  # min_start_fraction of that level, once known
         self.previous: deque = deque(maxlen=3)
         self.diffs: deque = deque(maxlen=self.window)
         self.log_diffs: deque = deque(maxlen=self.window)
@@ -59,14 +57,13 @@ class LossSpike(Detector):
         if not finite(value):
             return None
         self.observed += 1
-        if len(self.first) < 3:
-            self.first.append(value)
-            self.floor = self.min_start_fraction * abs(median(self.first))
+        start = self.ctx.train.start()  # None before 3 rows: no jump is judged that early anyway
+        floor = self.min_start_fraction * abs(start) if start is not None else 0.0
         alert = None
         if self.previous:
             level = median(self.previous)
             jump = value - level
-            big_enough = jump > self.min_relative_jump * abs(level) and jump > self.floor  # cheap tests first
+            big_enough = jump > self.min_relative_jump * abs(level) and jump > floor  # cheap tests first
             if big_enough and len(self.diffs) >= self.min_rows and not self.ctx.in_warmup(step):
                 center = median(self.diffs)
                 sd = max(mad_sigma(self.diffs, center), 1e-3 * abs(level), 1e-12)
@@ -159,7 +156,6 @@ class LossRising(Detector):
         super().__init__(ctx)
         self.best = None
         self.best_step = None
-        self.first: list = []  # (step, loss) of the first 3 rows: where training started
         self.info_sent = False
         self.max_pace = 0.0
         self.full_step = None  # first step at full difficulty
@@ -173,8 +169,6 @@ class LossRising(Detector):
         if not finite(row.get(rf.TRAIN_LOSS)):
             return None
         self.observed += 1
-        if len(self.first) < 3:
-            self.first.append((step, row[rf.TRAIN_LOSS]))
         track = ctx.train
         if ctx.has_curriculum:
             if track.count < self.min_rows_curriculum:
@@ -190,7 +184,7 @@ class LossRising(Detector):
                 return lagging
         threshold = max(self.min_relative_rise * abs(self.best), self.noise_multiple * track.noise())
         rising = level - self.best > threshold
-        start = median([loss for _, loss in self.first])
+        start = track.start()
         diverged = not ctx.has_curriculum and start > 0 and level > self.divergence_factor * start
         if not self.confirmed(rising or diverged, self.confirm_rows):
             return None
@@ -201,7 +195,7 @@ class LossRising(Detector):
         return self._rising(step, level)
 
     def _diverged(self, step, level, start):
-        start_step = self.first[0][0]
+        start_step = self.ctx.train.steps[0]
         evidence = {"best": start, "best_step": start_step, "now": level, "times_start": round(level / start, 2)}
         return self.fire(
             step,

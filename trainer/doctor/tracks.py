@@ -50,6 +50,11 @@ class LossTrack:
         if self.count >= 5 and (self.best is None or self.level < self.best):
             self.best, self.best_step = self.level, step
 
+    def start(self) -> float | None:
+        """The plain median of the first 3 raw values (None before 3): where training started, for
+        rules that compare against it as it was logged (loss_spike's floor, loss_rising's divergence)."""
+        return median(self.first[:3]) if self.count >= 3 else None
+
     def _initial(self) -> float:
         """The loss before most of the drop: the running median of 3 at the first row, by Tukey's
         end-point rule, median(x1, z2, 3 z2 - 2 z3) (z = running medians of 3; Tukey 1977, as R's
