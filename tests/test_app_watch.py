@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import run_watch, state
 from app.run_list import RunList
-from app.run_watch import RunsWatcher
+from app.run_watch import TABLE_FILES, RunsWatcher
 from trainer.rundir import run_format as rf
 from trainer.rundir.reader import MIN_REFRESH_S, RunReader
 
@@ -165,11 +165,16 @@ def test_runs_table_rereads_only_the_runs_whose_files_changed(watcher, runs_dir)
     assert run_list.rebuilt == rebuilt  # nothing changed: nothing read
 
     before = watcher.token("alpha")
+    beta = watcher.token("beta", TABLE_FILES)
     status = json.loads((runs_dir / "alpha" / rf.STATUS_FILE).read_text())
     (runs_dir / "alpha" / rf.STATUS_FILE).write_text(json.dumps({**status, "step": 99}))
     wait_for_change(watcher, "alpha", before)
     infos = {i.run_id: i for i in run_list.infos(watcher)}
-    assert run_list.rebuilt == rebuilt + 1 and infos["alpha"].step == 99
+    assert infos["alpha"].step == 99
+    # On a loaded machine an event of beta's own creation can still arrive after settle(): beta is
+    # then re-read too, rightly. Otherwise only alpha is.
+    beta_moved = watcher.token("beta", TABLE_FILES) != beta
+    assert rebuilt + 1 <= run_list.rebuilt <= rebuilt + 1 + beta_moved
 
 
 def test_a_live_run_turns_crashed_when_its_process_dies_without_any_file_change(watcher, runs_dir):
