@@ -145,7 +145,7 @@ def test_an_exception_inside_the_with_block_marks_the_run_failed_and_is_reraised
 
 
 def test_a_nan_loss_alert_reaches_events_and_stderr_once_and_on_critical_stops(runs_dir, capsys):
-    run = trainer.init(run_id="nan", runs_dir=runs_dir, on_critical="stop", stop_on=[])
+    run = trainer.init(run_id="nan", runs_dir=runs_dir, config={"lr": 0.05}, on_critical="stop", stop_on=[])
     train(run, 12, nan_from=8)
     wait_until(run.should_stop)  # the doctor runs on the background thread
     train(run, 3, nan_from=1)  # more NaN rows: the same episode, not a new alert
@@ -153,6 +153,7 @@ def test_a_nan_loss_alert_reaches_events_and_stderr_once_and_on_critical_stops(r
     assert alert_codes(runs_dir / "nan").count("non_finite") == 1
     printed = [line for line in capsys.readouterr().err.splitlines() if "non_finite" in line]
     assert len(printed) == 1 and printed[0].startswith("[doctor] non_finite at step 8:")
+    assert printed[0].endswith("(to try in your script: lr=0.025)")  # its own config's lr, halved
     status = runs.read_status(runs_dir / "nan")
     assert status["state"] == rf.STOPPED and "doctor: non_finite" in status["message"]
 

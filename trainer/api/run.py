@@ -268,7 +268,11 @@ class Run:
         """One alert from the doctor's process: an alert event, one line on stderr, perhaps a stop."""
         record_alert(self.writer, alert, step)
         message = " ".join(str(alert.get("message", "")).split())  # one line
-        print(f"[doctor] {alert.get('code')} at step {alert.get('step')}: {message}", file=sys.stderr, flush=True)
+        change = next((r["set"] for r in alert.get("remedy") or [] if isinstance(r, dict) and r.get("set")), None)
+        tried = f" (to try in your script: {', '.join(f'{k}={v}' for k, v in change.items())})" if change else ""
+        print(
+            f"[doctor] {alert.get('code')} at step {alert.get('step')}: {message}{tried}", file=sys.stderr, flush=True
+        )
         if stops_run(alert, self.on_critical, self.stop_on):
             self.doctor_stop = self.doctor_stop or f"{alert.get('code')}: {message}"
 
