@@ -288,6 +288,23 @@ def larger_batch(ctx) -> dict:
     )
 
 
+def slower_start(ctx, alert: dict) -> dict | None:
+    """A loss that blew up within its first rows at the full LR, with no warm-up: a tenth of the LR,
+    reached over a warm-up (5% of the run). None when the run had a warm-up (the blow-up is then
+    not the start's) or the alert is not an early divergence."""
+    cfg, rows = base_config(ctx), alert.get("rows_logged")
+    if cfg.warmup_steps > 0 or not isinstance(rows, int) or "times_start" not in alert:
+        return None
+    out = lr_to(cfg, cfg.lr / 10)
+    out["warmup_steps"] = max(1, round(0.05 * cfg.max_steps))
+    return config(
+        out,
+        f"lr {cfg.lr:g} from the first step, with no warm-up, and train/loss at {alert['times_start']:g}x its "
+        f"first value within {rows} logged rows: a tenth of it, {out['lr']:g}, reached over "
+        f"{out['warmup_steps']} warm-up steps",
+    )
+
+
 def unstable_step(ctx, step: int, first: str) -> list[dict]:
     """An update too large for the run: the LR back down first when it jumped, else `first`
     ("batch", "clip" or "lr") leads; the others follow."""

@@ -110,9 +110,9 @@ class LossRising(Detector):
     statistic: level (median of 11 rows) - best level since arming
     fires when the rise > max(min_relative_rise * |best|, noise_multiple * per-row noise) for
     `confirm_rows` consecutive rows, after warm-up and `min_rows` rows. Also fires, with no trend
-    test, when the level stays above divergence_factor x the median of the first 3 rows: a loss that
-    blew up before the detector armed (LR 1 with no warm-up: 4 to 61 in 8 rows, then flat at ~18)
-    never shows a best below its new level, nor a trend after it.
+    test, when the level stays above divergence_factor x the first logged value, from early_rows
+    rows on (warm-up included): a loss that blew up before the detector armed (LR 1 with no warm-up:
+    4 to 61 in 8 rows, then flat at ~18) never shows a best below its new level, nor a trend after it.
     With a declared curriculum the rise is expected (armed after min_rows_curriculum rows, warm-up
     or not): info when the curriculum ramps at a pace the model follows; warning when the ramp is
     front-loaded, its peak pace (over pace_span_rows rows) above max_pace_ratio x its average pace
@@ -128,6 +128,7 @@ class LossRising(Detector):
     )
     min_rows = 20
     min_rows_curriculum = 5
+    early_rows = 5
     min_relative_rise = 0.15
     divergence_factor = 2.0
     noise_multiple = 3.0
@@ -143,6 +144,7 @@ class LossRising(Detector):
         "min_rows_curriculum",
         "min_relative_rise",
         "divergence_factor",
+        "early_rows",
         "noise_multiple",
         "confirm_rows",
         "trend_points",
@@ -170,10 +172,21 @@ class LossRising(Detector):
             return None
         self.observed += 1
         track = ctx.train
-        if ctx.has_curriculum:
-            if track.count < self.min_rows_curriculum:
-                return None
-        elif track.count < self.min_rows or ctx.in_warmup(step):
+        first = track.first[0]
+        # Diverged: the level (median of the last rows) above divergence_factor x the first logged
+        # value. Checked from early_rows on, in the warm-up too: an LR the model cannot hold blows
+        # the loss up in the first steps (an HF GPT-2 at LR 1, no warm-up: 12.8 at step 2, 59 at
+        # step 8, and still 2-3x its first value at step 20), before the rise test is armed, and
+        # the median of the first rows already holds the blow-up.
+        diverged = not ctx.has_curriculum and first > 0 and track.level > self.divergence_factor * first
+        armed = (
+            track.count >= self.min_rows_curriculum
+            if ctx.has_curriculum
+            else track.count >= self.min_rows and not ctx.in_warmup(step)
+        )
+        if not armed:
+            if track.count >= self.early_rows and self.confirmed(diverged, self.confirm_rows):
+                return self._diverged(step, track.level, first, early=True)
             return None
         level = track.level
         if self.best is None or level < self.best:
@@ -184,19 +197,19 @@ class LossRising(Detector):
                 return lagging
         threshold = max(self.min_relative_rise * abs(self.best), self.noise_multiple * track.noise())
         rising = level - self.best > threshold
-        start = track.start()
-        diverged = not ctx.has_curriculum and start > 0 and level > self.divergence_factor * start
         if not self.confirmed(rising or diverged, self.confirm_rows):
             return None
         if diverged and not (rising and self._trending(step)):
-            return self._diverged(step, level, start)
+            return self._diverged(step, level, first)
         if not ctx.has_curriculum and not self._trending(step):
             return None
         return self._rising(step, level)
 
-    def _diverged(self, step, level, start):
+    def _diverged(self, step, level, start, early=False):
         start_step = self.ctx.train.steps[0]
         evidence = {"best": start, "best_step": start_step, "now": level, "times_start": round(level / start, 2)}
+        if early:  # before the rise test armed: a blow-up in the first rows, at the start's LR
+            evidence["rows_logged"] = self.ctx.train.count
         return self.fire(
             step,
             f"train/loss rose from {fmt(start)} (step {start_step}) to {fmt(level)} at step {step}, "

@@ -118,7 +118,7 @@ def _non_finite(ctx, alert, step):
 
 def _rising(ctx, alert, step):
     if "difficulty" not in alert and "at_full_difficulty" not in alert:
-        return K.unstable_step(ctx, step, "lr")
+        return [K.slower_start(ctx, alert), *K.unstable_step(ctx, step, "lr")]
     cfg = _cfg(ctx)
     cur = cfg.curriculum
     length = cur.preschool_steps if cur.ramp != "none" else _ramp_length(ctx, step)
