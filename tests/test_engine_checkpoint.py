@@ -164,3 +164,20 @@ def test_real_online_doctor_stops_a_non_finite_run(runs_dir, monkeypatch):
     assert "non_finite" in codes and "doctor_unavailable" not in codes
     assert events(run_dir, "stop")[-1]["step"] == 25
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 20
+
+
+def test_last_pt_is_also_written_once_the_last_checkpoint_is_old(runs_dir, monkeypatch):
+    # a checkpoint_interval no run of this length reaches: only the age of the last one writes last.pt
+    monkeypatch.setattr(engine, "CHECKPOINT_MAX_AGE_S", 0.0)
+    cfg = tiny_cfg(max_steps=12, checkpoint_interval=1000, log_interval=4, eval_interval=1000)
+    assert engine.train(cfg, runs_dir, "aged") == rf.FINISHED
+    written = [e for e in events(runs_dir / "aged") if e["kind"] == "checkpoint"]
+    # steps 4 and 8 by age; at 12 the eval writes best.pt and the end of training last.pt
+    assert [(e["step"], e["files"]) for e in written] == [
+        (4, ["last.pt"]),
+        (8, ["last.pt"]),
+        (12, ["best.pt"]),
+        (12, ["last.pt"]),
+    ]
+    assert "0 s since the last one" in written[0]["message"]
+    assert ckpt_files(runs_dir / "aged") == ["best.pt", "last.pt"]  # no numbered file: it is not periodic

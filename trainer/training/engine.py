@@ -55,6 +55,10 @@ from trainer.training.threads import ThreadShare
 
 MODES = ("new", "resume", "fork")
 CHECKPOINT_FORMAT = 1
+# last.pt is also written when this long has passed since the last one (checked at log steps):
+# checkpoint_interval counts steps, and on a busy machine 500 steps of the default preset took
+# 90 s; a crash before the first checkpoint could not be resumed at all.
+CHECKPOINT_MAX_AGE_S = 60.0
 # Seed offsets keep the eval and sample streams apart from the training stream.
 EVAL_SEED_OFFSET, SAMPLE_SEED_OFFSET = 1_000_003, 2_000_003
 
@@ -162,6 +166,7 @@ class TrainLoop:
         self.step = 0
         self.lr = lr_at(0, cfg)
         self.last_checkpoint_step: int | None = None  # last.pt attempted (all ranks)
+        self.last_checkpoint_time = time.monotonic()  # of that attempt, or of the start (rank 0 decides)
         self.healthy_step: int | None = None  # last.pt actually written (finite weights)
         self.loaded_world = ctx.world_size  # processes that wrote the loaded checkpoint
         self.units_per_step = task.units_per_batch() * cfg.grad_accum_steps * ctx.world_size
@@ -292,6 +297,8 @@ class TrainLoop:
             self._paused_for(self._sample)
         if s % cfg.checkpoint_interval == 0:
             self._paused_for(lambda: self._checkpoint(periodic=True, why="checkpoint_interval"))
+        elif logged and not final and self._checkpoint_is_old():
+            self._paused_for(lambda: self._checkpoint(why=f"{CHECKPOINT_MAX_AGE_S:g} s since the last one"))
         if logged and self.progress is not None:
             self.progress.update(s, self._row)  # after the eval, so its val loss shows at this step
 
@@ -398,6 +405,12 @@ class TrainLoop:
             )
 
     # --- checkpoints ---------------------------------------------------------------------------
+    def _checkpoint_is_old(self) -> bool:
+        """rank 0's clock decides for every rank (a checkpoint gathers from all of them); asked at
+        log steps only, which every rank reaches together."""
+        old = self.writer is not None and time.monotonic() - self.last_checkpoint_time >= CHECKPOINT_MAX_AGE_S
+        return bool(self.ctx.any(int(old)))
+
     def _checkpoint(self, *, last: bool = True, best: bool = False, periodic: bool = False, why: str = "") -> None:
         # Every rank's RNG, data position and interval sums, so a DDP resume is exact per rank.
         per_rank = self.ctx.gather(
@@ -405,6 +418,7 @@ class TrainLoop:
         )
         if last:  # decided alike on every rank, so all ranks take part in the same gathers
             self.last_checkpoint_step = self.step
+            self.last_checkpoint_time = time.monotonic()
         if self.writer is None:
             return
         if not weights_finite(self.raw):
