@@ -198,7 +198,8 @@ class VanishingGradients(_GradLevel):
 
     statistic: median grad/norm of the last `recent_rows` rows against the highest running median
     seen after warm-up. fires when it is < 1/min_factor of that level (or < absolute_floor) for
-    confirm_rows rows.
+    confirm_rows rows, or at once when each of the last fast_rows rows is under 1/min_factor of it
+    (a sudden fall: the median of recent_rows rows moves only half a window after it).
     """
 
     code = "vanishing_gradients"
@@ -208,8 +209,9 @@ class VanishingGradients(_GradLevel):
     absolute_floor = 1e-7
     recent_rows = 10
     confirm_rows = 5
+    fast_rows = 3
     rearm_rows = 5
-    thresholds = ("window", "min_rows", "min_factor", "absolute_floor", "recent_rows", "confirm_rows")
+    thresholds = ("window", "min_rows", "min_factor", "absolute_floor", "recent_rows", "confirm_rows", "fast_rows")
 
     def healthy_reason(self) -> str:
         return f"grad/norm stayed above 1/{self.min_factor:g} of its established level"
@@ -231,7 +233,10 @@ class VanishingGradients(_GradLevel):
         if self.level is None or self.observed % self.recent_rows == 0:
             self.level = max(self.level or 0.0, median(self.logs))
         vanished = now < self.level / self.min_factor or now < self.absolute_floor
-        if not self.confirmed(vanished, self.confirm_rows):
+        # all of the last fast_rows rows that far down: a fall of 100x is 7 sd of the noisiest grad/norm
+        # of one step (log sd 0.6), so three rows in a row are conclusive before the median of 10 moves
+        fast = max(list(self.recent)[-self.fast_rows :]) < self.level / self.min_factor
+        if not self.confirmed(vanished or fast, self.confirm_rows) and not fast:
             return None
         return self.fire(
             step,
