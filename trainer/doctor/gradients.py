@@ -191,7 +191,8 @@ class ExplodingGradients(_GradLevel):
         level = median(self.recent)
         low, low_step = self.low
         slope = 0.0
-        if level - low >= math.log(self.climb_factor) + self._level_margin():  # a healthy row pays one median of 7
+        excess = level - low - math.log(self.climb_factor)
+        if excess >= 0 and excess >= self._level_margin():  # a healthy row pays one median of 7
             slope = theil_sen_slope(list(zip(self.steps, self.logs))[-2 * self.level_rows :])
         self.streak = self.streak + 1 if slope > 0 else 0
         if self.streak < self.climb_confirm:
@@ -255,10 +256,11 @@ class VanishingGradients(_GradLevel):
         now = median(self.recent)
         if self.level is None or self.observed % self.recent_rows == 0:
             self.level = max(self.level or 0.0, median(self.logs))
-        vanished = now < self.level / self.min_factor or now < self.absolute_floor
+        floor = self.level / self.min_factor
+        vanished = now < floor or now < self.absolute_floor
         # all of the last fast_rows rows that far down: a fall of 100x is 7 sd of the noisiest grad/norm
         # of one step (log sd 0.6), so three rows in a row are conclusive before the median of 10 moves
-        fast = max(list(self.recent)[-self.fast_rows :]) < self.level / self.min_factor
+        fast = g < floor and max(self.recent[-i] for i in range(1, self.fast_rows + 1)) < floor
         if not self.confirmed(vanished or fast, self.confirm_rows) and not fast:
             return None
         return self.fire(

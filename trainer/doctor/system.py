@@ -149,7 +149,7 @@ class Slowdown(Detector):
         level = median(self.speeds)
         if self.baseline is None or level > self.baseline:
             self._set_baseline(step, row, level)
-        last = list(self.speeds)[-self.short_rows :]
+        last = [self.speeds[-i] for i in range(self.short_rows, 0, -1)]  # a deque indexes its ends in O(1)
         now = median(last)
         if now >= self.recover_fraction * self.baseline:
             self.slow_since, self.streak = None, 0
