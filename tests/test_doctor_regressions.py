@@ -233,7 +233,6 @@ def test_a_converged_loss_with_multiplicative_noise_raises_no_spike_even_when_lo
     assert [a for a in doctor.alerts if a["code"] == "loss_spike"] == []
 
 
-
 def _still_but_for_a_batch_now_and_then(jump: float) -> list[dict]:
     """A loss at 1.0 that moves only one row in five (+-0.1, alternately), then one row at 1 + jump."""
     doctor = OnlineDoctor({"max_steps": 1000, "schedule": "constant", "warmup_steps": 0})
@@ -250,6 +249,7 @@ def test_a_move_like_the_usual_ones_is_no_spike_when_most_differences_are_zero()
     assert _still_but_for_a_batch_now_and_then(0.2) == []
     (alert,) = _still_but_for_a_batch_now_and_then(0.6)  # six times the usual moves: a spike
     assert alert["step"] == 820
+
 
 def _blow_up(warmup_steps: int, after: float) -> list[dict]:
     """A loss at 4 for 3 rows, up to 61 over 5 rows, then at `after` with noise for 140 rows."""
