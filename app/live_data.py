@@ -117,6 +117,6 @@ def format_remedies(alert: dict) -> list[str]:
             continue
         pairs = ", ".join(f"{k}={_yaml_scalar(v)}" for k, v in (remedy.get("set") or {}).items())
         # a config remedy without a start forks
-        start = " (new run)" if remedy.get("start") == remedies.NEW else " (fork)"
+        start = {remedies.NEW: " (new run)", remedies.SCRIPT: " (in your script)"}.get(remedy.get("start"), " (fork)")
         lines.append(f"set {pairs}{start}: {why}" if pairs else why)
     return lines

@@ -97,7 +97,11 @@ def _stop(run_id: str) -> str:
 
 def _stop_script(run_id: str) -> str:
     runs.request_stop(state.runs_dir(), run_id)
-    return f"Asked {run_id} to stop: run.should_stop() is now true in its script, which saves what its own code saves."
+    return (
+        f"Asked {run_id} to stop: run.should_stop() is now true in its script, which saves what its own code "
+        f"saves. If the script is still running {STOP_GRACE_S:.0f} s from now, it is sent SIGTERM: what it "
+        "logged is kept and the run is recorded as stopped."
+    )
 
 
 def _resume(run_id: str) -> str:

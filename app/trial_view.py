@@ -35,13 +35,15 @@ def report_frame(rows: list[trials.TrialRow]) -> pd.DataFrame:
     return frame
 
 
-def try_button(run_id: str) -> None:
-    """Start the trials of run_id; the outcome (or the one-line refusal) shows on the next rerun."""
+def try_button(run_id: str, off: str | None = None) -> None:
+    """Start the trials of run_id; the outcome (or the one-line refusal) shows on the next rerun.
+    off: why the button is disabled (a script's run: trials rerun our trainer's runs only)."""
     if not st.button(
         "Try the remedies",
         key="try_remedies",
         icon=":material/science:",
-        help="one short run per config remedy plus a control, same seed and steps",
+        help=off or "one short run per config remedy plus a control, same seed and steps",
+        disabled=off is not None,
     ):
         return
     try:

@@ -2,16 +2,20 @@
 tiny MLP, one CPU thread) with and without run.log of 10 scalars per step, the online doctor on;
 (b) points per second through run.log against TensorBoard's SummaryWriter.add_scalar.
 
-    PYTHONPATH=. python benchmarks/api_overhead.py [--steps 500] [--rounds 7] [--points 200000]
+    PYTHONPATH=. python benchmarks/api_overhead.py [--steps 2000] [--rounds 21] [--points 200000]
 
-(a) alternates blocks of `steps` steps without and with the API in one process, and compares the
-medians of the per-step times, with the quartiles of the per-round ratios (api block / the plain
-block before it); each block with the API ends only when the background thread has written its
-rows (run.flush). The online doctor runs in a child process (trainer/doctor/follow.py): its CPU
-time is reported apart, and the total CPU per step (training process + doctor process) beside the
-plain loop's. Target: at most 1% of step time. (b) times log calls until the rows are on disk (finish) for run.log, and
-add_scalar until close() for TensorBoard. Target: at least 10x. A shared machine is noisy:
-compare medians, and rerun.
+(a) runs `rounds` rounds in one process; each round has one block of `steps` steps without the API
+and one with it, in alternating order (plain-api, then api-plain: a drift of the machine's speed
+during a round falls on both arms alike). The figure is the median of the per-round overheads
+(api block / plain block of the same round), with their quartiles; the ratio of the arms' medians
+is printed beside it. Each block with the API ends only when the background thread has written its
+rows (run.flush), so writing them is counted. Also measured apart: the time spent inside the
+run.log calls themselves (a perf_counter around each call), the part of the overhead that sits on
+the training thread whatever the machine does. The online doctor runs in a child process
+(trainer/doctor/follow.py): its CPU time is reported apart, and the total CPU per step (training
+process + doctor process) beside the plain loop's. Target: at most 1% of step time. (b) times log
+calls until the rows are on disk (finish) for run.log, and add_scalar until close() for
+TensorBoard. Target: at least 10x. A shared machine is noisy: compare medians, and rerun.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import trainer
 from trainer.rundir import run_format as rf
 
 SCALARS = 10
+# the rest of the 10 scalars a step (a user's loop writes its keys literally: no formatting per step)
+EXTRA = {f"extra/{k}": float(k) for k in range(3, SCALARS)}
 
 
 def make_loop():
@@ -50,21 +56,23 @@ def make_loop():
     return step
 
 
-def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float]:
-    """Wall and CPU seconds per step over one block; with a run, 10 scalars a step and its rows
-    written. CPU time is the whole process's (the background thread included): on a busy shared
-    machine it moves far less than the wall time."""
+def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float, float]:
+    """Wall and CPU seconds per step over one block, and the seconds per step spent inside run.log;
+    with a run, 10 scalars a step and its rows written. CPU time is the whole process's (the
+    background thread included): on a busy shared machine it moves far less than the wall time."""
+    in_log = 0.0
     start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(first, first + steps):
         loss, pred = step()
         pred_mean = pred.mean()  # in both arms: a tensor op of the loop, not a cost of the API (~7 us)
         if run is not None:
-            row = {rf.TRAIN_LOSS: loss, rf.LR: 1e-3, "pred/mean": pred_mean}
-            row.update({f"extra/{k}": float(k) for k in range(SCALARS - len(row))})
+            row = {rf.TRAIN_LOSS: loss, rf.LR: 1e-3, "pred/mean": pred_mean, **EXTRA}
+            before = time.perf_counter()
             run.log(row, step=i)
+            in_log += time.perf_counter() - before
     if run is not None:
         run.flush()
-    return (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps, in_log / steps
 
 
 def doctor_cpu(run) -> float:
@@ -91,47 +99,58 @@ def doctor_started(run, settle_s: float = 0.5, limit_s: float = 30.0) -> float:
     return last
 
 
+def overheads(plain: list[float], api: list[float]) -> list[float]:
+    """Per-round overheads in percent: each api block against the plain block of the same round."""
+    return sorted(100 * (a - p) / p for p, a in zip(plain, api))
+
+
 def spread(plain: list[float], api: list[float]) -> str:
-    """Quartiles of the per-round overheads (each api block against the plain block before it)."""
-    ratios = sorted(100 * (a - p) / p for p, a in zip(plain, api))
+    """Median and quartiles of the per-round overheads."""
+    ratios = overheads(plain, api)
     q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
-    return f"per-round quartiles {q1:+.1f}% / {q2:+.1f}% / {q3:+.1f}%"
+    return f"median per round {q2:+.2f}% (quartiles {q1:+.1f}% / {q3:+.1f}%)"
 
 
 def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     step = make_loop()
     block(step, steps)  # warm-up
-    plain, api, plain_cpu, api_cpu = [], [], [], []
+    plain, api, plain_cpu, api_cpu, in_log = [], [], [], [], []
     with trainer.init(run_id="overhead", runs_dir=runs_dir, config={"lr": 1e-3}) as run:
         started = doctor_started(run)  # its start-up (Python, imports) is not a cost per step
+        block(step, steps, run)  # warm-up of the API arm (first flush, first doctor reads)
         for r in range(rounds):
-            wall, cpu = block(step, steps)
-            plain.append(wall)
-            plain_cpu.append(cpu)
-            wall, cpu = block(step, steps, run, first=r * steps)
-            api.append(wall)
-            api_cpu.append(cpu)
+            arms = [(plain, plain_cpu, None), (api, api_cpu, run)]
+            for walls, cpus, arm_run in arms if r % 2 == 0 else arms[::-1]:
+                wall, cpu, logged = block(step, steps, arm_run, first=(r + 1) * steps)
+                walls.append(wall)
+                cpus.append(cpu)
+                if arm_run is not None:
+                    in_log.append(logged)
         time.sleep(1)  # it reads the last rows
         # all its CPU time while the blocks ran (idle polls between API blocks included), per API step
-        dc = (doctor_cpu(run) - started) / (rounds * steps)
+        dc = (doctor_cpu(run) - started) / ((rounds + 1) * steps)
     p, a = statistics.median(plain), statistics.median(api)
     pc, ac = statistics.median(plain_cpu), statistics.median(api_cpu)
-    tc = ac + dc
-    print(f"(a) step time, median of {rounds} blocks of {steps} steps, {SCALARS} scalars/step, doctor on:")
+    tc, lg = ac + dc, statistics.median(in_log)
     print(
-        f"    wall: plain loop {p * 1e3:.3f} ms/step, with run.log {a * 1e3:.3f} ms/step: "
-        f"overhead {100 * (a - p) / p:+.2f}% ({spread(plain, api)})"
+        f"(a) step time, {rounds} rounds of two blocks of {steps} steps (alternating order), {SCALARS} scalars/step, doctor on:"
+    )
+    print(f"    wall: overhead {spread(plain, api)}")
+    print(
+        f"          medians of the arms: plain loop {p * 1e3:.3f} ms/step, with run.log {a * 1e3:.3f} ms/step: {100 * (a - p) / p:+.2f}%"
+    )
+    print(
+        f"    inside the run.log calls: {lg * 1e6:.2f} us a step (median block) = {100 * lg / p:.2f}% of the plain step"
     )
     print(
         f"    CPU of the training process: {pc * 1e3:.3f} ms/step plain, {ac * 1e3:.3f} with run.log: "
-        f"overhead {100 * (ac - pc) / pc:+.2f}% ({spread(plain_cpu, api_cpu)})"
+        f"{100 * (ac - pc) / pc:+.2f}% ({spread(plain_cpu, api_cpu)})"
     )
     print(
         f"    CPU of the doctor process: {dc * 1e6:.1f} us per API step; "
         f"total CPU {tc * 1e3:.3f} ms/step: {100 * (tc - pc) / pc:+.2f}% over the plain loop's"
     )
-    print(f"    (per block, plain: {' '.join(f'{v * 1e3:.3f}' for v in plain)})")
-    print(f"    (per block, api:   {' '.join(f'{v * 1e3:.3f}' for v in api)})")
+    print(f"    (per round overheads, %: {' '.join(f'{v:+.1f}' for v in overheads(plain, api))})")
 
 
 def throughput(points: int, runs_dir: str) -> None:
@@ -167,8 +186,8 @@ def throughput(points: int, runs_dir: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=500, help="steps per block")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=2000, help="steps per block")
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--points", type=int, default=200_000)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the example: a tiny model is fastest on one thread

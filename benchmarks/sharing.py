@@ -4,6 +4,7 @@ run alone, and against the same runs with torch's default threads (every run tak
     python benchmarks/sharing.py                    # default preset, 1 / 2 / 4 runs, auto and torch default
     python benchmarks/sharing.py --parts page       # what the Live page costs the run it watches
     python benchmarks/sharing.py --parts hog check  # beside a 1-core busy loop; what the budget check costs
+    python benchmarks/sharing.py --config configs/regression.yaml  # the preset issue 15 measured first
 
 Each run is a real `python -m trainer run` started the way the dashboard starts one
 (trainer.runs.process.start_new: thread share and OpenMP environment), on the default Shakespeare
@@ -46,11 +47,15 @@ from trainer.runs import control, process
 SETTLE_S = 8.0
 
 
+# --config: the preset every run of this benchmark trains (None: the default Shakespeare preset)
+PRESET: str | None = None
+
+
 def start(runs_dir: Path, run_id: str, threads: str, max_steps: int, log_interval: int = 10) -> int:
     """Start a run as the dashboard does; its pid."""
     sets = [f"max_steps={max_steps}", "eval_interval=100000", "sample_interval=100000", f"threads={threads}"]
     sets += ["checkpoint_interval=100000", f"log_interval={log_interval}"]
-    return process.start_new(None, sets, runs_dir, run_id)[1]
+    return process.start_new(PRESET, sets, runs_dir, run_id)[1]
 
 
 def wait_running(run_dir: Path, pid: int, timeout_s: float = 300.0) -> float:
@@ -251,7 +256,13 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=200, help="budget checks timed by --parts check")
     parser.add_argument("--cores", type=int, default=None, help="torch's default threads (all cores)")
     parser.add_argument("--baseline", type=Path, help="--parts page: also another checkout's dashboard, alternated")
+    parser.add_argument(
+        "--config",
+        help="the preset the runs train (default: the Shakespeare default); the issue's own: configs/regression.yaml",
+    )
     args = parser.parse_args()
+    global PRESET
+    PRESET = str(Path(args.config).resolve()) if args.config else None
     args.cores = args.cores or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = Path(tmp) / "runs"

@@ -15,7 +15,7 @@ layout.fork_form(key="diagnosis_fork")
 
 st.subheader("Remedy trials")
 trial_view.refusal()
-trial_view.try_button(run_id)
+trial_view.try_button(run_id, layout.not_restartable(view.status))
 trial_view.latest(run_id)
 
 st.subheader("Full report")

@@ -8,7 +8,10 @@ from app import runs_table as table
 st.title("Runs")
 layout.flash()
 
-if not state.run_ids():
+# Kept for the table's fragment: when the first run appears (a script, the CLI, another tab), the
+# whole page reruns once, so "No runs yet" and the open form do not stay above the new row.
+st.session_state["home_empty"] = not state.run_ids()
+if st.session_state["home_empty"]:
     st.subheader("No runs yet")
     st.write("Train a small character-level GPT on Shakespeare and watch it learn, live.")
     if st.button("Train Shakespeare (default)", key="start_default", type="primary", icon=":material/play_arrow:"):
@@ -28,6 +31,8 @@ def runs_table() -> None:
         infos = state.list_run_infos()
         if not infos:
             return
+        if st.session_state.get("home_empty"):
+            st.rerun()  # the whole page: its empty state is stale
         prefetch.start([info.run_id for info in infos])  # newest first: the likely next click
         table.enforce_pending_stops(state.runs_dir(), infos)
         table.table_message()

@@ -3,6 +3,7 @@ treat like ours (docs/logging-api.md)."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -144,7 +145,7 @@ def test_an_exception_inside_the_with_block_marks_the_run_failed_and_is_reraised
 
 
 def test_a_nan_loss_alert_reaches_events_and_stderr_once_and_on_critical_stops(runs_dir, capsys):
-    run = trainer.init(run_id="nan", runs_dir=runs_dir, on_critical="stop", stop_on=[])
+    run = trainer.init(run_id="nan", runs_dir=runs_dir, config={"lr": 0.05}, on_critical="stop", stop_on=[])
     train(run, 12, nan_from=8)
     wait_until(run.should_stop)  # the doctor runs on the background thread
     train(run, 3, nan_from=1)  # more NaN rows: the same episode, not a new alert
@@ -152,6 +153,7 @@ def test_a_nan_loss_alert_reaches_events_and_stderr_once_and_on_critical_stops(r
     assert alert_codes(runs_dir / "nan").count("non_finite") == 1
     printed = [line for line in capsys.readouterr().err.splitlines() if "non_finite" in line]
     assert len(printed) == 1 and printed[0].startswith("[doctor] non_finite at step 8:")
+    assert printed[0].endswith("(to try in your script: lr=0.025)")  # its own config's lr, halved
     status = runs.read_status(runs_dir / "nan")
     assert status["state"] == rf.STOPPED and "doctor: non_finite" in status["message"]
 
@@ -210,3 +212,56 @@ def test_the_runs_tables_stop_asks_a_script_run_through_should_stop_and_says_so(
         run.finish()
         run_watch.stop_watcher()
     assert runs.read_status(runs_dir / "live-script")["state"] == rf.STOPPED
+
+
+# A script that logs and never looks at should_stop(): only a SIGTERM ends it.
+DEAF_SCRIPT = """
+import sys, time, trainer
+run = trainer.init(run_id="deaf", runs_dir=sys.argv[1], doctor=False)
+step = 0
+while True:
+    step += 1
+    run.log({"train/loss": 1.0 / step}, step=step)
+    if step == 20:
+        print("logging", flush=True)
+    time.sleep(0.005)
+"""
+
+
+def test_a_script_that_ignores_stop_is_terminated_and_recorded_stopped_with_its_rows(runs_dir):
+    script = subprocess.Popen(
+        [sys.executable, "-c", DEAF_SCRIPT, str(runs_dir)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert script.stdout.readline().strip() == "logging"
+        wait_until(lambda: runs.read_status(runs_dir / "deaf") is not None)
+        state = runs.stop(runs_dir, "deaf", grace_s=0.5)  # the stop request, unanswered: SIGTERM
+        assert script.wait(timeout=30) == -15  # it ends as SIGTERM always ended it
+    finally:
+        script.kill()
+    assert state == rf.STOPPED
+    status = runs.read_status(runs_dir / "deaf")
+    assert status["state"] == rf.STOPPED and "SIGTERM after a stop request" in status["message"]
+    steps = [r["step"] for r in lines(runs_dir / "deaf", rf.METRICS_FILE)]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > 20  # the rows up to the end, none lost
+    assert status["step"] == steps[-1]
+
+
+def test_a_scripts_own_sigterm_handler_is_left_in_place():
+    from trainer.api import run as api_run
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        api_run._handle_sigterm()  # what trainer.init does on its first run
+        assert signal.getsignal(signal.SIGTERM) is mine
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        api_run._handle_sigterm()
+        assert signal.getsignal(signal.SIGTERM) is api_run._record_then_terminate
+    finally:
+        signal.signal(signal.SIGTERM, previous)

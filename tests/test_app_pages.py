@@ -341,6 +341,8 @@ def test_a_script_runs_remedy_buttons_are_disabled_with_the_reason(launched, run
     status_path.write_text(json.dumps({**json.loads(status_path.read_text()), rf.STATUS_WRITER: rf.WRITER_API}))
     at = open_app(page, selected_runs=["kinds"])
     buttons = [at.button(key="remedy_kinds_token_collapse"), at.button(key="remedy_kinds_token_collapse_1")]
+    if page == "diagnosis.py":
+        buttons.append(at.button(key="try_remedies"))  # trials rerun our trainer's runs only
     assert all(b.disabled and "trainer.init" in b.help for b in buttons)  # AppTest, like a browser, cannot click
 
 

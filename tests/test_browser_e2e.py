@@ -5,13 +5,16 @@ The trainer is the real one, made small through the documented environment overr
     REQUIRE_BROWSER=1 python -m pytest -m browser tests/test_browser_e2e.py
 """
 
+import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from app.harness import CHROMIUM, chromium, dashboard, stop_trainers
+from app.harness import CHROMIUM, ROOT, chromium, dashboard, stop_trainers
 
 pytestmark = pytest.mark.browser
 
@@ -85,3 +88,35 @@ def test_one_click_trains_live_then_stop_and_resume(tmp_path):
             _row_state(page, run_id, "running")
     finally:
         stop_trainers(runs_dir)
+
+
+# A user's loop that would look at should_stop() only after an hour: the Stop button's SIGTERM ends it.
+DEAF_SCRIPT = """
+import sys, time, trainer
+with trainer.init(run_id="deaf", runs_dir=sys.argv[1], doctor=False) as run:
+    for step in range(1, 10**9):
+        run.log({"train/loss": 1.0 / step}, step=step)
+        time.sleep(0.01)
+"""
+
+
+def test_a_scripts_run_appears_on_an_empty_page_and_stop_ends_it_as_stopped(tmp_path):
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with dashboard(runs_dir) as url, chromium() as page:
+        page.goto(url)
+        page.get_by_text("No runs yet").wait_for(timeout=WAIT_MS)
+        script = subprocess.Popen([sys.executable, "-c", DEAF_SCRIPT, str(runs_dir)], env=env)
+        try:
+            _row_state(page, "deaf", "running")
+            # the page reran whole when the first run appeared: no stale empty state above the row
+            page.get_by_text("No runs yet").wait_for(state="detached", timeout=WAIT_MS)
+            page.locator(".st-key-stop_deaf button").click(timeout=WAIT_MS)
+            page.get_by_text("it is sent SIGTERM").wait_for(timeout=WAIT_MS)
+            _row_state(page, "deaf", "stopped")  # after the grace period, by the page's SIGTERM
+            assert script.wait(timeout=60) == -15
+        finally:
+            script.kill()
+    status = json.loads((runs_dir / "deaf" / "status.json").read_text())
+    assert status["message"].endswith("SIGTERM after a stop request it had not acted on")

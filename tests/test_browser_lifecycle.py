@@ -112,13 +112,13 @@ def test_start_stop_resume_stop_fork_with_the_buttons_then_the_cli(tmp_path, mon
             config = yaml.safe_load((fork / rf.CONFIG_FILE).read_text())
             assert config["lr"] == 0.0005 and status(fork)["parent"] == "life"
 
-            # 5) the same lifecycle through the CLI while the page stays open on the Runs page
+            # 5) the same lifecycle through the CLI while the page stays open on the Runs page (the
+            # waits past the grace period are step 2's; a request aged past it under a refreshing
+            # page, without the wait: tests/test_cli_lifecycle.py)
             cli(runs_dir, "stop", "life-fork", "--wait", "--grace", "60")
             fork_stop = stopped_by_request(page, fork)
-            time.sleep(PAST_GRACE_S)
             cli(runs_dir, "resume", "life-fork", "--background")
             trains_past(page, fork, fork_stop)
-            time.sleep(PAST_GRACE_S)
             row_shows(page, "life-fork", rf.RUNNING)
             cli(runs_dir, "stop", "life-fork", "--wait", "--grace", "60")
             stopped_by_request(page, fork)

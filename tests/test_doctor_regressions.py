@@ -276,3 +276,38 @@ def test_a_loss_that_blew_up_before_the_detectors_armed_is_reported_as_diverged_
         assert alerts[0]["evidence"]["best_step"] == 0 and alerts[0]["step"] < 60
     # back under twice the start after the blow-up: not diverged (a spike the run recovered from)
     assert not [a for a in _blow_up(0, after=3.5) if a["code"] == "loss_rising"]
+
+
+# examples/hf_gpt2.py --lr 1 --warmup-steps 0 --logging-steps 2 --steps 60: its logged train/loss.
+# Already 12.8 at the first row; 59 at step 8; back to 5.1 as the linear decay brings the LR down.
+HF_LR1_NO_WARMUP = [12.82, 31.06, 36.66, 59.27, 45.82, 39.67, 38.23, 32.84, 27.46, 28.63, 18.25, 15.04, 15.36]
+HF_LR1_NO_WARMUP += [18.78, 11.47, 12.19, 12.49, 10.40, 10.39, 8.72, 9.16, 7.23, 7.03, 6.50, 6.14, 5.50, 5.49, 5.14]
+
+
+def test_a_loss_that_blew_up_in_its_first_rows_is_diverged_with_a_slower_start_as_the_remedy():
+    config = {"learning_rate": 1.0, "warmup_steps": 0, "max_steps": 60, "per_device_train_batch_size": 16}
+    doctor = OnlineDoctor(config, schema=False)  # the HF callback's run: TrainingArguments
+    for i, loss in enumerate(HF_LR1_NO_WARMUP):
+        doctor.observe("metrics", {"step": 2 * (i + 1), "train/loss": loss, "lr": 1.0 - i / 30})
+    [alert] = [a for a in doctor.alerts if a["severity"] != "info"]
+    assert alert["code"] == "loss_rising" and alert["step"] == 24 and alert["evidence"]["best"] == 12.82
+    first = alert["remedy"][0]
+    assert first["set"] == {"learning_rate": 0.1, "warmup_steps": 3} and first["start"] == R.SCRIPT
+    assert "no warm-up" in first["why"] and "within 12 logged rows" in first["why"]
+    # the same blow-up under a warm-up: diverged still, but the warm-up is not what to change
+    doctor = OnlineDoctor({**config, "warmup_steps": 10}, schema=False)
+    for i, loss in enumerate(HF_LR1_NO_WARMUP):
+        doctor.observe("metrics", {"step": 2 * (i + 1), "train/loss": loss, "lr": 1.0})
+    [alert] = [a for a in doctor.alerts if a["severity"] != "info"]
+    assert "warmup_steps" not in alert["remedy"][0]["set"]
+
+
+def test_a_noisy_loss_whose_first_row_was_a_low_draw_has_not_diverged():
+    import random
+
+    rng = random.Random(78)
+    doctor = OnlineDoctor({"learning_rate": 1e-4, "batch_size": 32}, schema=False)
+    for step in range(1, 300):  # 30% noise per row about 0.8; the first row drew 0.37
+        loss = 0.37 if step == 1 else 0.8 * math.exp(rng.gauss(0.0, 0.3))
+        doctor.observe("metrics", {"step": step, "train/loss": loss, "lr": 1e-4})
+    assert [a for a in doctor.alerts if a["code"] == "loss_rising"] == []

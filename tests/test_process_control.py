@@ -157,9 +157,10 @@ def test_launched_run_names_its_directory_and_logs_its_errors_there(runs_dir):
     assert child.wait(timeout=60) == 2
     assert child.args[-2:] == ["--run-id", "new"]  # the child writes where the launcher looks
     assert (runs_dir / "new" / rf.LOG_FILE).read_text().startswith("error: lr: 0.0 must be > 0")
-    assert [p.name for p in (runs_dir / "new").iterdir()] == [rf.LOG_FILE]
+    assert sorted(p.name for p in (runs_dir / "new").iterdir()) == sorted([rf.LOG_FILE, rf.LAUNCH_FILE])
     [info] = runs.list_runs(runs_dir)
-    assert info.message.startswith("error: lr: 0.0") and info.state == rf.STARTING  # until the log is stale
+    # its launch record names the process, which is gone: crashed at once, not when the log is stale
+    assert info.message.startswith("error: lr: 0.0") and info.state == rf.CRASHED
 
 
 def test_launch_of_a_new_run_refuses_an_existing_directory(runs_dir):

@@ -217,3 +217,46 @@ def test_a_front_loaded_curriculum_keeps_its_length_with_a_linear_ramp_in_a_new_
 def test_a_remedy_becomes_the_command_its_start_says(remedy, command):
     got = R.command("r", remedy)
     assert got == command if command is None else got.startswith(command) and got.endswith("--set lr=0.002")
+
+
+# What the Hugging Face callback writes to config.yaml (TrainingArguments), in part.
+HF_CONFIG = {
+    "learning_rate": 5e-4,
+    "per_device_train_batch_size": 16,
+    "gradient_accumulation_steps": 1,
+    "max_grad_norm": 1.0,
+    "weight_decay": 0.0,
+    "warmup_steps": 0,
+    "max_steps": 60,
+    "logging_steps": 2,
+}
+
+
+def test_a_script_runs_remedies_use_its_own_config_names_and_values_and_no_command_of_ours():
+    ctx = RunContext(HF_CONFIG, schema=False)  # trainer.init's run: not our schema
+    ctx.evidence = ev = RunEvidence(0)
+    for step in range(2, 60, 2):
+        ev.observe_metrics(step, {rf.LR: 5e-4})
+    seen = 0
+    for code, alert in ALERTS.items():
+        for remedy in R.for_alert(code, ctx, alert, 40):
+            if remedy["kind"] != R.CONFIG:
+                continue
+            seen += 1
+            assert remedy["start"] == R.SCRIPT and set(remedy["set"]) <= set(HF_CONFIG), (code, remedy)
+            assert R.command("hf-run", remedy) is None  # a fork of a script's run cannot be made
+            assert "batch_size 12" not in remedy["why"]  # our default, never the script's value
+    assert seen >= 10
+    spike = R.for_alert("loss_spike", ctx, ALERTS["loss_spike"], 40)
+    assert {"learning_rate": 0.00025} in [r["set"] for r in spike]  # half the logged 5e-4, under HF's name
+    [batch] = [r for r in spike if "per_device_train_batch_size" in r["set"]]
+    assert "over 16 samples (per_device_train_batch_size 16 x gradient_accumulation_steps 1)" in batch["why"]
+    # dropout is not in a TrainingArguments dict: no half of the dropout-and-decay remedy
+    assert not [r for r in R.for_alert("overfitting", ctx, ALERTS["overfitting"], 40) if r["kind"] == R.CONFIG]
+
+
+def test_a_script_run_without_the_knob_in_its_config_gets_no_config_change_for_it():
+    ctx = RunContext({"epochs": 3}, schema=False)
+    ctx.evidence = RunEvidence(0)
+    for code, alert in ALERTS.items():
+        assert all(r["kind"] != R.CONFIG for r in R.for_alert(code, ctx, alert, 40)), code

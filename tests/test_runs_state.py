@@ -153,6 +153,25 @@ def test_launched_run_without_status_is_starting_then_crashed(runs_dir):
     assert runs.run_state(run_dir) == rf.CRASHED
 
 
+def test_a_launched_run_without_status_is_judged_by_its_launch_record_process(runs_dir):
+    import socket
+
+    run_dir = runs_dir / "slow-import"
+    run_dir.mkdir()
+    log = run_dir / rf.LOG_FILE
+    log.write_text("")
+    os.utime(log, (STALE, STALE))  # torch still importing on a busy host: nothing written for long
+    me = psutil.Process()
+    record = {"pid": me.pid, "pid_create_time": me.create_time(), "host": socket.gethostname()}
+    (run_dir / rf.LAUNCH_FILE).write_text(json.dumps(record))
+    assert runs.run_state(run_dir) == rf.STARTING  # its process lives
+    os.utime(log)  # a fresh log does not save a launch whose process is gone
+    (run_dir / rf.LAUNCH_FILE).write_text(json.dumps({**record, "pid": dead_pid()}))
+    assert runs.run_state(run_dir) == rf.CRASHED
+    (run_dir / rf.LAUNCH_FILE).write_text(json.dumps({**record, "pid_create_time": me.create_time() - 1000}))
+    assert runs.run_state(run_dir) == rf.CRASHED  # a reused pid
+
+
 def test_list_runs_reports_status_extras_and_alert_counts(runs_dir):
     run_dir = make_run(runs_dir, "a", state=rf.FINISHED, step=500, task="char_lm", max_steps=500, best_val_loss=1.9)
     alerts = [

@@ -198,3 +198,12 @@ def test_a_fork_that_fails_in_its_first_rows_is_judged_as_its_parent_continued(r
     assert spikes and spikes[0]["step"] == 41
     record = {"code": "loss_spike", "parent": "p", "start": "fork", "from_step": 40}
     assert trials._fires(runs_dir, runs_dir / "p-fork", record)
+
+
+def test_a_scripts_run_cannot_be_tried_and_says_where_the_change_goes(runs_dir, monkeypatch):
+    run_dir, alert = parent_run(runs_dir, "script")
+    status = json.loads((run_dir / rf.STATUS_FILE).read_text())
+    (run_dir / rf.STATUS_FILE).write_text(json.dumps({**status, rf.STATUS_WRITER: rf.WRITER_API}))
+    monkeypatch.setattr(trials, "diagnose", lambda path: {"alerts": [alert]})
+    with pytest.raises(trials.NothingToTry, match="written by its own script .* make the change .* in that script"):
+        trials.start_trials(runs_dir, "script")

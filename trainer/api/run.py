@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import atexit
 import collections
+import os
+import signal
 import sys
 import threading
 import time
@@ -172,6 +174,14 @@ class Run:
         self.writer.fail(error, tb, step=self._max_step, error=error)
         _open_runs.discard(self)
 
+    def terminated(self, signame: str) -> None:
+        """Record the run as stopped by a signal (its rows flushed), as the process is about to end."""
+        if self._closed:
+            return
+        self._close_background()
+        asked = " after a stop request it had not acted on" if self.writer.stop_requested() else ""
+        self._end(rf.STOPPED, "stop", f"stopped at step {self._max_step}: {signame}{asked}")
+
     def __enter__(self) -> Run:
         return self
 
@@ -258,7 +268,11 @@ class Run:
         """One alert from the doctor's process: an alert event, one line on stderr, perhaps a stop."""
         record_alert(self.writer, alert, step)
         message = " ".join(str(alert.get("message", "")).split())  # one line
-        print(f"[doctor] {alert.get('code')} at step {alert.get('step')}: {message}", file=sys.stderr, flush=True)
+        change = next((r["set"] for r in alert.get("remedy") or [] if isinstance(r, dict) and r.get("set")), None)
+        tried = f" (to try in your script: {', '.join(f'{k}={v}' for k, v in change.items())})" if change else ""
+        print(
+            f"[doctor] {alert.get('code')} at step {alert.get('step')}: {message}{tried}", file=sys.stderr, flush=True
+        )
         if stops_run(alert, self.on_critical, self.stop_on):
             self.doctor_stop = self.doctor_stop or f"{alert.get('code')}: {message}"
 
@@ -371,9 +385,13 @@ def _script_name() -> str:
 
 # --- runs left open when the script ends ---------------------------------------------------------
 # A script that raises without a with block: the exception hook records it as failed; one that just
-# ends without finish(): atexit finishes it. Either way its last rows are flushed.
+# ends without finish(): atexit finishes it. Either way its last rows are flushed. A SIGTERM (a Stop
+# the script did not act on within the dashboard's grace, a scheduler's preemption, `kill PID`)
+# still ends the process as it always did, but first records each open run as stopped with its rows
+# written, where it would otherwise be found crashed with its last second of rows lost.
 _open_runs: set[Run] = set()
 _previous_excepthook = None
+SIGTERM_RECORD_S = 15.0  # the longest a SIGTERM waits for the runs to be recorded before it ends us
 
 
 def _track(run: Run) -> None:
@@ -383,6 +401,32 @@ def _track(run: Run) -> None:
         _previous_excepthook = sys.excepthook
         sys.excepthook = _fail_open_runs
         atexit.register(_finish_open_runs)
+        _handle_sigterm()
+
+
+def _handle_sigterm() -> None:
+    """Install the SIGTERM recorder, unless the script (or its framework) handles SIGTERM itself or
+    this is not the main thread (only it may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _record_then_terminate)
+
+
+def _record_then_terminate(signum, frame) -> None:
+    # In a thread of its own: the interrupted main thread may hold a lock the recording needs, and a
+    # handler must not hang the process that was told to end.
+    recorder = threading.Thread(target=_stop_open_runs, args=(signal.Signals(signum).name,), daemon=True)
+    recorder.start()
+    recorder.join(SIGTERM_RECORD_S)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # the default action: the process ends as SIGTERM always ended it
+
+
+def _stop_open_runs(signame: str) -> None:
+    for run in list(_open_runs):
+        run.terminated(signame)
 
 
 def _fail_open_runs(exc_type, exc, tb) -> None:

@@ -12,7 +12,9 @@ Which ones an alert gets, and in what order, is decided per code in trainer/doct
 
 from __future__ import annotations
 
-from trainer.config import Config
+import re
+
+from trainer.config import Config, from_dict
 from trainer.doctor.evidence import NormTrack, RunEvidence
 from trainer.rundir import run_format as rf
 
@@ -20,6 +22,23 @@ CONFIG, CODE, NONE = "config", "code", "none"
 KINDS = (CONFIG, CODE, NONE)
 FORK, NEW = "fork", "new"
 STARTS = (FORK, NEW)
+# A run our trainer did not write (a script through trainer.init, an import): we cannot fork or
+# restart it, so a config change is one to make in the script that wrote it, under its own names.
+SCRIPT = "script"
+
+# Our knob -> the names other programs' configs give it (our own, Hugging Face's TrainingArguments,
+# Lightning's Trainer arguments): a script's remedy sets the key its own config has.
+SCRIPT_NAMES = {
+    "lr": ("lr", "learning_rate"),
+    "min_lr": ("min_lr",),
+    "batch_size": ("batch_size", "per_device_train_batch_size", "train_batch_size"),
+    "grad_accum_steps": ("grad_accum_steps", "gradient_accumulation_steps", "accumulate_grad_batches"),
+    "grad_clip": ("grad_clip", "max_grad_norm", "gradient_clip_val"),
+    "weight_decay": ("weight_decay",),
+    "warmup_steps": ("warmup_steps",),
+    "max_steps": ("max_steps",),
+    "dropout": ("dropout",),
+}
 
 # AdamW's decoupled weight decay removes lr x weight_decay of every decayed weight per step.
 # Common practice is about 1e-4 (nanoGPT: lr 1e-3 x weight_decay 0.1); ten times that halves an
@@ -51,8 +70,52 @@ def kind_of(remedy: dict) -> str:
     return kind if kind in KINDS else (CONFIG if remedy.get("set") else NONE)
 
 
+def script_knobs(raw: dict) -> dict[str, tuple[str, float]]:
+    """Our knob -> (the key in a script's own config, its value), for each knob that config states
+    as a number (a bool is not one)."""
+    known = {}
+    for knob, names in SCRIPT_NAMES.items():
+        for name in names:
+            value = raw.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                known[knob] = (name, value)
+                break
+    return known
+
+
 def base_config(ctx) -> Config:
-    return ctx.cfg if ctx.cfg is not None else Config()
+    """The run's config: ours, or for a run our trainer did not write, our defaults with whatever
+    its own config states under a known name (so a remedy quotes the script's values, not ours)."""
+    if ctx.cfg is not None:
+        return ctx.cfg
+    values = {knob: value for knob, (_, value) in script_knobs(getattr(ctx, "raw", None) or {}).items()}
+    if "lr" in values and "min_lr" not in values:
+        values["min_lr"] = values["lr"] / 10  # our default's ratio: keeps the pair valid
+    # values our schema refuses together (a warm-up longer than the run, say): the optimizer's alone
+    for attempt in (values, {k: v for k, v in values.items() if k not in ("warmup_steps", "max_steps")}):
+        try:
+            return from_dict(attempt)
+        except Exception:
+            continue
+    return Config()
+
+
+def in_script_terms(remedy: dict, raw: dict) -> dict | None:
+    """A remedy for a run our trainer did not write: a config change is made in its script, under
+    the script's own key names; one that sets a knob the script's config does not state is dropped
+    (its numbers would be our defaults, not the run's, and half a remedy is another remedy). Other
+    kinds as they are."""
+    if kind_of(remedy) != CONFIG:
+        return remedy
+    known = script_knobs(raw)
+    if not remedy.get("set") or not set(remedy["set"]) <= set(known):
+        return None
+    sets = {known[k][0]: v for k, v in remedy["set"].items()}
+    why = remedy.get("why", "")
+    for knob, (name, _) in known.items():
+        if name != knob:  # "grad_clip 1 -> 0.5" reads "max_grad_norm 1 -> 0.5" for a Hugging Face run
+            why = re.sub(rf"\b{knob}\b", name, why)
+    return {**remedy, "start": SCRIPT, "set": sets, "why": why}
 
 
 def run_evidence(ctx) -> RunEvidence:
@@ -222,6 +285,23 @@ def larger_batch(ctx) -> dict:
         {"batch_size": cfg.batch_size * 4},
         f"each step averages the gradient over {batch} samples (batch_size {cfg.batch_size} x grad_accum_steps "
         f"{cfg.grad_accum_steps}); 4x as many halve its noise",
+    )
+
+
+def slower_start(ctx, alert: dict) -> dict | None:
+    """A loss that blew up within its first rows at the full LR, with no warm-up: a tenth of the LR,
+    reached over a warm-up (5% of the run). None when the run had a warm-up (the blow-up is then
+    not the start's) or the alert is not an early divergence."""
+    cfg, rows = base_config(ctx), alert.get("rows_logged")
+    if cfg.warmup_steps > 0 or not isinstance(rows, int) or "times_start" not in alert:
+        return None
+    out = lr_to(cfg, cfg.lr / 10)
+    out["warmup_steps"] = max(1, round(0.05 * cfg.max_steps))
+    return config(
+        out,
+        f"lr {cfg.lr:g} from the first step, with no warm-up, and train/loss at {alert['times_start']:g}x its "
+        f"first value within {rows} logged rows: a tenth of it, {out['lr']:g}, reached over "
+        f"{out['warmup_steps']} warm-up steps",
     )
 
 

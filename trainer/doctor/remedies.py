@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 
 from trainer.doctor import knobs as K
-from trainer.doctor.knobs import CODE, CONFIG, FORK, KINDS, NEW, NONE, STARTS, kind_of  # noqa: F401 - the API
+from trainer.doctor.knobs import CODE, CONFIG, FORK, KINDS, NEW, NONE, SCRIPT, STARTS, kind_of  # noqa: F401 - the API
 from trainer.rundir import run_format as rf
 
 
@@ -118,7 +118,7 @@ def _non_finite(ctx, alert, step):
 
 def _rising(ctx, alert, step):
     if "difficulty" not in alert and "at_full_difficulty" not in alert:
-        return K.unstable_step(ctx, step, "lr")
+        return [K.slower_start(ctx, alert), *K.unstable_step(ctx, step, "lr")]
     cfg = _cfg(ctx)
     cur = cfg.curriculum
     length = cur.preschool_steps if cur.ramp != "none" else _ramp_length(ctx, step)
@@ -330,7 +330,11 @@ def for_alert(code: str, ctx, evidence: dict, step: int = 0) -> list[dict]:
     """The ranked remedies for an alert of `code` at `step`, from the run's evidence (ctx.evidence),
     its config (ctx.cfg) and the alert's own numbers (evidence)."""
     rule = RULES.get(code)
-    return [r for r in rule(ctx, evidence, step) if r] if rule else []
+    found = [r for r in rule(ctx, evidence, step) if r] if rule else []
+    if getattr(ctx, "cfg", None) is None:  # not our trainer's config: changes go in the script
+        raw = getattr(ctx, "raw", None) or {}
+        found = [r for r in (K.in_script_terms(r, raw) for r in found) if r]
+    return found
 
 
 def _value(value) -> str:
@@ -340,8 +344,8 @@ def _value(value) -> str:
 def command(run_id: str, remedy: dict, run_dir: str | None = None) -> str | None:
     """The command that applies a config remedy as it says to start: a fork of the best checkpoint,
     or a new run from the run's own config.yaml; None for a code change or no action."""
-    if kind_of(remedy) != CONFIG or not remedy.get("set"):
-        return None
+    if kind_of(remedy) != CONFIG or not remedy.get("set") or remedy.get("start") == SCRIPT:
+        return None  # a script's change is made in the script: no command of ours applies it
     sets = " ".join(f"{k}={_value(v)}" for k, v in remedy["set"].items())
     if remedy.get("start") == NEW:
         config_file = f"{run_dir or 'runs/' + run_id}/config.yaml"

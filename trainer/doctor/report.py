@@ -16,6 +16,7 @@ from trainer.doctor.registry import DETECTORS
 LABELS = {
     (remedies.CONFIG, remedies.FORK): "config change, as a fork",
     (remedies.CONFIG, remedies.NEW): "config change, as a new run",
+    (remedies.CONFIG, remedies.SCRIPT): "config change, in the script that wrote the run",
     (remedies.CONFIG, None): "config change, as a fork",
     (remedies.CODE, None): "code change",
     (remedies.NONE, None): "no action",

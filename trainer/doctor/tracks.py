@@ -52,7 +52,9 @@ class LossTrack:
 
     def start(self) -> float | None:
         """The plain median of the first 3 raw values (None before 3): where training started, for
-        rules that compare against it as it was logged (loss_spike's floor, loss_rising's divergence)."""
+        rules that compare against it as it was logged (loss_spike's floor, loss_rising's divergence
+        once armed; before that, loss_rising reads the first value, as a blow-up in the first rows is
+        in this median)."""
         return median(self.first[:3]) if self.count >= 3 else None
 
     def _initial(self) -> float:

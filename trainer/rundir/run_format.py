@@ -25,6 +25,7 @@ SAMPLES_FILE = "samples.jsonl"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "train.log"  # stdout/stderr of a trainer started in the background
 TRIAL_FILE = "trial.json"  # a remedy trial's group, parent and remedy (trainer/runs/trials.py)
+LAUNCH_FILE = "launch.json"  # the background launcher's child (pid, create time) until status.json exists
 CHECKPOINT_DIR = "checkpoints"
 CONTROL_DIR = "control"
 STOP_FILE = "stop"  # control/stop: finish the step, checkpoint, exit 0
@@ -168,10 +169,11 @@ def run_path(runs_dir: str | Path, run_id: str) -> Path:
 
 def holds_only_launch_files(run_dir: str | Path) -> bool:
     """Is this directory what a background launcher leaves before its trainer writes anything?
-    train.log, trial.json for a remedy trial, and control/stop if Stop was pressed while the run was
+    train.log, launch.json, trial.json for a remedy trial, and control/stop if Stop was pressed while the run was
     starting. Such a directory is free for a new run; anything else in it means the run exists."""
     for entry in Path(run_dir).iterdir():
-        if entry.name in (LOG_FILE, LOCK_FILE, TRIAL_FILE):  # the lock: a start that died before writing anything
+        # the lock: a start that died before writing anything
+        if entry.name in (LOG_FILE, LOCK_FILE, TRIAL_FILE, LAUNCH_FILE):
             continue
         if entry.name == CONTROL_DIR and entry.is_dir() and all(p.name == STOP_FILE for p in entry.iterdir()):
             continue

@@ -30,6 +30,15 @@ def read_status(run_dir: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def read_launch(run_dir: str | Path) -> dict | None:
+    """launch.json (pid, create time, host of a background launcher's child), or None."""
+    try:
+        data = json.loads((Path(run_dir) / rf.LAUNCH_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+
+
 def written_by_trainer(status: dict | None) -> bool:
     """True when our trainer wrote the run: a status.json that neither a script's trainer.init
     (writer "api") nor an import (imported_from) wrote. Only such a run's config.yaml says which
@@ -51,7 +60,12 @@ def read_config(run_dir: str | Path) -> dict | None:
 def state_from_status(run_dir: Path, status: dict | None, now: float) -> str:
     """run_state for a status.json already read (a listing reads it once for every column)."""
     if status is None:
-        # Launched but the trainer has not written status.json yet (or died before it could).
+        # Launched but the trainer has not written status.json yet (or died before it could). The
+        # launcher's record names the child: on this host its process decides, however long torch
+        # takes to import on a busy machine; without one, train.log's age.
+        launched = read_launch(run_dir)
+        if launched is not None and launched.get("host") == socket.gethostname():
+            return rf.STARTING if owner.same_process(launched) is not None else rf.CRASHED
         log = run_dir / rf.LOG_FILE
         if log.is_file() and now - log.stat().st_mtime < rf.STALE_AFTER_SECONDS:
             return rf.STARTING

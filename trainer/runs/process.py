@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,7 +95,21 @@ def launch(argv: list[str], runs_dir: str | Path, run_id: str, threads: int | No
     _children[popen.pid] = popen
     if argv and argv[0] == "resume":
         _claim_status(run_dir, popen.pid, argv)
+    elif argv and argv[0] in _CREATING_COMMANDS:
+        _record_launch(run_dir, popen.pid)
     return popen.pid
+
+
+def _record_launch(run_dir: Path, pid: int) -> None:
+    """launch.json: which process will write this new run, so that until its status.json exists the
+    run reads "starting" while that process lives and "crashed" at once when it dies, not by the
+    age of train.log (torch's import alone can take longer than STALE_AFTER_SECONDS on a busy host)."""
+    try:
+        create_time = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return  # it has already ended: train.log's age says crashed soon enough
+    record = {"pid": pid, "pid_create_time": create_time, "host": socket.gethostname()}
+    atomic_write_text(run_dir / rf.LAUNCH_FILE, json.dumps(record))
 
 
 def _claim_status(run_dir: Path, pid: int, argv: list[str]) -> None:

@@ -31,7 +31,7 @@ from trainer.errors import ConfigError, RunStateError, TrainerError
 from trainer.rundir import run_format as rf
 from trainer.rundir.files import atomic_write_text
 from trainer.rundir.jsonl import read_records
-from trainer.rundir.status import read_config, read_status, run_state
+from trainer.rundir.status import read_config, read_status, run_state, written_by_trainer
 from trainer.runs import process
 from trainer.runs.resume import available_checkpoints
 
@@ -140,6 +140,12 @@ def plan(runs_dir: str | Path, run_id: str, steps: int | None = None, again: boo
         raise ConfigError(f"--steps {steps}: give a whole number of steps, at least 1")
     if read_config(run_dir) is None:
         raise NothingToTry(f"run {run_id!r} has no config.yaml (not our trainer's run), so no trial can rerun it")
+    status = read_status(run_dir)
+    if status is not None and not written_by_trainer(status):
+        raise NothingToTry(
+            f"run {run_id!r} was written by its own script (trainer.init) or imported, and a trial reruns our "
+            "trainer's runs only: make the change its remedies name in that script and run it again"
+        )
     alert = _target_alert(diagnose(run_dir), run_id)
     _refuse_repeat(runs_dir, run_id, again)
     config = C.from_dict(read_config(run_dir))
