@@ -95,7 +95,8 @@ def test_a_run_without_a_speed_key_is_timed_by_its_rows_clocks():
     assert 2000 < alert["step"] <= 2000 + 0.05 * 4000 + 300
     assert 0.3 < alert["evidence"]["drop"] < 0.37
     # no CPU use in the rows: the remedy does not claim the machine was not starved
-    assert alert["evidence"]["cpu_logged"] is False and "full CPU" not in alert["remedy"][0]["why"]
+    # (a script's config without batch_size gets no micro-batch remedy at all since main's c5c28cf)
+    assert alert["evidence"]["cpu_logged"] is False and not any("full CPU" in r["why"] for r in alert["remedy"])
 
 
 def test_pauses_evals_and_a_new_logging_cadence_are_not_a_slowdown():
