@@ -139,6 +139,19 @@ def test_an_lr_far_from_the_one_its_config_names_is_a_warning():
     assert not lr_alerts(warmup, config={"lr": PEAK})
 
 
+def test_rows_before_a_config_change_are_not_held_to_the_config_it_wrote():
+    """A resume with the LR raised 15x rewrites config.yaml with the new lr: the rows before the resume
+    ran under the old one, so their LR, 15x below the new config's, is not "flat far below the lr
+    its config names"; the jump at the resume is the anomaly."""
+    rows = [(s, PEAK) for s in range(10, 1000, 10)] + [(s, 15 * PEAK) for s in range(1000, 1500, 10)]
+    doctor = OnlineDoctor({"lr": 15 * PEAK}, trainer_wrote=False)
+    doctor.note_restart(990)  # diagnose notes the run's last resume/fork/config change before replaying
+    for step, lr in rows:
+        doctor.observe("metrics", {"step": step, "lr": lr})
+    (alert,) = [a for a in doctor.alerts if a["code"] == "lr_anomaly"]
+    assert alert["step"] == 1000 and "resume" in alert["message"]
+
+
 def test_an_lr_that_is_not_finite_is_critical():
     nan = lr_alerts([(10, 1e-3), (20, float("nan")), (30, None)])
     assert [(a["step"], a["severity"]) for a in nan] == [(30, "critical")]

@@ -28,3 +28,14 @@ def test_a_run_that_declares_fp16_may_skip_longer_but_not_for_ever():
     assert not _alerts({3, 4, 5, 6, 7}, config={"fp16": True})
     (alert,) = _alerts(set(range(40, 46)), config={"fp16": True})
     assert alert["step"] == 450
+
+
+def test_a_run_that_came_back_from_an_inf_norm_is_skipping_steps_whatever_its_config_says():
+    """No config (an HF run without config.yaml): one inf norm it came back from, the loss finite,
+    shows a loss scaler at work, so 3 more in a row are it settling; 6 in a row are still a failure.
+    Without that first one, 3 in a row are a failure (an fp32 overflow never comes back)."""
+    assert not _alerts({3, 5, 6, 7})
+    (alert,) = _alerts({3, *range(40, 46)})
+    assert alert["step"] == 450
+    (alert,) = _alerts({5, 6, 7})
+    assert alert["step"] == 70

@@ -21,6 +21,8 @@ case that once alarmed or stayed silent wrongly.
   loss_plateau then called the diverged run stuck.
 - loss_spike on a converged regression (benchmarks/api_overhead.py's MLP, the example loop's): an
   MSE near 1e-5, after starting at 0.5, jumps tenfold between batches now and then.
+- loss_spike on healthy runs logged every step (second generator, one_cycle-81, no_config-3): the
+  MAD of 32 differences read 0.6-0.8 of their spread, and a batch 4-5 sd out passed for a spike.
 """
 
 import math
@@ -229,6 +231,24 @@ def test_a_converged_loss_with_multiplicative_noise_raises_no_spike_even_when_lo
         loss = 1e-5 * math.exp(rng.gauss(0.0, 1.0)) * (10 if step % 97 == 50 else 1)
         doctor.observe("metrics", {"step": step, "train/loss": loss, "lr": 1e-3})
     assert [a for a in doctor.alerts if a["code"] == "loss_spike"] == []
+
+
+def _still_but_for_a_batch_now_and_then(jump: float) -> list[dict]:
+    """A loss at 1.0 that moves only one row in five (+-0.1, alternately), then one row at 1 + jump."""
+    doctor = OnlineDoctor({"max_steps": 1000, "schedule": "constant", "warmup_steps": 0})
+    for i in range(100):
+        loss = 1.0 + (0.1 * (-1) ** (i // 5) if i % 5 == 4 else 0.0) + (jump if i == 81 else 0.0)
+        doctor.observe("metrics", {"step": 10 * (i + 1), "train/loss": loss, "lr": 1e-3})
+    return [a for a in doctor.alerts if a["code"] == "loss_spike"]
+
+
+def test_a_move_like_the_usual_ones_is_no_spike_when_most_differences_are_zero():
+    """Most first differences exactly 0: their MAD is 0 whatever the rest do, and a +20% batch, twice
+    the loss's usual moves, read as hundreds of sd (as the MAD of 32 noisy differences, reading 0.6-0.8
+    of their spread, let 4-5 sd batches pass for spikes on 3 healthy runs of the second generator)."""
+    assert _still_but_for_a_batch_now_and_then(0.2) == []
+    (alert,) = _still_but_for_a_batch_now_and_then(0.6)  # six times the usual moves: a spike
+    assert alert["step"] == 820
 
 
 def _blow_up(warmup_steps: int, after: float) -> list[dict]:

@@ -95,7 +95,8 @@ def test_a_run_without_a_speed_key_is_timed_by_its_rows_clocks():
     assert 2000 < alert["step"] <= 2000 + 0.05 * 4000 + 300
     assert 0.3 < alert["evidence"]["drop"] < 0.37
     # no CPU use in the rows: the remedy does not claim the machine was not starved
-    assert alert["evidence"]["cpu_logged"] is False and "full CPU" not in alert["remedy"][0]["why"]
+    # (a script's config without batch_size gets no micro-batch remedy at all since main's c5c28cf)
+    assert alert["evidence"]["cpu_logged"] is False and not any("full CPU" in r["why"] for r in alert["remedy"])
 
 
 def test_pauses_evals_and_a_new_logging_cadence_are_not_a_slowdown():
@@ -115,3 +116,31 @@ def test_a_dip_of_a_few_percent_of_the_run_is_not_a_slowdown_but_one_that_holds_
     assert not _timed_run(lambda step: 7.0 if 2000 <= step < 2150 else 12.0)
     (alert,) = _timed_run(lambda step: 7.0 if step >= 2000 else 12.0)
     assert alert["step"] >= 2000 + 0.05 * 4000
+
+
+def _logged_run(speed_at, last_step, config, every=10) -> list[dict]:
+    """The slowdown alerts of a run that logs speed/steps_per_s every `every` steps (3% jitter)."""
+    doctor = OnlineDoctor(config, schema=False, trainer_wrote=False)
+    for step in range(every, last_step + 1, every):
+        wobble = 1 + 0.03 * (((step * 7919) % 11 - 5) / 5)
+        doctor.observe("metrics", {"step": step, "train/loss": 2.0, "speed/steps_per_s": speed_at(step) * wobble})
+    return [a for a in doctor.alerts if a["code"] == "slowdown"]
+
+
+def test_a_halving_is_reported_within_two_log_intervals():
+    """A drop to under half the speed, held on 3 rows in a row, is no jitter and no passing dip of
+    the kind a shared machine shows (0.6-0.8x): it is reported at once, not after 5% of the run."""
+    (alert,) = _logged_run(lambda step: 5.0 if step >= 2000 else 12.0, 4000, {"max_steps": 4000})
+    assert 2000 <= alert["step"] <= 2000 + 2 * 10 and alert["evidence"]["slow_since"] == 2010
+    assert 0.55 < alert["evidence"]["drop"] < 0.6
+    # -40% is not a halving: it waits for hold_share (5%) of the run
+    (alert,) = _logged_run(lambda step: 7.2 if step >= 2000 else 12.0, 4000, {"max_steps": 4000})
+    assert alert["step"] >= 2000 + 0.05 * 4000
+
+
+def test_a_run_of_unknown_length_holds_a_slowdown_against_twice_its_age():
+    """Without max_steps a run's length is taken as twice its steps so far: a -35% dip for 90 steps
+    from step 1000 (8% of its age) is a passing job, and the same drop that stays is reported."""
+    assert not _logged_run(lambda step: 7.8 if 1000 <= step < 1090 else 12.0, 3000, {}, every=1)
+    (alert,) = _logged_run(lambda step: 7.8 if step >= 1000 else 12.0, 3000, {}, every=1)
+    assert alert["step"] >= 1000 + 0.1 * alert["step"]

@@ -41,6 +41,36 @@ def test_heavy_tailed_gradients_and_a_slow_healthy_drift_are_not_a_climb():
         assert not alerts_of("exploding_gradients", grad_rows(norm_at, seed=seed)), seed
 
 
+def test_one_batch_with_a_huge_gradient_is_not_an_explosion_but_two_rows_are():
+    """A 40x norm on one row (a hard batch that clipping absorbs; the norm is back on the next row) is
+    no explosion; the same jump held on a second row is, reported at that row."""
+    assert not alerts_of("exploding_gradients", grad_rows(lambda s: 0.5 * (40 if s == 2000 else 1)))
+    (alert,) = alerts_of("exploding_gradients", grad_rows(lambda s: 0.5 * (40 if s >= 2000 else 1)))
+    assert alert["step"] == 2010 and "jumped" in alert["message"]
+
+
+def test_a_noisy_norm_drifting_up_late_is_not_a_climb():
+    """log-noise 0.6 (a small batch) and a 2.5x drift over the run's second half: the median of 7 rows
+    and the least of the running medians sit 4x apart by noise alone; the level must clear the
+    factor by 3 sd of itself."""
+    for seed in range(6):
+        rng = random.Random(seed)
+        rows = [
+            {"step": s, "train/loss": 2.0, "grad/norm": 0.5 * 2.5 ** max(0, s / 2000 - 1) * math.exp(rng.gauss(0, 0.6))}
+            for s in range(5, 4001, 5)
+        ]
+        assert not alerts_of("exploding_gradients", rows), seed
+
+
+def test_a_sudden_fall_of_the_gradient_norm_is_found_within_two_log_intervals():
+    """A 300x fall at step 2000: the median of 10 rows moves only half a window later; three rows in a
+    row that far below the established level are conclusive at once."""
+    (alert,) = alerts_of("vanishing_gradients", grad_rows(lambda s: 0.5 / (300 if s >= 2000 else 1)))
+    assert 2000 <= alert["step"] <= 2000 + 2 * 10, alert["message"]
+    # a 30x fall is not vanishing, however sudden
+    assert not alerts_of("vanishing_gradients", grad_rows(lambda s: 0.5 / (30 if s >= 2000 else 1)))
+
+
 def val_rows(val_at, noise, seed, steps=6000, every=10, eval_every=150):
     """A train loss falling slowly and evals of val_at(step) with relative noise."""
     rng = random.Random(seed)

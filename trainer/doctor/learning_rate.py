@@ -277,7 +277,13 @@ class LrAnomaly(Detector):
 
     def _off_config(self, step, lr) -> tuple[str, dict] | None:
         """The run's own config names its LR (`lr` or `learning_rate`): no schedule goes above its
-        configured peak by config_factor, and none starts flat far below it."""
+        configured peak by config_factor, and none starts flat far below it. Only from the last
+        resume/fork/config change on: config.yaml is rewritten there, so the rows before it ran under
+        another config (a resume with LEARNING_RATE raised 5-20x leaves the new lr in config.yaml, and
+        the rows before it read "flat far below the config's lr": 4 `lr_resumed_high` runs of the
+        second generator's dev block)."""
+        if step < self.ctx.change_step:
+            return None
         named = next((self.ctx.raw.get(k) for k in ("lr", "learning_rate") if finite(self.ctx.raw.get(k))), None)
         if not named or named <= 0:
             return None

@@ -21,7 +21,11 @@ class NonFinite(Detector):
     then, are that (the Hugging Face Trainer logs them while the scale settles from 65536), not a
     failure. Two rows in a row happen while it settles (issue 11: 15 of 100 healthy fp16 runs of
     the second generator's dev block were called non_finite at 2); a run of skipped steps that goes
-    on is a failure, and a real overflow turns the loss non-finite within a few rows anyway."""
+    on is a failure, and a real overflow turns the loss non-finite within a few rows anyway.
+    A run without such a config that has come back once from a non-finite norm, its loss finite,
+    gets grad_rows_fp16 from then on: in fp32 an overflowed update leaves NaN weights, and nothing
+    comes back, so coming back shows a scaler skipping steps (an HF run with no config.yaml had 3 in
+    a row after one it came back from: fp16_overflow-74 of the second generator's dev block)."""
 
     code = "non_finite"
     title = "Loss or gradient became NaN/Inf"
@@ -49,6 +53,10 @@ class NonFinite(Detector):
             return None
         self.observed += 1
         if not bad:
+            if self.grad_streak and finite(row.get(rf.GRAD_NORM)):
+                # back from a non-finite norm with the loss finite: the run skips steps, a loss scaler
+                # at work whatever its config says (an fp32 overflow leaves NaN weights, no way back)
+                self.needed = self.grad_rows_fp16
             self.grad_streak = 0
             self.clear()
             return None

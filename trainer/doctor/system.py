@@ -3,10 +3,11 @@ sys/cuda_mem_mb). lr_anomaly is in trainer/doctor/learning_rate.py."""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, median
+from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median
 from trainer.rundir import run_format as rf
 
 
@@ -45,15 +46,32 @@ class Slowdown(Detector):
     1.0 to 0.6 steps/s). Read from speed/steps_per_s (else a throughput key); a run that logs
     neither is timed by its rows' wall-clock times (ClockSpeed).
 
-    statistic: median of the last `window` speeds against the best such median seen so far
-    (counted from skip_rows on, so start-up is not the baseline)
-    fires when the median < (1 - min_drop) x baseline for confirm_rows rows, and for hold_share of
-    the run's steps (max_steps, else the steps so far): a competing job that takes the cores for a
-    few percent of the run costs it a few percent of its time and goes (wildsuite's healthy
-    `shared_machine`); a slowdown that holds is what costs a run its day. min_drop is a quarter:
-    report 003 lost 40%, and a sustained 25-30% (throttling, a degrading data loader) was missed at a
-    third (wildsuite `slowdown_slow`).
-    cause: when the process's own CPU use (sys/cpu_percent, median over the same window) fell by
+    statistic: the baseline is the best median of `window` speeds seen so far (counted from
+    skip_rows on, so start-up is not the baseline); the speed now is the median of the last
+    short_rows speeds, so a drop is seen two rows after it starts, not half a window later.
+    fires while the speed now is below (1 - min_drop) x baseline, counting its time from the first
+    row under recover_fraction x baseline (where it left its usual range; a speed back above that
+    ends the episode, so noise at the threshold does not restart the count, and a decline is timed
+    from where it began rather than from where it crossed the threshold):
+    - at once when the last short_rows speeds are all at or under (1 - fast_drop) x baseline and
+      that drop is fast_z robust sd of the baseline's log speeds: a halving held over three rows is
+      no jitter, and a second job of the same size on the cores does exactly that (measured on 2
+      cores: -51%); a dip of a few percent of the run (wildsuite's healthy `shared_machine`: 0.6-0.8x
+      for 1-3% of the run) never halves the speed;
+    - else when the speed now has been below the threshold for confirm_rows rows and the streak has
+      held for hold_share of the run: a competing job that takes the cores for a few percent of the
+      run costs it a few percent of its time and goes, while a slowdown that holds is what costs a
+      run its day. Where the run's length is unknown (no max_steps), it is taken as twice the steps
+      so far: seen at a uniformly random point of its life, a run's median length is twice its age
+      (Gott's delta-t argument); 5% of the steps so far called a dip of 1.5-4% of a run seen a fifth
+      of the way through a slowdown (6 `shared_machine` runs of the second generator's dev block).
+      Since that length is a guess, the window's median must be below the threshold as well (half a
+      window of slow rows): a dip of 5-7 rows early in such a run passed twice its age's 5%.
+    min_drop is a quarter: report 003 lost 40%, and a sustained 25-30% (throttling, a degrading data
+    loader) was missed at a third (wildsuite `slowdown_slow`). Nothing fires once the speed is back
+    above the threshold: the window's median lags a dip that already ended by half a window.
+    cause: when the process's own CPU use (sys/cpu_percent, median of the same last rows against its
+    median over the baseline's window) fell by
     starved_cpu_drop or more as well, the trainer is being starved (another job on the cores,
     throttling, I/O or swap waits) rather than doing more work per step: the alert says so and
     proposes no config change, since none would help. (CPU use falls less than speed: torch's
@@ -67,6 +85,9 @@ class Slowdown(Detector):
     window = 20
     skip_rows = 5
     min_drop = 0.25
+    short_rows = 3
+    fast_drop = 0.5
+    fast_z = 6.0
     confirm_rows = 3
     hold_share = 0.05
     recover_fraction = 0.8
@@ -76,6 +97,9 @@ class Slowdown(Detector):
         "window",
         "skip_rows",
         "min_drop",
+        "short_rows",
+        "fast_drop",
+        "fast_z",
         "confirm_rows",
         "hold_share",
         "recover_fraction",
@@ -96,6 +120,7 @@ class Slowdown(Detector):
         self.cpu: deque = deque(maxlen=self.window)
         self.rows = 0  # speeds seen in this series (the first skip_rows are start-up)
         self.baseline = None
+        self.baseline_spread = 0.0  # robust sd of the log speeds in the baseline's window
         self.baseline_step = None
         self.baseline_cpu = None  # median CPU use when the speed baseline was set
         self.baseline_time = None  # wall time of the baseline row: who started since? (neighbours.py)
@@ -121,37 +146,60 @@ class Slowdown(Detector):
             self.cpu.append(cpu)
         if len(self.speeds) < self.window:
             return None
-        now = median(self.speeds)
-        if self.baseline is None or now > self.baseline:
-            self.baseline, self.baseline_step = now, step
-            self.baseline_cpu = median(self.cpu) if len(self.cpu) == self.window else None
-            self.baseline_time = row.get(rf.TIME)
-        if now >= (1 - self.min_drop) * self.baseline:
+        level = median(self.speeds)
+        if self.baseline is None or level > self.baseline:
+            self._set_baseline(step, row, level)
+        last = [self.speeds[-i] for i in range(self.short_rows, 0, -1)]  # a deque indexes its ends in O(1)
+        now = median(last)
+        if now >= self.recover_fraction * self.baseline:
+            self.slow_since, self.streak = None, 0
+            self.clear()
+            return None
+        if self.slow_since is None:
+            self.slow_since = step  # the speed left its usual range here: the hold counts from this row
+        threshold = (1 - self.min_drop) * self.baseline
+        if now >= threshold:
             self.streak = 0
-            if now >= self.recover_fraction * self.baseline:
-                self.clear()
             return None
-        if self.streak == 0:
-            self.slow_since = step
         self.streak += 1
-        held = step - self.slow_since >= self.hold_share * (self.ctx.max_steps or step)
-        if self.streak < self.confirm_rows or not held:
-            return None
+        fast = max(last) <= (1 - self.fast_drop) * self.baseline and (
+            math.log(self.baseline / max(last)) > self.fast_z * self.baseline_spread
+        )
+        length = self.ctx.max_steps or 2 * step  # unknown: twice its age (see the class docstring)
+        held = self.streak >= self.confirm_rows and step - self.slow_since >= self.hold_share * length
+        if not self.ctx.max_steps:
+            held = held and level < threshold  # a guessed length: half a window of slow rows as well
+        if fast or held:
+            return self._alert(step, row, now)
+        return None
+
+    def _set_baseline(self, step, row, level) -> None:
+        self.baseline, self.baseline_step = level, step
+        self.baseline_spread = mad_sigma([math.log(v) for v in self.speeds])
+        self.baseline_cpu = median(self.cpu) if len(self.cpu) == self.window else None
+        self.baseline_time = row.get(rf.TIME)
+
+    def _alert(self, step, row, now):
         unit = {rf.STEPS_PER_S: "steps/s", rf.TIME: "steps/s (timed by the rows' wall-clock times)"}.get(
             self.key, self.key.rsplit("/", 1)[-1].replace("_per_s", "/s")
         )
         drop = 1 - now / self.baseline
-        message = f"training slowed from {fmt(self.baseline)} to {fmt(now)} {unit} (-{drop * 100:.0f}%) by step {step}"
+        message = (
+            f"training slowed from {fmt(self.baseline)} to {fmt(now)} {unit} (-{drop * 100:.0f}%) "
+            f"since step {self.slow_since}, by step {step}"
+        )
         evidence = {
             "baseline": self.baseline,
             "baseline_step": self.baseline_step,
             "now": now,
             "drop": round(drop, 3),
+            "slow_since": self.slow_since,
             "series": self.key,
         }
         if finite(self.baseline_time) and finite(row.get(rf.TIME)):
             evidence.update(baseline_time=self.baseline_time, time=row[rf.TIME])
-        cpu_now = median(self.cpu) if len(self.cpu) == self.window else None
+        # over the same rows as the speed now: a fast alert's window still holds the rows before the drop
+        cpu_now = median(list(self.cpu)[-self.short_rows :]) if len(self.cpu) == self.window else None
         if cpu_now is None or not self.baseline_cpu:
             evidence["cpu_logged"] = False  # nothing tells a starved trainer from a busier step
         if self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
@@ -161,13 +209,7 @@ class Slowdown(Detector):
                 "starved (another job on these cores, throttling, I/O or swap), so no config change is proposed; "
                 "free the cores and the speed comes back"
             )
-            return self.fire(step, message, evidence, R.for_alert(self.code, self.ctx, evidence, step))
-        return self.fire(
-            step,
-            message,
-            evidence,
-            R.for_alert(self.code, self.ctx, evidence, step),
-        )
+        return self.fire(step, message, evidence, R.for_alert(self.code, self.ctx, evidence, step))
 
 
 class MemoryGrowth(Detector):
