@@ -44,3 +44,13 @@ def test_a_curriculum_is_judged_from_its_full_difficulty_level():
     extra = lambda step: {"curriculum/difficulty": difficulty(step)}  # noqa: E731
     (alert,) = _plateaus(loss, config=config, extra=extra)
     assert alert["evidence"]["initial"] > 2.2 and alert["step"] > 2000
+
+
+def test_a_loss_that_never_moved_is_stuck_after_its_lr_decays():
+    """An LR 1000x too low (1e-6, a x0.1 step at step 600): the loss moves 1% from its chance level.
+    A decayed LR explains a descent that stopped, not one that never began (issue 11)."""
+    lr = lambda step: {"lr": 1e-6 if step < 600 else 1e-7}  # noqa: E731
+    (alert,) = _plateaus(lambda s: 4.17 * (1 - 0.01 * (1 - math.exp(-s / 100))), extra=lr)
+    assert alert["evidence"]["lr"] == 1e-7 and alert["step"] <= 1500
+    # the same decay after a real drop (3.3 -> 3.0) and a flat tail is the run converging: no plateau
+    assert not _plateaus(lambda s: 3.0 + 0.3 * math.exp(-s / 100), extra=lr)

@@ -94,8 +94,9 @@ def test_a_val_creep_is_found_soon_after_it_clears_the_noise():
 
 def test_a_noisy_flat_val_is_not_overfitting():
     # 2% eval noise on a flat val: the best is the lowest of 40 medians of 3, and a fresh median sits
-    # 3 sd above it now and then (1 of these 100 seeds still fires: seed 6, a creep read from 8 evals)
-    alarms = [seed for seed in range(100) if alerts_of("overfitting", val_rows(lambda s: 1.7, 0.02, seed))]
+    # 3 sd above it now and then. The trend judged against the larger of two noise reads fired on 2 of
+    # these 200 seeds (104, 138; and on 4 of 300); against the pooled read, on 1 (1 of 300 too)
+    alarms = [seed for seed in range(200) if alerts_of("overfitting", val_rows(lambda s: 1.7, 0.02, seed))]
     assert len(alarms) <= 1, alarms
 
 

@@ -6,6 +6,8 @@ smoothed train/loss at the same step.
 
 from __future__ import annotations
 
+import math
+
 from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median, theil_sen_slope
 from trainer.rundir import run_format as rf
@@ -105,7 +107,11 @@ class Overfitting(Detector):
     confirm_evals = 1  # the median of 3 evals already needs two of them high
     mean_abs_floor = 0.8  # the noise read is at least 0.8 x the mean-absolute-deviation estimate
     min_trend_evals = 5
-    trend_z = 3.5
+    # 4 on the pooled noise (3.5 on the larger of the two reads, before): a flat val with 2% eval
+    # noise and 40 evals made a line that steep on none of 300 seeds (pooled at 3.5: 7; the larger
+    # read at 3.5: 3), and the trend found 161 of the second generator's 200 dev-block overfitting
+    # runs (the larger read at 3.5: 157).
+    trend_z = 4.0
     trend_points = 24
     thresholds = ("min_relative_rise", "noise_multiple", "mean_abs_floor", "min_trend_evals", "trend_z", "trend_points")
 
@@ -153,16 +159,19 @@ class Overfitting(Detector):
         the eval noise): on a creep, noise makes a new best now and then that is no better than the
         old one, and measuring from it would start the evidence over each time.
 
-        The noise is the larger of the evals' scatter about that line and the eval-to-eval noise
-        (either alone, read from a dozen evals, now and then reads a third of the true spread), with
-        the t distribution's allowance for a spread read from few evals."""
+        The noise pools two reads of it, the evals' scatter about that line and the eval-to-eval
+        noise, as their root mean square: either alone, read from a dozen evals, now and then reads a
+        third of the true spread, and the larger of the two read 1.44x the true eval noise at the
+        median (issue 11, the second generator's dev block), which hid slow creeps; pooled, both must
+        read low together. With the t distribution's allowance for a spread read from few evals."""
         after = [(s, v) for s, v in self.evals[-4 * self.trend_points :] if s > self.anchor_step]
         n = len(after)
         if n < self.min_trend_evals:
             return False
         stride = -(-n // self.trend_points)
         slope = theil_sen_slope(after[::stride])
-        noise = max(_scatter([v - slope * s for s, v in after], self.mean_abs_floor), self._noise())
+        scatter = _scatter([v - slope * s for s, v in after], self.mean_abs_floor)
+        noise = math.sqrt((scatter**2 + self._noise() ** 2) / 2)
         rise = slope * (step - self.anchor_step)
         z = self.trend_z * (1 + 2.5 / n)  # about Student's t at 0.1% for n - 2 degrees of freedom
         return noise > 0 and rise > self.best * self.min_relative_rise and rise > z * noise * (12 / n) ** 0.5

@@ -138,7 +138,17 @@ class LossPlateau(Detector):
         stuck = track.level > self.stuck_fraction * initial
         if initial > 0 and track.level > LossRising.divergence_factor * initial:
             return None  # not stuck but diverged: loss_rising says so, with the start it rose from
-        lr_ok = self.lr is None or self.peak_lr == 0 or self.lr >= self.min_lr_fraction * self.peak_lr
+        # A decayed LR explains a descent that stopped, not one that never began: a loss whose best
+        # level never fell more than flat_share under its start (plus one per-row noise, as the best is
+        # the lowest of many medians) did not move at any LR, and is stuck whatever the schedule does
+        # now (issue 11: 10 of 100 `plateau_lr_too_low` runs of the second generator's dev block, at an
+        # LR 1000x too low, went unreported once a step or cosine decay took the LR under a fifth of its peak).
+        lr_ok = (
+            initial - best <= self.flat_share * abs(initial) + noise
+            or self.lr is None
+            or self.peak_lr == 0
+            or self.lr >= self.min_lr_fraction * self.peak_lr
+        )
         # Flat must be shown, not just "not shown to improve": the improvement plus its noise must stay
         # under a tenth of the drop so far, so a short or noisy window never makes a plateau.
         # Without a drop to speak of (a loss at its chance level, a mean predictor's MSE), flat is
