@@ -75,7 +75,9 @@ def _timed_run(speed_at, max_steps=4000, every=lambda step: 10, gaps=(), evals=(
     """The slowdown alerts of a run that logs no speed key (as the Hugging Face Trainer): only each
     row's wall-clock time shows its speed. gaps: {step: seconds off before that row}; evals: steps
     after which an eval row (and its 30 s pause) comes."""
-    doctor = OnlineDoctor({"max_steps": max_steps}, schema=False, trainer_wrote=False)
+    # a script's config (HF names): its remedies speak them (trainer/doctor/knobs.py, in_script_terms)
+    config = {"max_steps": max_steps, "per_device_train_batch_size": 32, "gradient_accumulation_steps": 1}
+    doctor = OnlineDoctor(config, schema=False, trainer_wrote=False)
     step, clock = 0, 1.8e9
     while step < max_steps:
         interval = every(step)
@@ -95,8 +97,9 @@ def test_a_run_without_a_speed_key_is_timed_by_its_rows_clocks():
     assert 2000 < alert["step"] <= 2000 + 0.05 * 4000 + 300
     assert 0.3 < alert["evidence"]["drop"] < 0.37
     # no CPU use in the rows: the remedy does not claim the machine was not starved
-    # (a script's config without batch_size gets no micro-batch remedy at all since main's c5c28cf)
-    assert alert["evidence"]["cpu_logged"] is False and not any("full CPU" in r["why"] for r in alert["remedy"])
+    [remedy] = [r for r in alert["remedy"] if r["set"]]
+    assert remedy["set"] == {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 2}
+    assert alert["evidence"]["cpu_logged"] is False and "full CPU" not in remedy["why"]
 
 
 def test_pauses_evals_and_a_new_logging_cadence_are_not_a_slowdown():
