@@ -209,7 +209,7 @@ def test_char_spike_preset_spikes_when_resumed_with_a_raised_lr(runs_dir):
 
 def test_char_healthy_preset_has_no_spike(runs_dir):
     run = run_preset(
-        runs_dir, "shakespeare_char", "max_steps=300", "log_interval=5", "eval_interval=300", "sample_interval=300"
+        runs_dir, "shakespeare_char", "max_steps=200", "log_interval=5", "eval_interval=200", "sample_interval=200"
     )
     assert spikes(run).empty
     assert series(run, "train/loss").iloc[-5:].mean() < 2.6
