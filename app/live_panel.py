@@ -99,8 +99,10 @@ def remedy_buttons(run_id: str, alert: dict, off: str | None = None, limit: int 
     for n, remedy in enumerate(live_data.config_remedies(alert)[:limit]):
         sets = live_data.remedy_sets(remedy)
         key = f"remedy_{run_id}_{alert.get('code')}" + (f"_{n}" if n else "")
-        start = {remedies.NEW: "New run", remedies.SCRIPT: "In your script:"}.get(remedy.get("start"), "Fork")
-        label = start + (" " if remedy.get("start") == remedies.SCRIPT else " with ") + ", ".join(sets)
+        start = {remedies.NEW: "New run with ", remedies.SCRIPT: "In your script: "}.get(
+            remedy.get("start"), "Fork with "
+        )
+        label = start + ", ".join(sets)
         # Both come from the run's files and Streamlit renders markdown in them: shown literally.
         why = escape(str(remedy.get("why", "")))
         if not st.button(

@@ -100,14 +100,13 @@ def base_config(ctx) -> Config:
     return Config()
 
 
-def in_script_terms(remedy: dict, raw: dict) -> dict | None:
+def in_script_terms(remedy: dict, known: dict[str, tuple[str, float]]) -> dict | None:
     """A remedy for a run our trainer did not write: a config change is made in its script, under
-    the script's own key names; one that sets a knob the script's config does not state is dropped
-    (its numbers would be our defaults, not the run's, and half a remedy is another remedy). Other
-    kinds as they are."""
+    the script's own key names (known: script_knobs of its config); one that sets a knob the
+    script's config does not state is dropped (its numbers would be our defaults, not the run's,
+    and half a remedy is another remedy). Other kinds as they are."""
     if kind_of(remedy) != CONFIG:
         return remedy
-    known = script_knobs(raw)
     if not remedy.get("set") or not set(remedy["set"]) <= set(known):
         return None
     sets = {known[k][0]: v for k, v in remedy["set"].items()}

@@ -186,8 +186,6 @@ class LossRising(Detector):
         self.full_step = None  # first step at full difficulty
         self.peak_at_full = None
         self.rows_at_full = 0  # train rows since the curriculum reached full difficulty
-        self.log_diffs: deque = deque(maxlen=32)  # of the raw train/loss: the divergence's noise
-        self.last_value: float | None = None
 
     def observe(self, step, row):
         ctx = self.ctx
@@ -203,10 +201,6 @@ class LossRising(Detector):
         # value and out of the rows' noise. An LR the model cannot hold blows the loss up in the
         # first steps (an HF GPT-2 at LR 1, no warm-up: 12.8 at step 2, 59 at step 8, still 2-3x its
         # first value at step 20), when the median of the first 3 rows already holds the blow-up.
-        value = row[rf.TRAIN_LOSS]
-        if value > 0 and self.last_value is not None and self.last_value > 0:
-            self.log_diffs.append(math.log(value / self.last_value))
-        self.last_value = value
         armed = (
             track.count >= self.min_rows_curriculum
             if ctx.has_curriculum
@@ -246,9 +240,10 @@ class LossRising(Detector):
         the rows' log differences / sqrt 2): on a loss with 50% noise per row the first value can be
         a low draw at half the level (second generator, `noisy` seed 78: 0.37 then 0.49-1.2), which is
         not a blow-up; the HF run at LR 1 rose 2.9x against 0.14 of per-row log noise."""
-        if len(self.log_diffs) < 4:
+        log_diffs = self.ctx.train.log_diffs
+        if len(log_diffs) < 4:
             return False
-        return math.log(level / first) > self.divergence_z * mad_sigma(self.log_diffs) / math.sqrt(2)
+        return math.log(level / first) > self.divergence_z * mad_sigma(log_diffs) / math.sqrt(2)
 
     def _diverged(self, step, level, start, early=False):
         start_step = self.ctx.train.steps[0]

@@ -332,8 +332,8 @@ def for_alert(code: str, ctx, evidence: dict, step: int = 0) -> list[dict]:
     rule = RULES.get(code)
     found = [r for r in rule(ctx, evidence, step) if r] if rule else []
     if getattr(ctx, "cfg", None) is None:  # not our trainer's config: changes go in the script
-        raw = getattr(ctx, "raw", None) or {}
-        found = [r for r in (K.in_script_terms(r, raw) for r in found) if r]
+        known = K.script_knobs(getattr(ctx, "raw", None) or {})
+        found = [r for r in (K.in_script_terms(r, known) for r in found) if r]
     return found
 
 

@@ -8,6 +8,7 @@ level so far.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections import deque
 
@@ -21,6 +22,7 @@ class LossTrack:
     def __init__(self):
         self.recent: deque = deque(maxlen=self.smooth_rows)
         self.diffs: deque = deque(maxlen=self.noise_rows)
+        self.log_diffs: deque = deque(maxlen=self.noise_rows)  # of a positive loss: its multiplicative noise
         self.last: float | None = None
         self.level: float | None = None
         self.steps: list[int] = []
@@ -36,6 +38,8 @@ class LossTrack:
     def add(self, step: int, value: float) -> None:
         if self.last is not None:
             self.diffs.append(value - self.last)
+            if value > 0 and self.last > 0:
+                self.log_diffs.append(math.log(value / self.last))
         self.last = value
         self.recent.append(value)
         self.count += 1

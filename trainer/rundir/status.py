@@ -23,20 +23,22 @@ def read_status(run_dir: str | Path) -> dict | None:
     """status.json as a dict, or None if it is missing or unreadable (it is replaced atomically,
     so a partial file means something else wrote it). Here, not in trainer.rundir.reader, so that the CLI
     and the trainer do not import pandas and polars to read one small file."""
-    try:
-        data = json.loads((Path(run_dir) / rf.STATUS_FILE).read_bytes())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return _json_object(Path(run_dir) / rf.STATUS_FILE)
 
 
 def read_launch(run_dir: str | Path) -> dict | None:
     """launch.json (pid, create time, host of a background launcher's child), or None."""
+    data = _json_object(Path(run_dir) / rf.LAUNCH_FILE)
+    return data if data is not None and isinstance(data.get("pid"), int) else None
+
+
+def _json_object(path: Path) -> dict | None:
+    """The file's JSON object, or None if it is missing, unreadable or not an object."""
     try:
-        data = json.loads((Path(run_dir) / rf.LAUNCH_FILE).read_bytes())
+        data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+    return data if isinstance(data, dict) else None
 
 
 def written_by_trainer(status: dict | None) -> bool:
