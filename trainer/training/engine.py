@@ -117,7 +117,9 @@ def train(
         if ctx.is_main:
             loop.attach(open_writer(cfg, runs_dir, run_id, mode, parent, state))
             loop.progress = open_progress(run_id, cfg.max_steps, quiet)
-        return loop.execute(mode, state, checkpoint, parent, changes or {})
+        result = loop.execute(mode, state, checkpoint, parent, changes or {})
+        ctx.barrier()  # the ranks tear down together: none closes its connections while another still writes
+        return result
     finally:
         signals.restore()
         ctx.teardown()
