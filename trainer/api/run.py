@@ -38,7 +38,7 @@ import yaml
 
 from trainer.api.doctor_process import DoctorProcess
 from trainer.api.grads import GradWatch
-from trainer.api.values import PLAIN, held, numbers_in_place
+from trainer.api.values import PLAIN, hold_in_place, numbers_in_place
 from trainer.config import DoctorConfig
 from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
@@ -86,22 +86,26 @@ class Run:
     def log(self, metrics: dict, step: int | None = None) -> None:
         """One metrics row. Values: Python numbers or one-element tensors (kept as tensors until the
         background flush: no GPU sync here). step=None: one past the previous log's step (0 first)."""
-        self._check_open("log")
+        # Every line here runs once per step, right after the step's torch work, when Python runs
+        # several times slower than in a tight loop: no method calls that can be inlined, and one
+        # C-level pass over the values when all are numbers (benchmarks/api_overhead.py).
+        if self._closed:
+            self._check_open("log")
         if self.threads is not None and self.threads.recheck():  # on this thread: OpenMP's setting is per thread
             self.writer.set_status(**self.threads.status_fields(), write=False)  # the heartbeat writes it
-        step = self._next_step(step)
+        if step is None:
+            step = 0 if self._step is None else self._step + 1
+        elif type(step) is not int:
+            step = int(step)
+        self._step = step
         # the row as written (a copy: the caller may reuse its dict); step and time first, so the
         # writer encodes it as it is (a key "step" or "time" of the caller's replaces ours, as ever)
-        row, tensor_keys = {"step": step, "time": time.time()}, None
+        row = {"step": step, "time": time.time()}
         row.update(metrics)
-        if not PLAIN.issuperset(map(type, row.values())):  # one C-level pass when all are numbers
-            tensor_keys = []
-            for key, value in row.items():
-                if type(value) not in PLAIN:
-                    row[key] = value = held(key, value)
-                    if isinstance(value, torch.Tensor):
-                        tensor_keys.append(key)
-        self._queue.append((METRICS, step, row, tensor_keys or None))
+        tensor_keys = None
+        if not PLAIN.issuperset(map(type, metrics.values())):
+            tensor_keys = hold_in_place(row, metrics)
+        self._queue.append((METRICS, step, row, tensor_keys))
 
     def variance(self, pred: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:
         """out/pred_std, out/target_std and out/variance_ratio (pred_std / target_std) of one batch:

@@ -44,6 +44,18 @@ def held(key: str, value):
     )
 
 
+def hold_in_place(row: dict, metrics: dict) -> list[str] | None:
+    """Put held(key, value) into row for each of metrics' values that is not a plain number; the
+    keys whose values stay tensors until the flush, or None."""
+    keys = []
+    for key, value in metrics.items():
+        if type(value) not in PLAIN:
+            row[key] = value = held(key, value)
+            if isinstance(value, torch.Tensor):
+                keys.append(key)
+    return keys or None
+
+
 def to_numbers(tensors: list[torch.Tensor]) -> list:
     """The Python number of each one-element tensor, in order; one .tolist() per (device, dtype).
 
