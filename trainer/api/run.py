@@ -201,11 +201,6 @@ class Run:
         if self._closed:
             raise RuntimeError(f"run.{what}() after run.finish(): call trainer.init() again to start a new run")
 
-    def _next_step(self, step: int | None) -> int:
-        step = (0 if self._step is None else self._step + 1) if step is None else int(step)
-        self._step = step
-        return step
-
     def _same_step(self, step: int | None) -> int:
         return int(step) if step is not None else (self._step or 0)
 
