@@ -5,6 +5,7 @@ import math
 import random
 
 from trainer.doctor import OnlineDoctor
+from trainer.doctor.base import line_deviations
 
 
 def alerts_of(code, rows, config=None):
@@ -121,3 +122,18 @@ def test_a_noisy_flat_loss_is_rarely_rising_and_a_real_climb_is_found():
     assert sum(flat) <= 4 and sum(n > 0 for n in flat) <= 2, flat
     for seed in range(6):
         assert any(1500 <= a["step"] <= 2400 for a in loss_rising_alerts(seed, rise_from=1500, steps=2400)), seed
+
+
+def test_eval_noise_is_read_the_same_at_any_spacing_and_a_trend_is_not_noise():
+    # Other programs evaluate at irregular steps (epochs of changing length, a timer): a straight
+    # line read through uneven evals has second differences, which read the trend as noise.
+    steps = [0, 60, 360, 480, 930, 1020, 1080, 1380]
+    assert max(abs(d) for d in line_deviations([(s, 2.0 + 0.001 * s) for s in steps])) < 1e-12
+    evenly = [(100 * i, v) for i, v in enumerate([1.0, 1.3, 0.9, 1.1, 1.4, 0.8])]
+    second = [a - 2 * b + c for (_, a), (_, b), (_, c) in zip(evenly, evenly[1:], evenly[2:])]
+    assert [round(d, 12) for d in line_deviations(evenly)] == [round(-x / math.sqrt(6), 12) for x in second]
+    # independent noise of sd 1 at uneven steps reads as sd 1
+    rng = random.Random(0)
+    uneven = sorted(rng.sample(range(100000), 4000))
+    deviations = line_deviations([(s, rng.gauss(0, 1)) for s in uneven])
+    assert abs(math.sqrt(sum(d * d for d in deviations) / len(deviations)) - 1) < 0.05

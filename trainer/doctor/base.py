@@ -10,6 +10,7 @@ incremental state, so the live doctor and `python -m trainer diagnose` always ag
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from trainer.config import from_dict
@@ -31,6 +32,19 @@ def mad_sigma(values, center: float | None = None) -> float:
     """Robust standard deviation: 1.4826 * median absolute deviation."""
     c = median(values) if center is None else center
     return MAD_TO_SIGMA * median([abs(v - c) for v in values])
+
+
+def line_deviations(points: list[tuple[float, float]]) -> list[float]:
+    """Each inner eval's distance from the straight line through its two neighbours, in units of
+    the eval noise: for independent noise of sd s each has sd s, whatever the spacing, and a linear
+    trend cancels out. Evenly spaced this is the second difference / sqrt(6); other programs evaluate
+    at irregular steps (every epoch of a changing length, on a timer), where the second difference
+    reads the trend itself as noise (issue 11)."""
+    out = []
+    for (s0, v0), (s1, v1), (s2, v2) in zip(points, points[1:], points[2:]):
+        w = (s1 - s0) / (s2 - s0) if s2 > s0 else 0.5
+        out.append((v1 - v0 - w * (v2 - v0)) / math.sqrt(1 + (1 - w) ** 2 + w**2))
+    return out
 
 
 def theil_sen_slope(points) -> float:

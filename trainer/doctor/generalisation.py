@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median, theil_sen_slope
+from trainer.doctor.base import Detector, finite, fmt, line_deviations, mad_sigma, median, theil_sen_slope
 from trainer.rundir import run_format as rf
 
 MEAN_ABS_TO_SIGMA = 0.7979  # mean absolute deviation of a normal distribution / its sd (sqrt(2/pi))
@@ -127,7 +127,8 @@ class Overfitting(Detector):
         self.evals: list[tuple[int, float]] = []
 
     def _noise(self) -> float:
-        """Eval-to-eval noise from second differences (a trend cancels out) of the last 30 evals,
+        """Eval-to-eval noise from each eval's distance to the line through its neighbours (a trend
+        cancels out, at any spacing: base.line_deviations) over the last 30 evals,
         leaving out the early fast drop, whose curvature would pass for noise: from the last real
         improvement on once there are 6 evals since (a val still curving down towards its best read
         twice its noise, and an overfitting rise was found late), else from where val came within
@@ -138,20 +139,19 @@ class Overfitting(Detector):
         at 20 seeds). The mean absolute deviation (88% efficient) rarely reads that low but grows
         with the curvature left in the window, so it is only a floor, at mean_abs_floor of itself.
         """
-        vals = [v for _, v in self.evals[-30:]]
-        settled = next((i for i, v in enumerate(vals) if v <= 1.05 * self.best), 0)
-        since_anchor = [v for s, v in self.evals[-30:] if self.anchor_step is not None and s >= self.anchor_step]
+        points = self.evals[-30:]
+        settled = next((i for i, (_, v) in enumerate(points) if v <= 1.05 * self.best), 0)
+        since_anchor = [(s, v) for s, v in points if self.anchor_step is not None and s >= self.anchor_step]
         if len(since_anchor) >= 6:  # past the best the curve bends no more: only its noise is left
-            vals = since_anchor
-        elif len(vals) - settled >= 6:
-            vals = vals[settled:]
-        if len(vals) < 6:
+            points = since_anchor
+        elif len(points) - settled >= 6:
+            points = points[settled:]
+        if len(points) < 6:
             return 0.0
-        second = [a - 2 * b + c for a, b, c in zip(vals, vals[1:], vals[2:])]
-        # 2.449 = sqrt(6): the sd of a second difference of independent noise, in units of that noise.
+        deviations = line_deviations(points)
         # Read from a few evals it is uncertain: the allowance grows it as Student's t would (issue 11:
         # 6-10 evals of a flat val with 2% noise read it at a third and raised overfitting).
-        return _scatter(second, self.mean_abs_floor) / 2.449 * (1 + 2.5 / len(second))
+        return _scatter(deviations, self.mean_abs_floor) * (1 + 2.5 / len(deviations))
 
     def _creeping(self, step) -> bool:
         """The line through the evals since the last real improvement has risen by more than the
