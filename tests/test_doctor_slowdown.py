@@ -9,21 +9,22 @@ from trainer.config import Config
 from trainer.doctor import OnlineDoctor
 
 
-def _slowdown_alerts(cpu_after: float) -> list[dict]:
-    """A steady run at 33 steps/s and 200% CPU that halves its speed from step 1500 on."""
+def _slowdown_alerts(cpu_after: float, other_after: float | None = None) -> list[dict]:
+    """A steady run at 33 steps/s and 200% CPU that halves its speed from step 1500 on; with
+    other_after, it logs the cores other processes kept busy (0.05 before, other_after from then)."""
     doctor = OnlineDoctor(Config(max_steps=2000).to_dict())
     for step in range(10, 2001, 10):
         wobble = ((step * 7919) % 11 - 5) / 5  # deterministic noise in [-1, 1]
         slow = step > 1500
-        doctor.observe(
-            "metrics",
-            {
-                "step": step,
-                "speed/steps_per_s": (16.0 if slow else 33.0) + 0.5 * wobble,
-                "sys/cpu_percent": (cpu_after if slow else 200.0) + 5 * wobble,
-                "sys/rss_mb": 460.0,
-            },
-        )
+        row = {
+            "step": step,
+            "speed/steps_per_s": (16.0 if slow else 33.0) + 0.5 * wobble,
+            "sys/cpu_percent": (cpu_after if slow else 200.0) + 5 * wobble,
+            "sys/rss_mb": 460.0,
+        }
+        if other_after is not None:
+            row["sys/other_cpu"] = (other_after if slow else 0.05) + 0.02 * wobble
+        doctor.observe("metrics", row)
     return [a for a in doctor.alerts if a["code"] == "slowdown"]
 
 
@@ -38,6 +39,23 @@ def test_a_starved_trainer_is_told_so_and_offered_no_config_change():
 def test_a_slowdown_at_full_cpu_keeps_the_micro_batch_remedy():
     (alert,) = _slowdown_alerts(cpu_after=198.0)
     assert "starved" not in alert["message"] and "cpu_percent_now" not in alert["evidence"]
+    assert alert["remedy"][0]["set"] == {"batch_size": 6, "grad_accum_steps": 2}
+
+
+def test_a_trainer_sharing_its_cores_with_other_processes_is_told_so_whatever_its_cpu_use():
+    # Seen trying the README as a new user: the default run, with Chromium drawing its Live page,
+    # slowed 26% at almost full CPU use, and was told to halve its micro-batch.
+    (alert,) = _slowdown_alerts(cpu_after=190.0, other_after=0.6)
+    assert "other processes on this host kept 0.6" in alert["message"] and "0.05" in alert["message"]
+    assert alert["evidence"]["competing"] and alert["evidence"]["other_cpu_now"] > 0.5
+    (remedy,) = alert["remedy"]
+    assert remedy["kind"] == "none" and not remedy["set"] and "no config change helps" in remedy["why"]
+
+
+def test_other_processes_that_took_no_more_than_before_leave_the_micro_batch_remedy():
+    (alert,) = _slowdown_alerts(cpu_after=198.0, other_after=0.15)
+    assert "other processes" not in alert["message"] and not alert["evidence"].get("competing")
+    assert alert["evidence"]["other_cpu_baseline"] < 0.1
     assert alert["remedy"][0]["set"] == {"batch_size": 6, "grad_accum_steps": 2}
 
 

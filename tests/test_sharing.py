@@ -232,3 +232,24 @@ def test_the_logging_api_takes_the_same_share_for_a_users_loop(runs_dir, monkeyp
             assert run.threads is None and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_trainers_system_row_counts_the_cores_other_processes_keep_busy():
+    from trainer.training.probes import SystemProbe
+
+    probe = SystemProbe(torch.device("cpu"))
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        spin = psutil.Process(spinner.pid)
+        probe.read()  # the spinner's start-up falls before this window
+        cpu_before, wall_before = sum(spin.cpu_times()[:2]), time.monotonic()
+        time.sleep(1.0)
+        busy = probe.read()[rf.OTHER_CPU]
+        spun = (sum(spin.cpu_times()[:2]) - cpu_before) / (time.monotonic() - wall_before)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    # Whatever else the machine runs, the spinner's own share is in it (this process's is not).
+    assert spun > 0.2 and busy >= spun - 0.15, (busy, spun)
+    assert busy <= psutil.cpu_count() + 0.1

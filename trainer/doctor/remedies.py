@@ -232,6 +232,14 @@ def _dead(ctx, alert, step):
 
 
 def _slowdown(ctx, alert, step):
+    if alert.get("competing"):
+        return [
+            K.no_action(
+                f"other processes on this host took {_num(alert.get('other_cpu_baseline'))} -> "
+                f"{_num(alert.get('other_cpu_now'))} cores while it slowed: it shares the cores with them; free "
+                "them and the speed comes back, no config change helps"
+            )
+        ]
     if "cpu_percent_now" in alert:
         return [
             K.no_action(

@@ -76,7 +76,10 @@ class Slowdown(Detector):
     throttling, I/O or swap waits) rather than doing more work per step: the alert says so and
     proposes no config change, since none would help. (CPU use falls less than speed: torch's
     threads spin at their barriers while one of them waits for a core; measured 2 cores shared
-    with a second run: -51% steps/s, -26% CPU.)
+    with a second run: -51% steps/s, -26% CPU.) Where the run logs sys/other_cpu (our trainer
+    does), a rise of competing_cores or more in the cores other processes kept busy says the same
+    directly, whatever its own CPU use did: a 2-thread trainer beside a browser drawing the Live page
+    slowed 26% with its CPU use down less than a fifth, and was told to shrink its micro-batch.
     """
 
     code = "slowdown"
@@ -92,6 +95,9 @@ class Slowdown(Detector):
     hold_share = 0.05
     recover_fraction = 0.8
     starved_cpu_drop = 0.2
+    # A quarter of a core more taken by other processes: what the thread budget already counts as
+    # other work (trainer/rundir/sharing.py, IGNORED_LOAD); less is a browser tab or an editor.
+    competing_cores = 0.25
     rearm_rows = 5
     thresholds = (
         "window",
@@ -104,6 +110,7 @@ class Slowdown(Detector):
         "hold_share",
         "recover_fraction",
         "starved_cpu_drop",
+        "competing_cores",
     )
 
     def healthy_reason(self) -> str:
@@ -118,11 +125,13 @@ class Slowdown(Detector):
     def _start_series(self) -> None:
         self.speeds: deque = deque(maxlen=self.window)
         self.cpu: deque = deque(maxlen=self.window)
+        self.other: deque = deque(maxlen=self.window)  # sys/other_cpu: cores other processes kept busy
         self.rows = 0  # speeds seen in this series (the first skip_rows are start-up)
         self.baseline = None
         self.baseline_spread = 0.0  # robust sd of the log speeds in the baseline's window
         self.baseline_step = None
         self.baseline_cpu = None  # median CPU use when the speed baseline was set
+        self.baseline_other = None  # median sys/other_cpu then
         self.baseline_time = None  # wall time of the baseline row: who started since? (neighbours.py)
         self.slow_since = None  # first step of the current streak below the threshold
 
@@ -144,6 +153,9 @@ class Slowdown(Detector):
         cpu = row.get(rf.CPU_PERCENT)
         if finite(cpu):
             self.cpu.append(cpu)
+        other = row.get(rf.OTHER_CPU)
+        if finite(other):
+            self.other.append(other)
         if len(self.speeds) < self.window:
             return None
         level = median(self.speeds)
@@ -177,6 +189,7 @@ class Slowdown(Detector):
         self.baseline, self.baseline_step = level, step
         self.baseline_spread = mad_sigma([math.log(v) for v in self.speeds])
         self.baseline_cpu = median(self.cpu) if len(self.cpu) == self.window else None
+        self.baseline_other = median(self.other) if len(self.other) == self.window else None
         self.baseline_time = row.get(rf.TIME)
 
     def _alert(self, step, row, now):
@@ -202,6 +215,18 @@ class Slowdown(Detector):
         cpu_now = median(list(self.cpu)[-self.short_rows :]) if len(self.cpu) == self.window else None
         if cpu_now is None or not self.baseline_cpu:
             evidence["cpu_logged"] = False  # nothing tells a starved trainer from a busier step
+        other_now = median(list(self.other)[-self.short_rows :]) if len(self.other) == self.window else None
+        if self.baseline_other is not None and other_now is not None:
+            evidence.update(other_cpu_baseline=self.baseline_other, other_cpu_now=other_now)
+            if other_now - self.baseline_other >= self.competing_cores:
+                evidence["competing"] = True
+                message += (
+                    f"; meanwhile other processes on this host kept {fmt(other_now)} cores busy, against "
+                    f"{fmt(self.baseline_other)} at full speed: it is sharing the cores with them (another job, a "
+                    "browser drawing the dashboard), so no config change is proposed; free the cores and the "
+                    "speed comes back"
+                )
+                return self.fire(step, message, evidence, R.for_alert(self.code, self.ctx, evidence, step))
         if self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
             evidence.update(cpu_percent_baseline=self.baseline_cpu, cpu_percent_now=cpu_now)
             message += (

@@ -106,6 +106,9 @@ SAMPLES_PER_S = "speed/samples_per_s"
 THROUGHPUT = {"tokens": TOKENS_PER_S, "samples": SAMPLES_PER_S}
 RSS_MB = "sys/rss_mb"
 CPU_PERCENT = "sys/cpu_percent"
+# Cores busy with other processes on the host since the previous row (host CPU time minus this
+# process's, over the wall time): what tells a trainer starved by a competing job from one doing more work.
+OTHER_CPU = "sys/other_cpu"
 CUDA_MEM_MB = "sys/cuda_mem_mb"
 CUDA_MEM_PEAK_MB = "sys/cuda_mem_peak_mb"
 CURRICULUM_DIFFICULTY = "curriculum/difficulty"

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psutil
 import torch
 from torch import nn
@@ -185,11 +187,31 @@ class SystemProbe:
         self.device = device
         self.process = psutil.Process()
         self.process.cpu_percent(None)  # the first call only starts the measurement
+        self._times = self._cpu_times()
 
     def read(self) -> dict[str, float]:
         row = {
             rf.RSS_MB: self.process.memory_info().rss / 2.0**20,
             rf.CPU_PERCENT: self.process.cpu_percent(None),
         }
+        other = self._other_cpu()
+        if other is not None:
+            row[rf.OTHER_CPU] = other
         row.update(memory_mb(self.device))
         return row
+
+    def _cpu_times(self) -> tuple[float, float, float]:
+        """(wall time, host CPU seconds busy, this process's CPU seconds): one read of /proc/stat."""
+        host = psutil.cpu_times()
+        own = self.process.cpu_times()
+        busy = sum(getattr(host, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
+        return time.monotonic(), busy, own.user + own.system
+
+    def _other_cpu(self) -> float | None:
+        """Cores that other processes kept busy since the last read (None over too short a time)."""
+        then, self._times = self._times, self._cpu_times()
+        wall = self._times[0] - then[0]
+        if wall < 0.05:
+            return None
+        other = (self._times[1] - then[1]) - (self._times[2] - then[2])
+        return round(max(0.0, other / wall), 3)
