@@ -98,6 +98,22 @@ def test_tensors_logged_without_item_arrive_as_numbers_and_nan_as_null(runs_dir)
     assert row["c"] is None and row["d"] is None and '"c":null' in text
 
 
+def test_the_scripts_memory_and_cpu_and_other_processes_cores_are_written_about_once_a_second(runs_dir):
+    # as our trainer writes them with each row: memory_growth and slowdown read them from a script's run too
+    with trainer.init(run_id="sys", runs_dir=runs_dir) as run:
+        for step in range(1, 121):
+            run.log({rf.TRAIN_LOSS: 1.0, **({rf.RSS_MB: 5.0} if step == 60 else {})}, step=step)
+            time.sleep(0.02)
+    rows = [json.loads(line) for line in (runs_dir / "sys" / rf.METRICS_FILE).read_text().splitlines()]
+    with_sys = [r for r in rows if rf.OTHER_CPU in r]
+    assert 1 <= len(with_sys) <= len(rows) / 10, len(with_sys)  # about one a flush (~2.4 s of rows), not one a row
+    for row in with_sys:
+        assert row[rf.RSS_MB] > 10 or row["step"] == 60
+        assert row[rf.CPU_PERCENT] >= 0 and row[rf.OTHER_CPU] >= 0
+        assert rf.TRAIN_LOSS in row  # on a train row: where the doctor's slowdown reads them with its speed
+    assert next(r for r in rows if r["step"] == 60)[rf.RSS_MB] == 5.0  # the script's own value is kept
+
+
 def test_watch_writes_grads_and_a_parameter_without_gradient_is_dead_to_the_doctor(runs_dir):
     model = WithUnusedLayer()
     with trainer.init(run_id="dead", runs_dir=runs_dir) as run:

@@ -238,18 +238,21 @@ def test_the_trainers_system_row_counts_the_cores_other_processes_keep_busy():
     from trainer.training.probes import SystemProbe
 
     probe = SystemProbe(torch.device("cpu"))
+    with_children = SystemProbe(torch.device("cpu"), children=True)  # as trainer.init reads it
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
         spin = psutil.Process(spinner.pid)
-        probe.read()  # the spinner's start-up falls before this window
+        probe.read(), with_children.read()  # the spinner's start-up falls before this window
         cpu_before, wall_before = sum(spin.cpu_times()[:2]), time.monotonic()
         time.sleep(1.0)
-        busy = probe.read()[rf.OTHER_CPU]
+        busy, busy_but_ours = probe.read()[rf.OTHER_CPU], with_children.read()[rf.OTHER_CPU]
         spun = (sum(spin.cpu_times()[:2]) - cpu_before) / (time.monotonic() - wall_before)
     finally:
         spinner.kill()
         spinner.wait()
-    # Whatever else the machine runs, the spinner's own share is in it (this process's is not).
+    # Whatever else the machine runs, the spinner's own share is in it (this process's is not), and
+    # counted as this process's own child, it is not.
     assert spun > 0.2 and busy >= spun - 0.15, (busy, spun)
     assert busy <= psutil.cpu_count() + 0.1
+    assert busy - busy_but_ours >= spun - 0.2, (busy, busy_but_ours, spun)

@@ -44,6 +44,7 @@ from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
 from trainer.rundir.writer import RunWriter, open_run
 from trainer.training.doctor_hook import record_alert, stops_run
+from trainer.training.probes import SystemProbe
 from trainer.training.threads import ThreadShare
 
 FLUSH_SECONDS = 1.0  # the queue is drained this often, so rows reach the files within about a second
@@ -77,6 +78,9 @@ class Run:
         self._wake = threading.Event()  # flush() asks for a drain now
         self._drained = threading.Condition()
         self._drains_started = self._drains_done = 0
+        # CPU and RSS (a script's device is its own business); its children, the doctor's process and
+        # data workers, count as its own, not as other work on the host
+        self._system = SystemProbe(torch.device("cpu"), children=True)
         # the doctor reads config.yaml and the files: started after open_run wrote them
         self.doctor = DoctorProcess(self.run_dir, self._alert, self._doctor_failed) if doctor else None
         self._thread = threading.Thread(target=self._background, name="trainer-api-flush", daemon=True)
@@ -235,8 +239,12 @@ class Run:
             return
         # 1) every tensor waiting in this flush becomes a number: one sync per device and dtype
         numbers_in_place([(row, keys) for _, _, row, keys in items if keys])
-        # 2) the metrics rows written in one call, in the order logged
-        self.writer.log_records([row for kind, _, row, _ in items if kind == METRICS])
+        # 2) the metrics rows written in one call, in the order logged; the newest train row (else the
+        # newest row) carries this process's memory and CPU and the cores other processes kept busy
+        rows = [row for kind, _, row, _ in items if kind == METRICS]
+        if rows:
+            self._add_system(next((r for r in reversed(rows) if rf.TRAIN_LOSS in r), rows[-1]))
+        self.writer.log_records(rows)
         self._max_step = max(self._max_step, max((step for kind, step, _, _ in items if kind == METRICS), default=0))
         # 3) grads and samples
         for kind, step, payload, _ in items:
@@ -254,6 +262,17 @@ class Run:
         self._status_written = now if write else self._status_written
         self.writer.set_status(step=self._max_step, write=write)
         self.writer.flush()
+
+    def _add_system(self, row: dict) -> None:
+        """sys/rss_mb, sys/cpu_percent and sys/other_cpu, as our trainer writes them with each row,
+        on one row a flush (about once a second): the doctor's memory_growth and slowdown read them
+        (a leak in the script; a run sharing its cores). A key the script logs itself is kept."""
+        try:
+            values = self._system.read()
+        except Exception:  # psutil refused (a sandbox without /proc): the rows go on without them
+            return
+        for key, value in values.items():
+            row.setdefault(key, value)
 
     def _poll_doctor(self) -> None:
         if self.doctor is None:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import psutil
@@ -183,8 +184,9 @@ class Mechanism:
 class SystemProbe:
     """sys/* series of the trainer process."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, children: bool = False):
         self.device = device
+        self.children = children  # count this process's children as its own (a script's data workers)
         self.process = psutil.Process()
         self.process.cpu_percent(None)  # the first call only starts the measurement
         self._times = self._cpu_times()
@@ -204,8 +206,14 @@ class SystemProbe:
         """(wall time, host CPU seconds busy, this process's CPU seconds): one read of /proc/stat."""
         host = psutil.cpu_times()
         own = self.process.cpu_times()
+        mine = own.user + own.system
+        if self.children:  # ~1 ms a listing: for a reader off the training thread
+            for child in self.process.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    times = child.cpu_times()
+                    mine += times.user + times.system
         busy = sum(getattr(host, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
-        return time.monotonic(), busy, own.user + own.system
+        return time.monotonic(), busy, mine
 
     def _other_cpu(self) -> float | None:
         """Cores that other processes kept busy since the last read (None over too short a time)."""
