@@ -216,18 +216,19 @@ class Slowdown(Detector):
         if cpu_now is None or not self.baseline_cpu:
             evidence["cpu_logged"] = False  # nothing tells a starved trainer from a busier step
         other_now = median(list(self.other)[-self.short_rows :]) if len(self.other) == self.window else None
+        competing = False
         if self.baseline_other is not None and other_now is not None:
             evidence.update(other_cpu_baseline=self.baseline_other, other_cpu_now=other_now)
-            if other_now - self.baseline_other >= self.competing_cores:
-                evidence["competing"] = True
-                message += (
-                    f"; meanwhile other processes on this host kept {fmt(other_now)} cores busy, against "
-                    f"{fmt(self.baseline_other)} at full speed: it is sharing the cores with them (another job, a "
-                    "browser drawing the dashboard), so no config change is proposed; free the cores and the "
-                    "speed comes back"
-                )
-                return self.fire(step, message, evidence, R.for_alert(self.code, self.ctx, evidence, step))
-        if self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
+            competing = other_now - self.baseline_other >= self.competing_cores
+        if competing:
+            evidence["competing"] = True
+            message += (
+                f"; meanwhile other processes on this host kept {fmt(other_now)} cores busy, against "
+                f"{fmt(self.baseline_other)} at full speed: it is sharing the cores with them (another job, a "
+                "browser drawing the dashboard), so no config change is proposed; free the cores and the "
+                "speed comes back"
+            )
+        elif self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
             evidence.update(cpu_percent_baseline=self.baseline_cpu, cpu_percent_now=cpu_now)
             message += (
                 f"; its CPU use fell with it ({fmt(self.baseline_cpu)}% -> {fmt(cpu_now)}%): the trainer is being "

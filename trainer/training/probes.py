@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import psutil
 import torch
 from torch import nn
 
+from trainer.rundir import host_load
 from trainer.rundir import run_format as rf
 from trainer.training.device import memory_mb
 
@@ -189,6 +189,7 @@ class SystemProbe:
         self.children = children  # count this process's children as its own (a script's data workers)
         self.process = psutil.Process()
         self.process.cpu_percent(None)  # the first call only starts the measurement
+        self.cores = psutil.cpu_count() or 1
         self._times = self._cpu_times()
 
     def read(self) -> dict[str, float]:
@@ -204,16 +205,10 @@ class SystemProbe:
 
     def _cpu_times(self) -> tuple[float, float, float]:
         """(wall time, host CPU seconds busy, this process's CPU seconds): one read of /proc/stat."""
-        host = psutil.cpu_times()
-        own = self.process.cpu_times()
-        mine = own.user + own.system
+        mine = host_load.cpu_seconds(self.process) or 0.0
         if self.children:  # ~1 ms a listing: for a reader off the training thread
-            for child in self.process.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    times = child.cpu_times()
-                    mine += times.user + times.system
-        busy = sum(getattr(host, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
-        return time.monotonic(), busy, mine
+            mine += sum(host_load.cpu_seconds(child) or 0.0 for child in self.process.children(recursive=True))
+        return time.monotonic(), host_load.host_busy_seconds(), mine
 
     def _other_cpu(self) -> float | None:
         """Cores that other processes kept busy since the last read (None over too short a time)."""
@@ -221,5 +216,5 @@ class SystemProbe:
         wall = self._times[0] - then[0]
         if wall < 0.05:
             return None
-        other = (self._times[1] - then[1]) - (self._times[2] - then[2])
-        return round(max(0.0, other / wall), 3)
+        host_s, mine_s = self._times[1] - then[1], self._times[2] - then[2]
+        return round(host_load.other_busy_cores(host_s, mine_s, wall, self.cores), 3)
