@@ -144,11 +144,37 @@ def parts_runs(args, runs_dir: Path) -> None:
         )
 
 
+def cpu_of(proc: psutil.Process) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def browser_cpu() -> float:
+    """CPU seconds so far of the Chromium processes this benchmark started (through playwright)."""
+    total = 0.0
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.name().startswith("chrom"):
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def parts_page(args, runs_dir: Path) -> None:
-    from app.harness import ROOT, chromium, dashboard
+    from app.harness import ROOT, chromium, dashboard, server_pid
 
     roots = {"Live open": ROOT} | ({"Live open, baseline": args.baseline.resolve()} if args.baseline else {})
     results = {label: [] for label in ["no page", *roots]}
+    cpu = {label: [] for label in roots}  # (dashboard server, Chromium) cores over the window
     for repeat in range(args.repeats):
         for n, label in enumerate(results):
             run_id = f"page-{repeat}-{n}"
@@ -156,10 +182,15 @@ def parts_page(args, runs_dir: Path) -> None:
             with dashboard(runs_dir, root=roots.get(label, ROOT)) as url:
                 pid = start(runs_dir, run_id, "auto", max_steps=10**6)
                 begun = wait_running(runs_dir / run_id, pid)
+                server = psutil.Process(server_pid(url))
                 if label in roots:
                     with chromium() as page:
                         page.goto(f"{url}/live?run={run_id}")
-                        time.sleep(SETTLE_S + args.seconds)
+                        time.sleep(SETTLE_S)
+                        before = cpu_of(server), browser_cpu()
+                        time.sleep(args.seconds)
+                        after = cpu_of(server), browser_cpu()
+                    cpu[label].append(tuple((b - a) / args.seconds for a, b in zip(before, after)))
                 else:
                     time.sleep(SETTLE_S + args.seconds)
             control.stop(runs_dir, run_id, grace_s=30)
@@ -179,6 +210,8 @@ def parts_page(args, runs_dir: Path) -> None:
         watched = statistics.median(results[label])
         print(f"steps/s, {label}: {', '.join(f'{v:.1f}' for v in results[label])} (median {watched:.1f})")
         print(f"{label}: the Live page costs the run {100 * (1 - watched / base):.1f}% of its steps/s (target <= 10%)")
+        server, browser = (statistics.median(c) for c in zip(*cpu[label]))
+        print(f"    CPU while it was open (median, in cores): dashboard server {server:.2f}, Chromium {browser:.2f}")
 
 
 def parts_hog(args, runs_dir: Path) -> None:

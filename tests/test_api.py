@@ -89,13 +89,22 @@ def test_run_directory_reads_like_ours_in_the_reader_and_the_cli(runs_dir, capsy
 def test_tensors_logged_without_item_arrive_as_numbers_and_nan_as_null(runs_dir):
     loss = torch.tensor(2.5, requires_grad=True) * 1.0  # part of a graph, as a loss is
     with trainer.init(run_id="values", runs_dir=runs_dir) as run:
-        run.log({"a": loss, "b": torch.tensor(3), "c": float("nan"), "d": torch.tensor(float("inf")), "e": 7}, step=4)
+        run.log(
+            {"a": loss, "b": torch.tensor(3), "c": float("nan"), "d": torch.tensor(float("inf")), "e": 7},
+            step=4,
+        )
+        run.log({"one": torch.tensor([1.5]), "flag": torch.tensor(True)}, step=5)  # one element: one number
         with pytest.raises(TypeError, match="'vec' is a tensor of shape \\(3,\\)"):
-            run.log({"vec": torch.ones(3)}, step=5)
+            run.log({"vec": torch.ones(3)}, step=6)
+        with pytest.raises(TypeError, match="'none' is a tensor of shape \\(0,\\)"):
+            run.log({"ok": 1.0, "none": torch.ones(0)}, step=6)
     text = (runs_dir / "values" / rf.METRICS_FILE).read_text()
     row = json.loads(text.splitlines()[0])
     assert row["step"] == 4 and row["a"] == 2.5 and row["b"] == 3 and row["e"] == 7
     assert row["c"] is None and row["d"] is None and '"c":null' in text
+    second = json.loads(text.splitlines()[1])
+    assert (second["step"], second["one"], second["flag"]) == (5, 1.5, True)
+    assert len(text.splitlines()) == 2  # the refused calls wrote nothing
 
 
 def test_the_scripts_memory_and_cpu_and_other_processes_cores_are_written_about_once_a_second(runs_dir):

@@ -38,7 +38,7 @@ import yaml
 
 from trainer.api.doctor_process import DoctorProcess
 from trainer.api.grads import GradWatch
-from trainer.api.values import PLAIN, hold_in_place, numbers_in_place
+from trainer.api.values import PLAIN, held, numbers_in_place
 from trainer.config import DoctorConfig
 from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
@@ -92,7 +92,8 @@ class Run:
         background flush: no GPU sync here). step=None: one past the previous log's step (0 first)."""
         # Every line here runs once per step, right after the step's torch work, when Python runs
         # several times slower than in a tight loop: no method calls that can be inlined, and one
-        # C-level pass over the values when all are numbers (benchmarks/api_overhead.py).
+        # pass over the values that settles plain numbers and CPU tensors without a call
+        # (benchmarks/api_overhead.py).
         if self._closed:
             self._check_open("log")
         if self.threads is not None and self.threads.recheck():  # on this thread: OpenMP's setting is per thread
@@ -106,9 +107,24 @@ class Run:
         # writer encodes it as it is (a key "step" or "time" of the caller's replaces ours, as ever)
         row = {"step": step, "time": time.time()}
         row.update(metrics)
-        tensor_keys = None
-        if not PLAIN.issuperset(map(type, metrics.values())):
-            tensor_keys = hold_in_place(row, metrics)
+        tensor_keys = None  # the keys whose values stay tensors until the flush
+        for key, value in metrics.items():
+            kind = type(value)
+            if kind in PLAIN:
+                continue
+            if kind is torch.Tensor and value.is_cpu:
+                # the common case (a loss on the CPU): nothing to wait for, read at once without
+                # held()'s checks, which cost as much again; .item() itself refuses more than one element
+                try:
+                    row[key] = value.item()
+                    continue
+                except RuntimeError:
+                    pass  # held() raises the message that names the key
+            row[key] = value = held(key, value)
+            if isinstance(value, torch.Tensor):
+                if tensor_keys is None:
+                    tensor_keys = []
+                tensor_keys.append(key)
         self._queue.append((METRICS, step, row, tensor_keys))
 
     def variance(self, pred: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:

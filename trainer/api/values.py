@@ -13,7 +13,8 @@ from collections import defaultdict
 
 import torch
 
-# Written as they are; anything else goes through held() (checked by exact type: fast).
+# Written as they are; run.log reads a CPU tensor itself, and anything else goes through held()
+# (checked by exact type: fast).
 PLAIN = frozenset((float, int, bool, type(None)))
 
 
@@ -42,18 +43,6 @@ def held(key: str, value):
         f"metric {key!r} has value {value!r} of type {type(value).__name__}, which is not a number; "
         "log one number per key and put text in run.sample(text=...)"
     )
-
-
-def hold_in_place(row: dict, metrics: dict) -> list[str] | None:
-    """Put held(key, value) into row for each of metrics' values that is not a plain number; the
-    keys whose values stay tensors until the flush, or None."""
-    keys = []
-    for key, value in metrics.items():
-        if type(value) not in PLAIN:
-            row[key] = value = held(key, value)
-            if isinstance(value, torch.Tensor):
-                keys.append(key)
-    return keys or None
 
 
 def to_numbers(tensors: list[torch.Tensor]) -> list:
