@@ -256,3 +256,31 @@ def test_the_trainers_system_row_counts_the_cores_other_processes_keep_busy():
     assert spun > 0.2 and busy >= spun - 0.15, (busy, spun)
     assert busy <= psutil.cpu_count() + 0.1
     assert busy - busy_but_ours >= spun - 0.2, (busy, busy_but_ours, spun)
+
+
+def test_the_system_row_counts_how_often_the_training_thread_waited_for_a_core():
+    """sys/preempted_per_s: the main thread's involuntary context switches a second. A loop that
+    wants its core beside twice as many busy processes as the host has cores is taken off it far
+    more often than alone (measured: 5-9 a second alone, hundreds beside the busy processes)."""
+    from trainer.training.probes import SystemProbe
+
+    def spin(seconds: float) -> float:
+        probe.read()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+        return probe.read()[rf.PREEMPTED_PER_S]
+
+    probe = SystemProbe(torch.device("cpu"))
+    alone = spin(0.5)
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (psutil.cpu_count() or 1))
+    ]
+    try:
+        time.sleep(0.3)
+        shared = spin(1.0)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert alone >= 0 and shared >= max(3 * alone, alone + 20), (alone, shared)

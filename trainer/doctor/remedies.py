@@ -233,11 +233,17 @@ def _dead(ctx, alert, step):
 
 def _slowdown(ctx, alert, step):
     if alert.get("competing"):
+        taken = (
+            f"its training thread was taken off its core {_num(alert.get('preempted_baseline'))} -> "
+            f"{_num(alert.get('preempted_now'))} times a second"
+            if alert.get("preempted")
+            else f"other processes on this host took {_num(alert.get('other_cpu_baseline'))} -> "
+            f"{_num(alert.get('other_cpu_now'))} cores"
+        )
         return [
             K.no_action(
-                f"other processes on this host took {_num(alert.get('other_cpu_baseline'))} -> "
-                f"{_num(alert.get('other_cpu_now'))} cores while it slowed: it shares the cores with them; free "
-                "them and the speed comes back, no config change helps"
+                f"{taken} while it slowed: it shares the cores with other processes; free them and the speed "
+                "comes back, no config change helps"
             )
         ]
     if "cpu_percent_now" in alert:
