@@ -118,7 +118,7 @@ def test_the_scripts_memory_and_cpu_and_other_processes_cores_are_written_about_
     assert 1 <= len(with_sys) <= len(rows) / 10, len(with_sys)  # about one a flush (~2.4 s of rows), not one a row
     for row in with_sys:
         assert row[rf.RSS_MB] > 10 or row["step"] == 60
-        assert row[rf.CPU_PERCENT] >= 0 and row[rf.OTHER_CPU] >= 0 and row[rf.PREEMPTED_PER_S] >= 0
+        assert row[rf.CPU_PERCENT] >= 0 and row[rf.OTHER_CPU] >= 0 and row[rf.CPU_WAIT] >= 0
         assert rf.TRAIN_LOSS in row  # on a train row: where the doctor's slowdown reads them with its speed
     assert next(r for r in rows if r["step"] == 60)[rf.RSS_MB] == 5.0  # the script's own value is kept
 

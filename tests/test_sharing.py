@@ -258,10 +258,10 @@ def test_the_trainers_system_row_counts_the_cores_other_processes_keep_busy():
     assert busy - busy_but_ours >= spun - 0.2, (busy, busy_but_ours, spun)
 
 
-def test_the_system_row_counts_how_often_the_training_thread_waited_for_a_core():
-    """sys/preempted_per_s: the main thread's involuntary context switches a second. A loop that
-    wants its core beside twice as many busy processes as the host has cores is taken off it far
-    more often than alone (measured: 5-9 a second alone, hundreds beside the busy processes)."""
+def test_the_system_row_counts_the_time_its_threads_waited_for_a_core():
+    """sys/cpu_wait: seconds a second this process's threads were ready to run but had no core. A
+    loop beside twice as many busy processes as the host has cores waits most of the time; alone,
+    almost never (measured: 0.016-0.025 s a second for the default run alone)."""
     from trainer.training.probes import SystemProbe
 
     def spin(seconds: float) -> float:
@@ -269,7 +269,7 @@ def test_the_system_row_counts_how_often_the_training_thread_waited_for_a_core()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             pass
-        return probe.read()[rf.PREEMPTED_PER_S]
+        return probe.read()[rf.CPU_WAIT]
 
     probe = SystemProbe(torch.device("cpu"))
     alone = spin(0.5)
@@ -283,4 +283,5 @@ def test_the_system_row_counts_how_often_the_training_thread_waited_for_a_core()
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
-    assert alone >= 0 and shared >= max(3 * alone, alone + 20), (alone, shared)
+    # beside 2 busy processes a core this thread gets about a third of one: it waits ~2/3 of the time
+    assert 0 <= alone < 0.3 and shared > max(0.3, alone + 0.2), (alone, shared)

@@ -280,8 +280,7 @@ class Run:
         self.writer.flush()
 
     def _add_system(self, row: dict) -> None:
-        """sys/rss_mb, sys/cpu_percent, sys/other_cpu and sys/preempted_per_s (of the main thread:
-        the script's loop), as our trainer writes them with each row,
+        """sys/rss_mb, sys/cpu_percent, sys/other_cpu and sys/cpu_wait, as our trainer writes them with each row,
         on one row a flush (about once a second): the doctor's memory_growth and slowdown read them
         (a leak in the script; a run sharing its cores). A key the script logs itself is kept."""
         try:

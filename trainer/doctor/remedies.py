@@ -234,9 +234,9 @@ def _dead(ctx, alert, step):
 def _slowdown(ctx, alert, step):
     if alert.get("competing"):
         taken = (
-            f"its training thread was taken off its core {_num(alert.get('preempted_baseline'))} -> "
-            f"{_num(alert.get('preempted_now'))} times a second"
-            if alert.get("preempted")
+            f"its threads waited for a core {_num(alert.get('cpu_wait_baseline'))} -> "
+            f"{_num(alert.get('cpu_wait_now'))} s a second"
+            if alert.get("waiting")
             else f"other processes on this host took {_num(alert.get('other_cpu_baseline'))} -> "
             f"{_num(alert.get('other_cpu_now'))} cores"
         )

@@ -80,10 +80,10 @@ class Slowdown(Detector):
     does), a rise of competing_cores or more in the cores other processes kept busy says the same
     directly, whatever its own CPU use did: a 2-thread trainer beside a browser drawing the Live page
     slowed 26% with its CPU use down less than a fifth, and was told to shrink its micro-batch. So does
-    a rise of waiting_cores or more with a rise in how often its training thread was taken off a core
-    it wanted (sys/preempted_per_s), which needs no knowledge of the host's size: a process busy 30%
-    of the time took 0.17 cores and slowed the default run on 2 cores 41%, under competing_cores,
-    and would take nothing from a run on 2 of 16 cores.
+    a rise of waiting_cores or more with a rise in the time its threads waited for a core
+    (sys/cpu_wait), which needs no knowledge of the host's size: a process busy 30% of the time took
+    0.17 cores and slowed the default run on 2 cores 41%, under competing_cores, and would take
+    nothing from a run on 2 of 16 cores.
     """
 
     code = "slowdown"
@@ -103,15 +103,16 @@ class Slowdown(Detector):
     # other work (trainer/rundir/sharing.py, IGNORED_LOAD); less is a browser tab or an editor.
     competing_cores = 0.25
     # Or other processes took less, waiting_cores or more, and its own threads waited for a core: the
-    # main thread's involuntary context switches (sys/preempted_per_s) rose by preempted_rise a second
-    # and preempted_factor x. Measured on 2 cores: a 2-thread matmul loop was preempted 5-9 times a
-    # second alone, 18 beside a process busy 15% of the time (-10% steps/s), 30 at 30% (-20%), 64 at
-    # 60% (-34%); the default Shakespeare run 18.6 a second alone, 36.1 beside a process busy 30% of
-    # each 0.1 s (other processes' cores 0.0 -> 0.17), which slowed it 41%. On a host with cores to
-    # spare, the same process takes cores but the run's threads do not wait.
+    # seconds a second they spent runnable but not running (sys/cpu_wait) rose by wait_rise and
+    # wait_factor x. Measured on 2 cores, the default Shakespeare run: 0.016-0.025 alone; 0.097 beside
+    # a process busy 15% of each 0.1 s, 0.175 at 30%, 0.32 at 60%; 0.07-0.11 with Chromium drawing its
+    # Live page (which slowed it 37% with other processes' cores up 0.11 -> 0.28). Its main thread's
+    # involuntary context switches were tried first and missed that one: 60 -> 68 a second (a count
+    # of preemptions, not of the time they cost). On a host with cores to spare, the same process
+    # takes cores but the run's threads do not wait.
     waiting_cores = 0.1
-    preempted_rise = 10.0
-    preempted_factor = 1.5
+    wait_rise = 0.04
+    wait_factor = 2.0
     rearm_rows = 5
     thresholds = (
         "window",
@@ -126,8 +127,8 @@ class Slowdown(Detector):
         "starved_cpu_drop",
         "competing_cores",
         "waiting_cores",
-        "preempted_rise",
-        "preempted_factor",
+        "wait_rise",
+        "wait_factor",
     )
 
     def healthy_reason(self) -> str:
@@ -143,14 +144,14 @@ class Slowdown(Detector):
         self.speeds: deque = deque(maxlen=self.window)
         self.cpu: deque = deque(maxlen=self.window)
         self.other: deque = deque(maxlen=self.window)  # sys/other_cpu: cores other processes kept busy
-        self.preempted: deque = deque(maxlen=self.window)  # sys/preempted_per_s of the main thread
+        self.wait: deque = deque(maxlen=self.window)  # sys/cpu_wait: its threads' seconds waiting for a core
         self.rows = 0  # speeds seen in this series (the first skip_rows are start-up)
         self.baseline = None
         self.baseline_spread = 0.0  # robust sd of the log speeds in the baseline's window
         self.baseline_step = None
         self.baseline_cpu = None  # median CPU use when the speed baseline was set
         self.baseline_other = None  # median sys/other_cpu then
-        self.baseline_preempted = None  # median sys/preempted_per_s then
+        self.baseline_wait = None  # median sys/cpu_wait then
         self.baseline_time = None  # wall time of the baseline row: who started since? (neighbours.py)
         self.slow_since = None  # first step of the current streak below the threshold
 
@@ -175,9 +176,9 @@ class Slowdown(Detector):
         other = row.get(rf.OTHER_CPU)
         if finite(other):
             self.other.append(other)
-        preempted = row.get(rf.PREEMPTED_PER_S)
-        if finite(preempted):
-            self.preempted.append(preempted)
+        wait = row.get(rf.CPU_WAIT)
+        if finite(wait):
+            self.wait.append(wait)
         if len(self.speeds) < self.window:
             return None
         level = median(self.speeds)
@@ -212,7 +213,7 @@ class Slowdown(Detector):
         self.baseline_spread = mad_sigma([math.log(v) for v in self.speeds])
         self.baseline_cpu = median(self.cpu) if len(self.cpu) == self.window else None
         self.baseline_other = median(self.other) if len(self.other) == self.window else None
-        self.baseline_preempted = median(self.preempted) if len(self.preempted) == self.window else None
+        self.baseline_wait = median(self.wait) if len(self.wait) == self.window else None
         self.baseline_time = row.get(rf.TIME)
 
     def _alert(self, step, row, now):
@@ -244,25 +245,24 @@ class Slowdown(Detector):
             evidence.update(other_cpu_baseline=self.baseline_other, other_cpu_now=other_now)
             other_rise = other_now - self.baseline_other
         competing = other_rise is not None and other_rise >= self.competing_cores
-        preempted_now = median(list(self.preempted)[-self.short_rows :]) if len(self.preempted) == self.window else None
-        preempted = False
-        if self.baseline_preempted is not None and preempted_now is not None:
-            evidence.update(preempted_baseline=self.baseline_preempted, preempted_now=preempted_now)
-            # its threads waited for a core, and other processes took some (a run's own busier thread
-            # is preempted more too, but then nobody else took the cores)
-            preempted = (
-                preempted_now - self.baseline_preempted >= self.preempted_rise
-                and preempted_now >= self.preempted_factor * self.baseline_preempted
+        wait_now = median(list(self.wait)[-self.short_rows :]) if len(self.wait) == self.window else None
+        waiting = False
+        if self.baseline_wait is not None and wait_now is not None:
+            evidence.update(cpu_wait_baseline=self.baseline_wait, cpu_wait_now=wait_now)
+            # its threads waited for a core, and other processes took some (more threads of its own
+            # than cores wait too, but then nobody else took the cores, and its config is the cause)
+            waiting = (
+                wait_now - self.baseline_wait >= self.wait_rise
+                and wait_now >= self.wait_factor * self.baseline_wait
                 and (other_rise is None or other_rise >= self.waiting_cores)
             )
-        if competing or preempted:
+        if competing or waiting:
             evidence["competing"] = True
-            evidence["preempted"] = preempted
+            evidence["waiting"] = waiting
             taken = (
                 f"other processes on this host kept {fmt(other_now)} cores busy, against {fmt(self.baseline_other)}"
                 if competing
-                else f"its training thread was taken off its core {fmt(preempted_now)} times a second, against "
-                f"{fmt(self.baseline_preempted)}"
+                else f"its threads waited for a core {fmt(wait_now)} s a second, against {fmt(self.baseline_wait)}"
             )
             message += (
                 f"; meanwhile {taken} at full speed: it is sharing the cores with other processes (another "

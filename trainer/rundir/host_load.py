@@ -12,6 +12,7 @@ tens of microseconds (benchmarks/sharing.py --parts check measures it).
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
@@ -35,6 +36,27 @@ def other_busy_cores(host_busy_s: float, ours_s: float, wall_s: float, cores: in
     if wall_s <= 0:
         return 0.0
     return min(float(cores), max(0.0, (host_busy_s - ours_s) / wall_s))
+
+
+def waiting_seconds(pid: int | None = None) -> float | None:
+    """Seconds the threads of a process (default: this one) have spent ready to run but waiting for
+    a core, summed over its live threads: the kernel's run-queue delay (/proc/PID/task/*/schedstat,
+    its second field, in ns). None where the kernel does not keep it (not Linux, no schedstats).
+    A thread that has ended takes its share with it: read it as a rate between two calls, not a total."""
+    tasks = f"/proc/{pid or 'self'}/task"
+    try:
+        names = os.listdir(tasks)
+    except OSError:
+        return None
+    total, found = 0, False
+    for name in names:
+        try:
+            with open(f"{tasks}/{name}/schedstat", "rb") as f:
+                total += int(f.read().split()[1])
+            found = True
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended between the listing and the read
+    return total / 1e9 if found else None
 
 
 def cpu_seconds(proc: psutil.Process) -> float | None:

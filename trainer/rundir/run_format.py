@@ -109,11 +109,11 @@ CPU_PERCENT = "sys/cpu_percent"
 # Cores busy with other processes on the host since the previous row (host CPU time minus this
 # process's, over the wall time): what tells a trainer starved by a competing job from one doing more work.
 OTHER_CPU = "sys/other_cpu"
-# Times a second the process's main thread (the training loop's) was taken off a core it still
-# wanted (involuntary context switches since the previous row): its threads waiting for a core,
+# Seconds a second the process's threads spent ready to run but waiting for a core, summed over them,
+# since the previous row (the kernel's run-queue delay): what other work on the cores costs this run,
 # whatever the host's size (a browser's quarter core takes nothing from a trainer on 2 of 16 cores,
 # and stalls one that uses both of 2).
-PREEMPTED_PER_S = "sys/preempted_per_s"
+CPU_WAIT = "sys/cpu_wait"
 CUDA_MEM_MB = "sys/cuda_mem_mb"
 CUDA_MEM_PEAK_MB = "sys/cuda_mem_peak_mb"
 CURRICULUM_DIFFICULTY = "curriculum/difficulty"
