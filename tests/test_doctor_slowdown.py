@@ -76,8 +76,14 @@ def test_a_run_whose_threads_wait_for_a_core_is_sharing_it_whatever_the_cores_ot
     assert alert["evidence"]["competing"] and alert["evidence"]["waiting"]
     now, before = alert["evidence"]["cpu_wait_now"], alert["evidence"]["cpu_wait_baseline"]
     assert abs(now - 0.09) <= 0.006 and abs(before - 0.022) <= 0.006
-    assert f"its threads waited for a core {now:.4g} s a second, against {before:.4g}" in alert["message"]
+    # both numbers the run logged, now against its best window
+    assert (
+        "other processes on this host kept 0.2" in alert["message"]
+        and f"its threads waited for a core {now:.4g} s a second, against 0.05" in alert["message"]
+    )
+    assert f" and {before:.4g} at full speed" in alert["message"]
     (remedy,) = alert["remedy"]
+    assert "other processes on this host kept 0.05" in remedy["why"]
     assert (
         remedy["kind"] == "none"
         and not remedy["set"]

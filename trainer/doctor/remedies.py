@@ -231,19 +231,29 @@ def _dead(ctx, alert, step):
     return [K.code_change(why)]
 
 
+def sharing_numbers(evidence: dict, against: bool = False) -> str:
+    """What a slowdown's evidence says other work took, from whichever the run logged: the cores other
+    processes kept busy and the time its threads waited for a core. Each "then -> now", or with
+    against, the numbers now and then ", against" the numbers of its best window."""
+    said, before = [], []
+    for then, now, words in (
+        ("other_cpu_baseline", "other_cpu_now", "other processes on this host kept {} cores busy"),
+        ("cpu_wait_baseline", "cpu_wait_now", "its threads waited for a core {} s a second"),
+    ):
+        if evidence.get(then) is not None and evidence.get(now) is not None:
+            said.append(
+                words.format(_num(evidence[now]) if against else f"{_num(evidence[then])} -> {_num(evidence[now])}")
+            )
+            before.append(_num(evidence[then]))
+    return " and ".join(said) + (f", against {' and '.join(before)}" if against and said else "")
+
+
 def _slowdown(ctx, alert, step):
     if alert.get("competing"):
-        taken = (
-            f"its threads waited for a core {_num(alert.get('cpu_wait_baseline'))} -> "
-            f"{_num(alert.get('cpu_wait_now'))} s a second"
-            if alert.get("waiting")
-            else f"other processes on this host took {_num(alert.get('other_cpu_baseline'))} -> "
-            f"{_num(alert.get('other_cpu_now'))} cores"
-        )
         return [
             K.no_action(
-                f"{taken} while it slowed: it shares the cores with other processes; free them and the speed "
-                "comes back, no config change helps"
+                f"{sharing_numbers(alert)} while it slowed: it shares the cores with other processes; free them "
+                "and the speed comes back, no config change helps"
             )
         ]
     if "cpu_percent_now" in alert:

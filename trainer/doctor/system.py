@@ -259,15 +259,10 @@ class Slowdown(Detector):
         if competing or waiting:
             evidence["competing"] = True
             evidence["waiting"] = waiting
-            taken = (
-                f"other processes on this host kept {fmt(other_now)} cores busy, against {fmt(self.baseline_other)}"
-                if competing
-                else f"its threads waited for a core {fmt(wait_now)} s a second, against {fmt(self.baseline_wait)}"
-            )
             message += (
-                f"; meanwhile {taken} at full speed: it is sharing the cores with other processes (another "
-                "job, a browser drawing the dashboard), so no config change is proposed; free the cores and the "
-                "speed comes back"
+                f"; meanwhile {R.sharing_numbers(evidence, against=True)} at full speed: it is sharing the cores "
+                "with other processes (another job, a browser drawing the dashboard), so no config change is "
+                "proposed; free the cores and the speed comes back"
             )
         elif self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
             evidence.update(cpu_percent_baseline=self.baseline_cpu, cpu_percent_now=cpu_now)
