@@ -285,3 +285,17 @@ def test_the_system_row_counts_the_time_its_threads_waited_for_a_core():
             spinner.wait()
     # beside 2 busy processes a core this thread gets about a third of one: it waits ~2/3 of the time
     assert 0 <= alone < 0.3 and shared > max(0.3, alone + 0.2), (alone, shared)
+
+
+def test_rows_closer_than_the_sharing_window_leave_it_running_to_a_later_row():
+    # A run logging every 10 ms got no sys/other_cpu at all: each row restarted a window too short to report.
+    from trainer.training.probes import SHARING_WINDOW_S, SystemProbe
+
+    probe = SystemProbe(torch.device("cpu"))
+    rows = []
+    for _ in range(30):
+        time.sleep(SHARING_WINDOW_S / 5)
+        rows.append(probe.read())
+    with_sharing = [row for row in rows if rf.OTHER_CPU in row]
+    assert 2 <= len(with_sharing) <= 12, len(with_sharing)  # about one row in five, each over a whole window
+    assert all(rf.RSS_MB in row and rf.CPU_PERCENT in row for row in rows)  # the rest on every row

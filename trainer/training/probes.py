@@ -181,6 +181,10 @@ class Mechanism:
         return out
 
 
+# The shortest window sys/other_cpu and sys/cpu_wait are measured over: CPU time ticks in 10 ms steps.
+SHARING_WINDOW_S = 0.05
+
+
 class SystemProbe:
     """sys/* series of the trainer process."""
 
@@ -211,11 +215,13 @@ class SystemProbe:
 
     def _sharing(self) -> dict[str, float]:
         """sys/other_cpu (cores other processes kept busy) and sys/cpu_wait (seconds a second this
-        process's threads waited for a core) since the last read; nothing over too short a time."""
+        process's threads waited for a core) since the window began; nothing for a row that comes
+        under SHARING_WINDOW_S after it: the window runs on to a later row, and nothing is read now
+        (a schedstat per thread costs ~0.1 ms, a lot beside a row a step of a fast run)."""
+        if time.monotonic() - self._times[0] < SHARING_WINDOW_S:
+            return {}
         then, self._times = self._times, self._cpu_times()
         wall = self._times[0] - then[0]
-        if wall < 0.05:
-            return {}
         host_s, mine_s = self._times[1] - then[1], self._times[2] - then[2]
         out = {rf.OTHER_CPU: round(host_load.other_busy_cores(host_s, mine_s, wall, self.cores), 3)}
         if self._times[3] is not None and then[3] is not None:
