@@ -2,6 +2,7 @@
 takes, and the trainer taking a new share while it trains."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -299,3 +300,12 @@ def test_rows_closer_than_the_sharing_window_leave_it_running_to_a_later_row():
     with_sharing = [row for row in rows if rf.OTHER_CPU in row]
     assert 2 <= len(with_sharing) <= 12, len(with_sharing)  # about one row in five, each over a whole window
     assert all(rf.RSS_MB in row and rf.CPU_PERCENT in row for row in rows)  # the rest on every row
+
+
+def test_waiting_seconds_grow_with_time_and_say_none_for_a_process_that_is_gone():
+    first = host_load.waiting_seconds()
+    second = host_load.waiting_seconds(os.getpid())
+    assert first is not None and 0 <= first <= second
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert host_load.waiting_seconds(gone.pid) is None

@@ -50,9 +50,12 @@ def waiting_seconds(pid: int | None = None) -> float | None:
         return None
     total, found = 0, False
     for name in names:
-        try:
-            with open(f"{tasks}/{name}/schedstat", "rb") as f:
-                total += int(f.read().split()[1])
+        try:  # os.open/os.read: half the cost of open() and its buffered file object (~8 us a thread)
+            fd = os.open(f"{tasks}/{name}/schedstat", os.O_RDONLY)
+            try:
+                total += int(os.read(fd, 128).split()[1])
+            finally:
+                os.close(fd)
             found = True
         except (OSError, IndexError, ValueError):
             continue  # the thread ended between the listing and the read
