@@ -144,29 +144,15 @@ def parts_runs(args, runs_dir: Path) -> None:
         )
 
 
-def cpu_of(proc: psutil.Process) -> float:
-    """User + system CPU seconds of a process and its children so far."""
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            times = p.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+def page_cpu(server: psutil.Process) -> tuple[float, float]:
+    """CPU seconds so far of the dashboard server (and its children) and of the Chromium this
+    benchmark started (through playwright)."""
+    from dashboard_latency import cpu_seconds
 
-
-def browser_cpu() -> float:
-    """CPU seconds so far of the Chromium processes this benchmark started (through playwright)."""
-    total = 0.0
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.name().startswith("chrom"):
-                times = p.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+    return (
+        cpu_seconds(lambda _: True, [server, *server.children(recursive=True)]),
+        cpu_seconds(lambda c: "chromium" in c, psutil.Process().children(recursive=True)),
+    )
 
 
 def parts_page(args, runs_dir: Path) -> None:
@@ -187,9 +173,9 @@ def parts_page(args, runs_dir: Path) -> None:
                     with chromium() as page:
                         page.goto(f"{url}/live?run={run_id}")
                         time.sleep(SETTLE_S)
-                        before = cpu_of(server), browser_cpu()
+                        before = page_cpu(server)
                         time.sleep(args.seconds)
-                        after = cpu_of(server), browser_cpu()
+                        after = page_cpu(server)
                     cpu[label].append(tuple((b - a) / args.seconds for a, b in zip(before, after)))
                 else:
                     time.sleep(SETTLE_S + args.seconds)

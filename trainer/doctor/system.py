@@ -211,10 +211,17 @@ class Slowdown(Detector):
     def _set_baseline(self, step, row, level) -> None:
         self.baseline, self.baseline_step = level, step
         self.baseline_spread = mad_sigma([math.log(v) for v in self.speeds])
-        self.baseline_cpu = median(self.cpu) if len(self.cpu) == self.window else None
-        self.baseline_other = median(self.other) if len(self.other) == self.window else None
-        self.baseline_wait = median(self.wait) if len(self.wait) == self.window else None
+        self.baseline_cpu = self._median(self.cpu)
+        self.baseline_other = self._median(self.other)
+        self.baseline_wait = self._median(self.wait)
         self.baseline_time = row.get(rf.TIME)
+
+    def _median(self, values: deque, last: int | None = None) -> float | None:
+        """Median of a sys series beside the speeds (of its last `last` rows), once it has a full
+        window of rows: a series the run logs on fewer rows says nothing yet."""
+        if len(values) < self.window:
+            return None
+        return median(list(values)[-last:] if last else values)
 
     def _alert(self, step, row, now):
         unit = {rf.STEPS_PER_S: "steps/s", rf.TIME: "steps/s (timed by the rows' wall-clock times)"}.get(
@@ -236,16 +243,16 @@ class Slowdown(Detector):
         if finite(self.baseline_time) and finite(row.get(rf.TIME)):
             evidence.update(baseline_time=self.baseline_time, time=row[rf.TIME])
         # over the same rows as the speed now: a fast alert's window still holds the rows before the drop
-        cpu_now = median(list(self.cpu)[-self.short_rows :]) if len(self.cpu) == self.window else None
+        cpu_now = self._median(self.cpu, self.short_rows)
         if cpu_now is None or not self.baseline_cpu:
             evidence["cpu_logged"] = False  # nothing tells a starved trainer from a busier step
-        other_now = median(list(self.other)[-self.short_rows :]) if len(self.other) == self.window else None
+        other_now = self._median(self.other, self.short_rows)
         other_rise = None
         if self.baseline_other is not None and other_now is not None:
             evidence.update(other_cpu_baseline=self.baseline_other, other_cpu_now=other_now)
             other_rise = other_now - self.baseline_other
         competing = other_rise is not None and other_rise >= self.competing_cores
-        wait_now = median(list(self.wait)[-self.short_rows :]) if len(self.wait) == self.window else None
+        wait_now = self._median(self.wait, self.short_rows)
         waiting = False
         if self.baseline_wait is not None and wait_now is not None:
             evidence.update(cpu_wait_baseline=self.baseline_wait, cpu_wait_now=wait_now)
