@@ -276,6 +276,9 @@ class Chart(NamedTuple):
     band: tuple[float, float] | None = None  # a shaded zone (the doctor's threshold)
     log_applies: bool = False  # the page's log-scale toggle applies
     smooth: bool = True  # the smoothing slider applies (never to val/... series, see smoothed())
+    # Drawn in the Live page's slower part (live_panel.REFRESH_SLOW_S): throughput and resources are
+    # sampled over seconds, and every chart redrawn each second costs the run the browser's CPU.
+    slow: bool = False
 
 
 CHARTS = (
@@ -290,11 +293,11 @@ CHARTS = (
     Chart("Gradient norm", (rf.GRAD_NORM,), "norm", log_applies=True),
     # A curriculum's pace next to the loss it drives (a ramp too fast raises the loss: report 002).
     Chart("Curriculum difficulty", (rf.CURRICULUM_DIFFICULTY,), "difficulty", smooth=False),
-    Chart("Steps per second", (rf.STEPS_PER_S,), "steps/s"),
-    Chart("Tokens per second", (rf.TOKENS_PER_S,), "tokens/s"),
-    Chart("Samples per second", (rf.SAMPLES_PER_S,), "samples/s"),
-    Chart("Memory (MB)", (rf.RSS_MB, rf.CUDA_MEM_MB, rf.CUDA_MEM_PEAK_MB), "MB", smooth=False),
-    Chart("CPU (%)", (rf.CPU_PERCENT,), "%", smooth=False),
+    Chart("Steps per second", (rf.STEPS_PER_S,), "steps/s", slow=True),
+    Chart("Tokens per second", (rf.TOKENS_PER_S,), "tokens/s", slow=True),
+    Chart("Samples per second", (rf.SAMPLES_PER_S,), "samples/s", slow=True),
+    Chart("Memory (MB)", (rf.RSS_MB, rf.CUDA_MEM_MB, rf.CUDA_MEM_PEAK_MB), "MB", smooth=False, slow=True),
+    Chart("CPU (%)", (rf.CPU_PERCENT,), "%", smooth=False, slow=True),
 )
 _UNSMOOTHED = {s for chart in CHARTS if not chart.smooth for s in chart.series}
 

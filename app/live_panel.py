@@ -1,8 +1,11 @@
 """The changing part of the Live page: status line, alert banners, metric tiles and charts.
 
-Pages call render(...) inside an st.fragment(run_every=refresh_every(...)); everything it reads
-comes from the shared incremental readers (app.state), so one refresh costs the appended bytes plus
-drawing.
+Pages call render(...) inside an st.fragment(run_every=refresh_every(...)) and render_slow(...)
+inside one with run_every=REFRESH_SLOW_S; everything they read comes from the shared incremental
+readers (app.state), so one refresh costs the appended bytes plus drawing. Drawing is the larger
+part, and it is the browser's: on the machine that trains, each chart redrawn every second takes
+CPU from the run (benchmarks/sharing.py --parts page), so only the charts that change from one
+second to the next are redrawn that often.
 """
 
 from __future__ import annotations
@@ -32,9 +35,15 @@ TILE_SERIES = (
 BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
 # The Live page's zoom: all steps, or only the newest N (drawn from their raw rows when they fit).
 LAST_STEPS = (None, 1_000, 10_000, 100_000)
+# Points per series in a zoom: the smallest zoom's rows one point each (the user asked to see each
+# row), where the whole run draws at most summary.MAX_POINTS.
+ZOOM_MAX_POINTS = LAST_STEPS[1] + 2
 # The Live page's refresh: every second while a run it shows trains; runs that have all ended change
 # only when one is resumed, and each refresh redraws the page in the browser, so then a slower one.
 REFRESH_LIVE_S, REFRESH_ENDED_S = 1.0, 5.0
+# The speed and resource charts (charts.Chart.slow): their rows are medians and samples over seconds,
+# and each chart redrawn costs Chromium 14-89 ms of CPU (60 to 1,200 points, benchmarks/chart_cost.py).
+REFRESH_SLOW_S = 5.0
 
 
 def refresh_every(run_ids: list[str]) -> float:
@@ -136,17 +145,27 @@ def tiles(view: RunSnapshot) -> None:
         )
 
 
-def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float, last_steps: int | None = None) -> None:
+def chart_grid(
+    views: list[RunSnapshot],
+    x: str,
+    log_y: bool,
+    smoothing: float,
+    last_steps: int | None = None,
+    slow: bool = False,
+) -> int:
+    """The charts of charts.CHARTS (those with Chart.slow == slow) that the runs have series for,
+    two to a row; how many it drew."""
     frames = {v.run_id: v.metrics_view for v in views if not v.metrics_view.empty}
     if not frames:
-        st.info("Waiting for the first metrics row...")
-        return
+        if not slow:  # said once, by the part on top
+            st.info("Waiting for the first metrics row...")
+        return 0
     low = None
     if last_steps is not None:  # the newest step of any run shown, less the zoom
         low = max(int(view.tail(1)["step"].iloc[-1]) for view in frames.values()) - last_steps + 1
     drawn = 0
     cols = st.columns(2)
-    for chart in charts.CHARTS:
+    for chart in (c for c in charts.CHARTS if c.slow == slow):
         title, series, y_title, band, log_applies = (
             chart.title,
             chart.series,
@@ -156,7 +175,13 @@ def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float, 
         )
         weight = smoothing if chart.smooth else 0.0
         long = charts.series_table(
-            frames, list(series), x=x, smoothing=weight, positive_only=log_y and log_applies, low=low
+            frames,
+            list(series),
+            x=x,
+            smoothing=weight,
+            positive_only=log_y and log_applies,
+            low=low,
+            **({} if low is None else {"max_points": ZOOM_MAX_POINTS}),
         )
         if not long.num_rows:
             continue
@@ -168,6 +193,7 @@ def chart_grid(views: list[RunSnapshot], x: str, log_y: bool, smoothing: float, 
             )
             st.vega_lite_chart(data, spec, width="stretch", key=f"chart_{series[0]}")
         drawn += 1
+    return drawn
 
 
 def render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps: int | None = None) -> None:
@@ -175,6 +201,19 @@ def render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps
     last_steps: draw only the newest that many steps (the step axis), else all."""
     with timing.logged("live"):
         _render(run_ids, x, log_y, smoothing, last_steps)
+
+
+def render_slow(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps: int | None = None) -> None:
+    """The speed and resource charts, below render's part, refreshed every REFRESH_SLOW_S."""
+    with timing.logged("live-slow"):
+        views = [v for v in (state.run_view(r) for r in run_ids) if v.exists]
+        heading = st.container()
+        if chart_grid(views, x, log_y, smoothing, last_steps, slow=True):
+            heading.subheader(
+                "Speed and resources",
+                help=f"Refreshed every {REFRESH_SLOW_S:.0f} s: these rows are medians and samples over seconds, "
+                "and each redraw costs the browser CPU that a run on this machine would use.",
+            )
 
 
 def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps: int | None) -> None:

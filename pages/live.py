@@ -1,5 +1,6 @@
 """Live: loss, learning rate, variance ratio, gradients, speed and resources of one or more runs,
-refreshed every second while one trains (every 5 s once all have ended), with the doctor's alerts on top."""
+with the doctor's alerts on top. The training charts refresh every second while a run trains (every
+5 s once all have ended), the speed and resource charts below them every 5 s."""
 
 import streamlit as st
 
@@ -44,5 +45,11 @@ def live() -> None:
         st.rerun()  # a run started or ended: the whole page again, to take the cadence that fits
 
 
+@st.fragment(run_every=live_panel.REFRESH_SLOW_S)
+def speed_and_resources() -> None:
+    live_panel.render_slow(picked, x, log_y, smoothing, last_steps if x == charts.X_STEP else None)
+
+
 layout.fork_form()  # above the charts: the alert banner's "Fork with this fix" fills it
 live()
+speed_and_resources()

@@ -9,7 +9,7 @@ min/max buckets (trainer.rundir.summary), which come from the segments' summarie
     store = MetricsStore(run_dir / "metrics.jsonl")
     store.refresh()                  # what was appended (the first call: the cache, then the rest)
     view = store.view()              # immutable: safe to share between threads and sessions
-    view.buckets("train/loss", "step", max_points=1200)   # what a chart draws
+    view.buckets("train/loss", "step", max_points=600)   # what a chart draws
     view.tail(2000)                  # the newest rows as a DataFrame
     view.frame()                     # every row (a CSV export, a test): costs the whole run
 """

@@ -22,12 +22,12 @@ import numpy as np
 import pyarrow as pa
 
 # Points per series that a chart draws at most (2 per bucket, plus the newest): a min/max bucket per
-# pixel column of a Live chart's plot shows every spike (a chart is half the page: 460 px wide on a
-# 1,400 px window with the sidebar open, ~600 px plot on a 1,920 px one); more cannot be seen, and
-# each point costs the browser on every refresh
-# (benchmarks/browser_cost.py, one Live tab on a run logging 100 rows/s: Chromium 0.60 cores at
-# 2,000 points, 0.45 at 1,200).
-MAX_POINTS = 1200
+# one to two pixel columns of a Live chart's plot (a chart is half the page: ~400 px of plot on a
+# 1,400 px window with the sidebar open, ~600 px on a 1,920 px one) still shows every spike, and a
+# screenshot of a 200,000-row run at 600 points looks as it does at 1,200. Each point costs the
+# browser on every refresh: a Live chart redrawn costs Chromium 14-16 ms of CPU at 60 points, 46-49 ms
+# at 600 and 74-89 ms at 1,200 (benchmarks/chart_cost.py), taken from a run on the same machine.
+MAX_POINTS = 600
 # Bucket sizes kept with the cache: 2^6 to 2^16 rows, a factor 4 apart (a chart merges at most 4
 # buckets of the level below its own). Smaller buckets are computed from the rows themselves
 # (a chart of fewer than ~64k rows), bigger ones merged from 2^16 (a chart of over ~65M rows).
