@@ -25,14 +25,17 @@ if st.session_state["home_empty"]:
             layout.refusal(message)
 
 
-@st.fragment(run_every=1.0)
+every = table.refresh_every(len(state.run_ids()))
+
+
+@st.fragment(run_every=every)
 def runs_table() -> None:
     with timing.logged("runs"):
         infos = state.list_run_infos()
         if not infos:
             return
-        if st.session_state.get("home_empty"):
-            st.rerun()  # the whole page: its empty state is stale
+        if st.session_state.get("home_empty") or table.refresh_every(len(infos)) != every:
+            st.rerun()  # the whole page: its empty state is stale, or the cadence for this many runs
         prefetch.start([info.run_id for info in infos])  # newest first: the likely next click
         table.enforce_pending_stops(state.runs_dir(), infos)
         table.table_message()
