@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.harness import CHROMIUM, ROOT, chromium, dashboard, stop_trainers
+from trainer.rundir.writer import open_run
 
 pytestmark = pytest.mark.browser
 
@@ -88,6 +89,67 @@ def test_one_click_trains_live_then_stop_and_resume(tmp_path):
             _row_state(page, run_id, "running")
     finally:
         stop_trainers(runs_dir)
+
+
+# A loop logging its loss and its speed every 10 ms, for the Live page's two refresh rates.
+STEADY_SCRIPT = """
+import sys, time, trainer
+with trainer.init(run_id="steady", runs_dir=sys.argv[1], doctor=False) as run:
+    for step in range(1, 10**9):
+        run.log({"train/loss": 1.0 / step, "speed/steps_per_s": 90.0 + step % 7}, step=step)
+        time.sleep(0.01)
+"""
+# Each caption of the Live page that starts with one of these, how often it changed ({prefix: count}).
+CAPTION_CHANGES_JS = """(prefixes) => {
+  window.__changes = Object.fromEntries(prefixes.map(p => [p, 0]));
+  const last = {};
+  setInterval(() => {
+    for (const e of document.querySelectorAll('[data-testid="stCaptionContainer"]')) {
+      const p = prefixes.find(p => e.textContent.startsWith(p));
+      if (p && e.textContent !== last[p]) { if (p in last) window.__changes[p] += 1; last[p] = e.textContent; }
+    }
+  }, 20);
+}"""
+
+
+ROW_CHANGES_JS = """(selector) => {
+  window.__row_changes = 0;
+  let last = null;
+  setInterval(() => {
+    const row = document.querySelector(selector);
+    const text = row ? row.innerText : null;
+    if (text && last !== null && text !== last) window.__row_changes += 1;
+    if (text) last = text;
+  }, 20);
+}"""
+
+
+def test_pages_redraw_training_charts_each_second_speed_charts_every_5_s_and_11_runs_every_2_s(tmp_path):
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    for n in range(10):  # with the live one, 11 rows in the runs table
+        open_run(runs_dir, f"ended-{n}", config={"task": "char_lm"}).finish()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script = subprocess.Popen([sys.executable, "-c", STEADY_SCRIPT, str(runs_dir)], env=env)
+    try:
+        with dashboard(runs_dir) as url, chromium() as page:
+            page.goto(f"{url}/live?run=steady")
+            page.locator("text=/^Steps per second · \\d+ points/").first.wait_for(timeout=WAIT_MS)
+            page.evaluate(CAPTION_CHANGES_JS, ["Loss · ", "Steps per second · "])
+            page.wait_for_timeout(7_500)
+            changes = page.evaluate("window.__changes")
+
+            page.goto(url)
+            page.locator(".st-key-row_steady").wait_for(timeout=WAIT_MS)
+            page.evaluate(ROW_CHANGES_JS, ".st-key-row_steady")
+            page.wait_for_timeout(8_500)
+            row_changes = page.evaluate("window.__row_changes")
+    finally:
+        script.kill()
+    # Every refresh shows new rows (100 a second): a change per refresh.
+    assert changes["Loss · "] >= 5, changes
+    assert 1 <= changes["Steps per second · "] <= 2, changes
+    assert 2 <= row_changes <= 5, row_changes  # its step, every 2 s (every second: 8)
 
 
 # A user's loop that would look at should_stop() only after an hour: the Stop button's SIGTERM ends it.
