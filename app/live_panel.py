@@ -20,6 +20,7 @@ from app.markdown import escape
 from trainer.doctor import remedies
 from trainer.rundir import run_format as rf
 from trainer.rundir.reader import RunSnapshot
+from trainer.rundir.summary import MAX_POINTS
 
 # The metric tiles: (series, label, delta colour); only the series a run has logged are shown.
 TILE_SERIES = (
@@ -36,7 +37,7 @@ BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
 # The Live page's zoom: all steps, or only the newest N (drawn from their raw rows when they fit).
 LAST_STEPS = (None, 1_000, 10_000, 100_000)
 # Points per series in a zoom: the smallest zoom's rows one point each (the user asked to see each
-# row), where the whole run draws at most summary.MAX_POINTS.
+# row), where the whole run draws at most MAX_POINTS.
 ZOOM_MAX_POINTS = LAST_STEPS[1] + 2
 # The Live page's refresh: every second while a run it shows trains; runs that have all ended change
 # only when one is resumed, and each refresh redraws the page in the browser, so then a slower one.
@@ -181,7 +182,7 @@ def chart_grid(
             smoothing=weight,
             positive_only=log_y and log_applies,
             low=low,
-            **({} if low is None else {"max_points": ZOOM_MAX_POINTS}),
+            max_points=MAX_POINTS if low is None else ZOOM_MAX_POINTS,
         )
         if not long.num_rows:
             continue

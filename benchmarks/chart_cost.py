@@ -18,18 +18,15 @@ import json
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
-from dashboard_latency import cpu_seconds
+from dashboard_latency import page_cores
 
 from app.harness import ROOT, chromium, dashboard
 
 SETTLE_MS = 4000
 PAGE = """
-import os, sys, time
-sys.path.insert(0, {root!r})  # the project's app.charts
+import os, time
 import numpy as np, pyarrow as pa, streamlit as st
 from app import charts
 
@@ -40,8 +37,8 @@ spec = charts.line_spec("step", "loss", smoothed=True)
 def table(k, now):
     xs = np.arange(POINTS, dtype=float)
     values = np.sin(xs / 7 + k + now)  # new values at each refresh: the dataset is replaced
-    return pa.table({{"run": ["r"] * POINTS, "series": ["s"] * POINTS, "line": ["train/loss"] * POINTS,
-                     "x": xs, "value": values, "smoothed": values}})
+    return pa.table({"run": ["r"] * POINTS, "series": ["s"] * POINTS, "line": ["train/loss"] * POINTS,
+                     "x": xs, "value": values, "smoothed": values})
 
 
 @st.fragment(run_every=1.0)
@@ -50,8 +47,8 @@ def page():
     columns = st.columns(2)
     for k in range(CHARTS):
         with columns[k % 2]:
-            st.vega_lite_chart(table(k, now), spec, width="stretch", key=f"chart_{{k}}")
-    st.caption(f"tick {{int(now)}}")
+            st.vega_lite_chart(table(k, now), spec, width="stretch", key=f"chart_{k}")
+    st.caption(f"tick {int(now)}")
 
 
 page()
@@ -60,15 +57,13 @@ page()
 
 def measure(root: Path, charts: int, points: int, seconds: float) -> float:
     """Chromium's cores while the page shows `charts` charts of `points` points."""
-    env = {"CHART_COST_CHARTS": str(charts), "CHART_COST_POINTS": str(points)}
+    # The page imports the project's app.charts from this checkout, installed or not.
+    env = {"CHART_COST_CHARTS": str(charts), "CHART_COST_POINTS": str(points), "PYTHONPATH": str(ROOT)}
     with dashboard(root / "runs", env, root=root) as url, chromium() as page:
         page.goto(url)
         page.get_by_text("tick ", exact=False).first.wait_for(timeout=60_000)
         page.wait_for_timeout(SETTLE_MS)
-        mine = psutil.Process().children(recursive=True)
-        before, t0 = cpu_seconds(lambda c: "chromium" in c, mine), time.monotonic()
-        page.wait_for_timeout(seconds * 1000)
-        return (cpu_seconds(lambda c: "chromium" in c, mine) - before) / (time.monotonic() - t0)
+        return page_cores(page, seconds)[0]
 
 
 def main() -> None:
@@ -84,7 +79,7 @@ def main() -> None:
         root = Path(tmp)  # a checkout of one page, served as app/Home.py with the project's server config
         (root / "app").mkdir()
         (root / "runs").mkdir()
-        (root / "app" / "Home.py").write_text(PAGE.format(root=str(ROOT)))
+        (root / "app" / "Home.py").write_text(PAGE)
         shutil.copytree(ROOT / ".streamlit", root / ".streamlit")
         for _ in range(args.repeats):
             for size in sizes:

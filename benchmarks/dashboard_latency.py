@@ -322,6 +322,21 @@ def cpu_seconds(select, processes=None) -> float:
     return total
 
 
+def page_cores(page, seconds: float, server: psutil.Process | None = None) -> tuple[float, float | None]:
+    """(Chromium's cores, the server's cores or None) while `page` stays open for `seconds`: the
+    Chromium processes this process started (through playwright), the server with its children."""
+
+    def server_s() -> float | None:
+        return None if server is None else cpu_seconds(lambda _: True, [server, *server.children(recursive=True)])
+
+    mine = psutil.Process().children(recursive=True)
+    browser0, server0, t0 = cpu_seconds(lambda c: "chromium" in c, mine), server_s(), time.monotonic()
+    page.wait_for_timeout(seconds * 1000)
+    elapsed = time.monotonic() - t0
+    browser = (cpu_seconds(lambda c: "chromium" in c, mine) - browser0) / elapsed
+    return browser, None if server is None else (server_s() - server0) / elapsed
+
+
 def bench_cost(tmp, args):
     """4. CPU used by the dashboard while the Live page follows one training run."""
     out = {}

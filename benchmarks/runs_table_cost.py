@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import psutil
-from dashboard_latency import cpu_seconds, start_writer
+from dashboard_latency import page_cores, start_writer
 
 from app.harness import ROOT, chromium, dashboard, server_pid
 
@@ -34,17 +34,7 @@ def measure(runs_dir: Path, root: Path, path: str, seconds: float) -> tuple[floa
     with dashboard(runs_dir, root=root) as url, chromium() as page:
         page.goto(url + path)
         page.wait_for_timeout(SETTLE_MS)
-        mine = psutil.Process().children(recursive=True)
-        server = psutil.Process(server_pid(url))
-        browser0, server0, t0 = (
-            cpu_seconds(lambda c: "chromium" in c, mine),
-            sum(server.cpu_times()[:2]),
-            time.monotonic(),
-        )
-        page.wait_for_timeout(seconds * 1000)
-        elapsed = time.monotonic() - t0
-        browser = (cpu_seconds(lambda c: "chromium" in c, mine) - browser0) / elapsed
-        return browser, (sum(server.cpu_times()[:2]) - server0) / elapsed
+        return page_cores(page, seconds, psutil.Process(server_pid(url)))
 
 
 def main() -> None:

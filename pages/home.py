@@ -10,7 +10,8 @@ layout.flash()
 
 # Kept for the table's fragment: when the first run appears (a script, the CLI, another tab), the
 # whole page reruns once, so "No runs yet" and the open form do not stay above the new row.
-st.session_state["home_empty"] = not state.run_ids()
+run_count = len(state.run_ids())
+st.session_state["home_empty"] = not run_count
 if st.session_state["home_empty"]:
     st.subheader("No runs yet")
     st.write("Train a small character-level GPT on Shakespeare and watch it learn, live.")
@@ -25,7 +26,7 @@ if st.session_state["home_empty"]:
             layout.refusal(message)
 
 
-every = table.refresh_every(len(state.run_ids()))
+every = table.refresh_every(run_count)
 
 
 @st.fragment(run_every=every)
@@ -47,5 +48,5 @@ def runs_table() -> None:
 runs_table()
 layout.fork_form()
 
-with st.expander("Start a new run", expanded=not state.run_ids()):
+with st.expander("Start a new run", expanded=not run_count):
     table.new_run_form()
