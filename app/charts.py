@@ -276,23 +276,24 @@ class Chart(NamedTuple):
     band: tuple[float, float] | None = None  # a shaded zone (the doctor's threshold)
     log_applies: bool = False  # the page's log-scale toggle applies
     smooth: bool = True  # the smoothing slider applies (never to val/... series, see smoothed())
-    # Drawn in the Live page's slower part (live_panel.REFRESH_SLOW_S): throughput and resources are
-    # sampled over seconds, and every chart redrawn each second costs the run the browser's CPU.
+    # Drawn in the Live page's slower part (live_panel.REFRESH_SLOW_S): every chart redrawn each second
+    # costs a run on the same machine the browser's CPU, and the tiles show the newest values anyway.
     slow: bool = False
 
 
 CHARTS = (
     Chart("Loss", (rf.TRAIN_LOSS, rf.VAL_LOSS), "loss", log_applies=True),
-    Chart("Learning rate", (rf.LR,), "lr", smooth=False),  # smoothing a schedule only blurs it
+    Chart("Learning rate", (rf.LR,), "lr", smooth=False, slow=True),  # smoothing a schedule only blurs it
     Chart(
         "Variance ratio (pred std / target std; shaded: collapse)",
         (rf.VARIANCE_RATIO,),
         "ratio",
         band=(0.0, COLLAPSE_BELOW),
+        slow=True,
     ),
-    Chart("Gradient norm", (rf.GRAD_NORM,), "norm", log_applies=True),
+    Chart("Gradient norm", (rf.GRAD_NORM,), "norm", log_applies=True, slow=True),
     # A curriculum's pace next to the loss it drives (a ramp too fast raises the loss: report 002).
-    Chart("Curriculum difficulty", (rf.CURRICULUM_DIFFICULTY,), "difficulty", smooth=False),
+    Chart("Curriculum difficulty", (rf.CURRICULUM_DIFFICULTY,), "difficulty", smooth=False, slow=True),
     Chart("Steps per second", (rf.STEPS_PER_S,), "steps/s", slow=True),
     Chart("Tokens per second", (rf.TOKENS_PER_S,), "tokens/s", slow=True),
     Chart("Samples per second", (rf.SAMPLES_PER_S,), "samples/s", slow=True),

@@ -3,9 +3,10 @@
 Pages call render(...) inside an st.fragment(run_every=refresh_every(...)) and render_slow(...)
 inside one with run_every=REFRESH_SLOW_S; everything they read comes from the shared incremental
 readers (app.state), so one refresh costs the appended bytes plus drawing. Drawing is the larger
-part, and it is the browser's: on the machine that trains, each chart redrawn every second takes
-CPU from the run (benchmarks/sharing.py --parts page), so only the charts that change from one
-second to the next are redrawn that often.
+part, and it is the browser's: on the machine that trains, each chart redrawn at each refresh takes
+CPU from the run (benchmarks/sharing.py --parts page), so only the loss chart, the one a user
+watches train, is redrawn that often; the tiles above give the newest learning rate, gradient norm,
+variance ratio and speed as often, and the doctor's alerts come at once.
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ LAST_STEPS = (None, 1_000, 10_000, 100_000)
 # Points per series in a zoom: the smallest zoom's rows one point each (the user asked to see each
 # row), where the whole run draws at most MAX_POINTS.
 ZOOM_MAX_POINTS = LAST_STEPS[1] + 2
-# The Live page's refresh: every second while a run it shows trains; runs that have all ended change
-# only when one is resumed, and each refresh redraws the page in the browser, so then a slower one.
-REFRESH_LIVE_S, REFRESH_ENDED_S = 1.0, 5.0
-# The speed and resource charts (charts.Chart.slow): their rows are medians and samples over seconds,
-# and each chart redrawn costs Chromium 14-89 ms of CPU (60 to 1,200 points, benchmarks/chart_cost.py).
+# The Live page's refresh while a run it shows trains: under a second, because a row must show within
+# one (issue 12) and a timer's wait alone reaches 95% of its period at p95, before the redraw; runs that
+# have all ended change only when one is resumed, and each refresh redraws the page in the browser, so
+# then a slower one.
+REFRESH_LIVE_S, REFRESH_ENDED_S = 0.75, 5.0
+# The charts below the loss (charts.Chart.slow): each chart redrawn costs Chromium 14-89 ms of CPU (60
+# to 1,200 points, benchmarks/chart_cost.py), and the tiles show most of their newest values anyway.
 REFRESH_SLOW_S = 5.0
 
 
@@ -155,7 +158,7 @@ def chart_grid(
     slow: bool = False,
 ) -> int:
     """The charts of charts.CHARTS (those with Chart.slow == slow) that the runs have series for,
-    two to a row; how many it drew."""
+    two to a row (one alone takes the width); how many it drew."""
     frames = {v.run_id: v.metrics_view for v in views if not v.metrics_view.empty}
     if not frames:
         if not slow:  # said once, by the part on top
@@ -164,37 +167,31 @@ def chart_grid(
     low = None
     if last_steps is not None:  # the newest step of any run shown, less the zoom
         low = max(int(view.tail(1)["step"].iloc[-1]) for view in frames.values()) - last_steps + 1
-    drawn = 0
-    cols = st.columns(2)
+    tables = []
     for chart in (c for c in charts.CHARTS if c.slow == slow):
-        title, series, y_title, band, log_applies = (
-            chart.title,
-            chart.series,
-            chart.y_title,
-            chart.band,
-            chart.log_applies,
-        )
         weight = smoothing if chart.smooth else 0.0
         long = charts.series_table(
             frames,
-            list(series),
+            list(chart.series),
             x=x,
             smoothing=weight,
-            positive_only=log_y and log_applies,
+            positive_only=log_y and chart.log_applies,
             low=low,
             max_points=MAX_POINTS if low is None else ZOOM_MAX_POINTS,
         )
-        if not long.num_rows:
-            continue
-        with cols[drawn % 2]:
+        if long.num_rows:
+            tables.append((chart, weight, long))
+    # Two to a row; a part with one chart (the loss, on top) gives it the page's width.
+    cols = st.columns(min(2, len(tables))) if tables else []
+    for drawn, (chart, weight, long) in enumerate(tables):
+        with cols[drawn % len(cols)]:
             newest = f" · step {pc.max(long['x']).as_py():.0f}" if x == charts.X_STEP else ""
-            st.caption(f"{title} · {long.num_rows} points{newest}")
+            st.caption(f"{chart.title} · {long.num_rows} points{newest}")
             data, spec = charts.line_chart(
-                long, x, y_title, log_y=log_y and log_applies, smoothed=weight > 0, band=band
+                long, x, chart.y_title, log_y=log_y and chart.log_applies, smoothed=weight > 0, band=chart.band
             )
-            st.vega_lite_chart(data, spec, width="stretch", key=f"chart_{series[0]}")
-        drawn += 1
-    return drawn
+            st.vega_lite_chart(data, spec, width="stretch", key=f"chart_{chart.series[0]}")
+    return len(tables)
 
 
 def render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps: int | None = None) -> None:
@@ -205,15 +202,17 @@ def render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps
 
 
 def render_slow(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps: int | None = None) -> None:
-    """The speed and resource charts, below render's part, refreshed every REFRESH_SLOW_S."""
+    """The charts below the loss (learning rate, gradients, speed, resources...), refreshed every
+    REFRESH_SLOW_S."""
     with timing.logged("live-slow"):
         views = [v for v in (state.run_view(r) for r in run_ids) if v.exists]
         heading = st.container()
         if chart_grid(views, x, log_y, smoothing, last_steps, slow=True):
             heading.subheader(
-                "Speed and resources",
-                help=f"Refreshed every {REFRESH_SLOW_S:.0f} s: these rows are medians and samples over seconds, "
-                "and each redraw costs the browser CPU that a run on this machine would use.",
+                "Schedule, gradients, speed and resources",
+                help=f"Refreshed every {REFRESH_SLOW_S:.0f} s; the tiles above show their newest values at each refresh of the loss, "
+                "and the doctor's alerts appear at once. Each chart redrawn costs the browser CPU that a run on "
+                "this machine would use.",
             )
 
 

@@ -4,11 +4,12 @@ tiny MLP, one CPU thread) with and without run.log of 10 scalars per step, the o
 
     PYTHONPATH=. python benchmarks/api_overhead.py [--steps 2000] [--rounds 21] [--points 200000]
 
-(a) runs `rounds` rounds in one process; each round has one block of `steps` steps without the API
-and one with it, in alternating order (plain-api, then api-plain: a drift of the machine's speed
-during a round falls on both arms alike). The figure is the median of the per-round overheads
-(api block / plain block of the same round), with their quartiles; the ratio of the arms' medians
-is printed beside it. Each block with the API ends only when the background thread has written its
+(a) runs `rounds` rounds in one process; each round has one block of `steps` steps without the API,
+one with it and a second one without, in rotating order (each arm first, second and third alike: a
+drift of the machine's speed during a round falls on the arms alike). The figure is the median of the
+per-round overheads (api block / plain block of the same round), with their quartiles; the ratio of
+the arms' medians is printed beside it, and the same statistic for the second plain block against
+the first (no API in either): the noise floor, what the measure reads when there is nothing to read. Each block with the API ends only when the background thread has written its
 rows (run.flush), so writing them is counted. Also measured apart: the time spent inside the
 run.log calls themselves (a perf_counter around each call), the part of the overhead that sits on
 the training thread whatever the machine does. The online doctor runs in a child process
@@ -115,12 +116,13 @@ def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     step = make_loop()
     block(step, steps)  # warm-up
     plain, api, plain_cpu, api_cpu, in_log = [], [], [], [], []
+    again, again_cpu = [], []  # a second plain block per round: what the measure reads with no API at all
     with trainer.init(run_id="overhead", runs_dir=runs_dir, config={"lr": 1e-3}) as run:
         started = doctor_started(run)  # its start-up (Python, imports) is not a cost per step
         block(step, steps, run)  # warm-up of the API arm (first flush, first doctor reads)
         for r in range(rounds):
-            arms = [(plain, plain_cpu, None), (api, api_cpu, run)]
-            for walls, cpus, arm_run in arms if r % 2 == 0 else arms[::-1]:
+            arms = [(plain, plain_cpu, None), (api, api_cpu, run), (again, again_cpu, None)]
+            for walls, cpus, arm_run in arms[r % 3 :] + arms[: r % 3]:  # each arm first, second, third alike
                 wall, cpu, logged = block(step, steps, arm_run, first=(r + 1) * steps)
                 walls.append(wall)
                 cpus.append(cpu)
@@ -136,6 +138,9 @@ def overhead(steps: int, rounds: int, runs_dir: str) -> None:
         f"(a) step time, {rounds} rounds of two blocks of {steps} steps (alternating order), {SCALARS} scalars/step, doctor on:"
     )
     print(f"    wall: overhead {spread(plain, api)}")
+    # The same statistic between the two plain blocks of each round: the noise floor. An overhead
+    # inside its spread is not shown either way.
+    print(f"          plain against plain (no API): {spread(plain, again)}")
     print(
         f"          medians of the arms: plain loop {p * 1e3:.3f} ms/step, with run.log {a * 1e3:.3f} ms/step: {100 * (a - p) / p:+.2f}%"
     )

@@ -42,6 +42,7 @@ import psutil
 
 from trainer.rundir import run_format as rf
 from trainer.rundir.jsonl import read_records
+from trainer.rundir.status import read_status
 from trainer.runs import control, process
 
 SETTLE_S = 8.0
@@ -161,6 +162,7 @@ def parts_page(args, runs_dir: Path) -> None:
     roots = {"Live open": ROOT} | ({"Live open, baseline": args.baseline.resolve()} if args.baseline else {})
     results = {label: [] for label in ["no page", *roots]}
     cpu = {label: [] for label in roots}  # (dashboard server, Chromium) cores over the window
+    threads: dict[str, list[int]] = {label: [] for label in results}  # the run's, each second of the window
     for repeat in range(args.repeats):
         for n, label in enumerate(results):
             run_id = f"page-{repeat}-{n}"
@@ -174,11 +176,12 @@ def parts_page(args, runs_dir: Path) -> None:
                         page.goto(f"{url}/live?run={run_id}")
                         time.sleep(SETTLE_S)
                         before = page_cpu(server)
-                        time.sleep(args.seconds)
+                        threads[label].extend(threads_each_second(runs_dir / run_id, args.seconds))
                         after = page_cpu(server)
                     cpu[label].append(tuple((b - a) / args.seconds for a, b in zip(before, after)))
                 else:
-                    time.sleep(SETTLE_S + args.seconds)
+                    time.sleep(SETTLE_S)
+                    threads[label].extend(threads_each_second(runs_dir / run_id, args.seconds))
             control.stop(runs_dir, run_id, grace_s=30)
             rows = [
                 r[rf.STEPS_PER_S]
@@ -192,12 +195,34 @@ def parts_page(args, runs_dir: Path) -> None:
             results[label].append(statistics.median(rows))
     base = statistics.median(results["no page"])
     print(f"steps/s, no page: {', '.join(f'{v:.1f}' for v in results['no page'])} (median {base:.1f})")
+    print(f"    the run's threads (seconds at each count): {threads_seen(threads['no page'])}")
     for label in roots:
         watched = statistics.median(results[label])
         print(f"steps/s, {label}: {', '.join(f'{v:.1f}' for v in results[label])} (median {watched:.1f})")
         print(f"{label}: the Live page costs the run {100 * (1 - watched / base):.1f}% of its steps/s (target <= 10%)")
+        # each round's turn against the no-page turn of the same round: a machine whose speed drifts
+        # between rounds moves both alike
+        paired = sorted(100 * (1 - w / b) for w, b in zip(results[label], results["no page"]))
+        print(f"    per round: {', '.join(f'{v:.1f}%' for v in paired)} (median {statistics.median(paired):.1f}%)")
         server, browser = (statistics.median(c) for c in zip(*cpu[label]))
         print(f"    CPU while it was open (median, in cores): dashboard server {server:.2f}, Chromium {browser:.2f}")
+        print(f"    the run's threads (seconds at each count): {threads_seen(threads[label])}")
+
+
+def threads_each_second(run_dir: Path, seconds: float) -> list[int]:
+    """The threads the run's status.json says it runs, read once a second for `seconds`: with
+    threads: auto a run rechecks its share every few seconds, and a page that loads takes cores."""
+    seen, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+        status = read_status(run_dir) or {}
+        if isinstance(status.get(rf.STATUS_THREADS), int):
+            seen.append(status[rf.STATUS_THREADS])
+    return seen
+
+
+def threads_seen(seen: list[int]) -> str:
+    return ", ".join(f"{n}: {seen.count(n)} s" for n in sorted(set(seen))) or "not recorded"
 
 
 def parts_hog(args, runs_dir: Path) -> None:

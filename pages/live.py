@@ -1,6 +1,6 @@
 """Live: loss, learning rate, variance ratio, gradients, speed and resources of one or more runs,
-with the doctor's alerts on top. The training charts refresh every second while a run trains (every
-5 s once all have ended), the speed and resource charts below them every 5 s."""
+with the doctor's alerts on top. The status, alerts, tiles and loss chart refresh every 0.75 s while
+a run trains (every 5 s once all have ended), the other charts below them every 5 s."""
 
 import streamlit as st
 
@@ -46,10 +46,10 @@ def live() -> None:
 
 
 @st.fragment(run_every=live_panel.REFRESH_SLOW_S)
-def speed_and_resources() -> None:
+def other_charts() -> None:
     live_panel.render_slow(picked, x, log_y, smoothing, last_steps if x == charts.X_STEP else None)
 
 
 layout.fork_form()  # above the charts: the alert banner's "Fork with this fix" fills it
 live()
-speed_and_resources()
+other_charts()

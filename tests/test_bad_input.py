@@ -12,6 +12,11 @@ SMALL = ["max_steps=20", "warmup_steps=2", "eval_interval=10", "eval_steps=2", "
 SMALL += ["log_interval=5", "sample_interval=10", "sample_length=8", "model.n_layer=1", "model.n_embd=32"]
 SMALL += ["model.n_head=2", "block_size=16", "batch_size=4", "threads=1"]
 
+# Each list holds 9 aliases of the one before: 9^9 values once expanded.
+BOMB_LINES = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+BOMB_LINES += [f"{n}: &{n} [{','.join([f'*{m}'] * 9)}]" for m, n in zip("abcdefgh", "bcdefghi")]
+BOMB = "{" + ", ".join(BOMB_LINES) + "}"
+
 CASES = {
     # config, through --set
     "unknown key": (["run", "--set", "lr_typo=1"], "unknown config key lr_typo; allowed keys:"),
@@ -54,6 +59,16 @@ CASES = {
         ["run", "--config", "{tmp}/off.yaml"],
         "amp: False is a boolean to YAML (unquoted off/on/yes/no); quote it",
     ),
+    # under options, which takes any mapping: 9^9 values once expanded, in a file of 1 KB
+    "YAML alias bomb": (
+        ["run", "--config", "{tmp}/bomb.yaml"],
+        "bomb.yaml expands to more than 100,000 values through its YAML aliases",
+    ),
+    "YAML that contains itself": (
+        ["run", "--config", "{tmp}/loop.yaml"],
+        "loop.yaml contains itself through a YAML alias",
+    ),
+    "YAML alias bomb in a value": (["run", "--set", f"options.x={BOMB}"], "expands to more than 100,000 values"),
     # run ids and commands
     "id with a separator": (["run", "--run-id", "a/b"], "invalid run id 'a/b'"),
     "id ..": (["run", "--run-id", ".."], "invalid run id '..'"),
@@ -86,6 +101,8 @@ def world(tmp_path_factory):
     (tmp / "malformed.yaml").write_text("lr: [1e-3\n")
     (tmp / "list.yaml").write_text("- lr\n- 3e-4\n")
     (tmp / "off.yaml").write_text("amp: off\n")
+    (tmp / "bomb.yaml").write_text("options:\n" + "".join(f"  {line}\n" for line in BOMB_LINES))
+    (tmp / "loop.yaml").write_text("options: &loop {again: *loop}\n")
     return tmp, runs_dir
 
 

@@ -303,6 +303,43 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return out
 
 
+# The most values a config may hold once YAML's aliases are expanded: a config has about a hundred,
+# and a YAML alias bomb (9 lists of 9 aliases of the list before, ...) billions, which every later step
+# that copies, prints or writes the config would expand.
+MAX_YAML_VALUES = 100_000
+
+
+def check_expanded_size(value: Any, where: str) -> None:
+    """Refuse a value that YAML's aliases (&name, *name) make huge or make contain itself, before
+    anything copies or writes it: safe_load shares one object per alias, so the file is small and the
+    expansion happens later. Counted over the shared objects once each (memoised), so the check itself
+    costs the file's size, not the expansion's."""
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_ids:
+            raise ConfigError(f"{where} contains itself through a YAML alias (&name ... *name); write the values out")
+        open_ids.add(key)
+        children = node.values() if isinstance(node, dict) else node
+        total = 1 + sum(size(child) for child in children)
+        open_ids.discard(key)
+        if total > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"{where} expands to more than {MAX_YAML_VALUES:,} values through its YAML aliases "
+                "(&name, *name: an alias bomb?); write the values out"
+            )
+        sizes[key] = total
+        return total
+
+    size(value)
+
+
 def _typed(raw: str) -> Any:
     """A command-line or environment value read as YAML (3e-4, 6, [a, b]), except that YAML 1.1's
     other booleans (off, on, yes, no) stay text: `amp=off` means the string "off" (a bool
@@ -311,6 +348,7 @@ def _typed(raw: str) -> Any:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
+    check_expanded_size(value, f"the value {raw[:40]!r}")
     if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
         return raw.strip()
     return value
@@ -334,6 +372,7 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} is not valid YAML: {what}{where}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    check_expanded_size(data, f"config file {path}")
     return data
 
 
