@@ -135,7 +135,8 @@ def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     pc, ac = statistics.median(plain_cpu), statistics.median(api_cpu)
     tc, lg = ac + dc, statistics.median(in_log)
     print(
-        f"(a) step time, {rounds} rounds of two blocks of {steps} steps (alternating order), {SCALARS} scalars/step, doctor on:"
+        f"(a) step time, {rounds} rounds of three blocks of {steps} steps (plain, API, plain; rotating order), "
+        f"{SCALARS} scalars/step, doctor on:"
     )
     print(f"    wall: overhead {spread(plain, api)}")
     # The same statistic between the two plain blocks of each round: the noise floor. An overhead
