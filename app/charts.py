@@ -276,8 +276,8 @@ class Chart(NamedTuple):
     band: tuple[float, float] | None = None  # a shaded zone (the doctor's threshold)
     log_applies: bool = False  # the page's log-scale toggle applies
     smooth: bool = True  # the smoothing slider applies (never to val/... series, see smoothed())
-    # Drawn in the Live page's slower part (live_panel.REFRESH_SLOW_S): every chart redrawn each second
-    # costs a run on the same machine the browser's CPU, and the tiles show the newest values anyway.
+    # Drawn in the Live page's slower part (live_panel.REFRESH_SLOW_S): every chart redrawn at each fast
+    # refresh costs a run on the same machine the browser's CPU, and the tiles show most newest values.
     slow: bool = False
 
 

@@ -9,10 +9,11 @@ one with it and a second one without, in rotating order (each arm first, second 
 drift of the machine's speed during a round falls on the arms alike). The figure is the median of the
 per-round overheads (api block / plain block of the same round), with their quartiles; the ratio of
 the arms' medians is printed beside it, and the same statistic for the second plain block against
-the first (no API in either): the noise floor, what the measure reads when there is nothing to read. Each block with the API ends only when the background thread has written its
-rows (run.flush), so writing them is counted. Also measured apart: the time spent inside the
-run.log calls themselves (a perf_counter around each call), the part of the overhead that sits on
-the training thread whatever the machine does. The online doctor runs in a child process
+the first (no API in either): the noise floor, what the measure reads when there is nothing to read.
+Each block with the API ends only when the background thread has written its rows (run.flush), so
+writing them is counted. Also measured apart: the time spent inside the run.log calls themselves (a
+perf_counter around each call), the part of the overhead that sits on the training thread whatever
+the machine does. The online doctor runs in a child process
 (trainer/doctor/follow.py): its CPU time is reported apart, and the total CPU per step (training
 process + doctor process) beside the plain loop's. Target: at most 1% of step time. (b) times log
 calls until the rows are on disk (finish) for run.log, and add_scalar until close() for

@@ -156,7 +156,7 @@ def test_pages_redraw_the_loss_every_0_75_s_other_charts_every_5_s_and_11_runs_e
     assert 9 <= live_runs <= 11, live_runs
     assert changes["Loss · "] >= 5, changes
     assert 1 <= changes["Steps per second · "] <= 2, changes
-    assert 1 <= changes["Learning rate · "] <= 2, changes  # the tiles show its newest value each second
+    assert 1 <= changes["Learning rate · "] <= 2, changes  # the tiles show its newest value at the fast pace
     assert 2 <= row_changes <= 5, row_changes  # its step, every 2 s (every second: 8)
 
 
