@@ -58,12 +58,15 @@ def make_loop():
     return step
 
 
-def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float, float]:
-    """Wall and CPU seconds per step over one block, and the seconds per step spent inside run.log;
-    with a run, 10 scalars a step and its rows written. CPU time is the whole process's (the
-    background thread included): on a busy shared machine it moves far less than the wall time."""
+def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float, float, float]:
+    """Wall and CPU seconds per step over one block, the seconds per step spent inside run.log, and
+    the training thread's own CPU seconds per step; with a run, 10 scalars a step and its rows
+    written. CPU time is the whole process's (the background thread included): on a busy shared
+    machine it moves far less than the wall time. The thread's CPU time leaves out the flush
+    thread, and counts what the API costs the loop's own thread: the calls, building the row, and
+    whatever the calls leave behind (caches, allocations) that slows the step's own work."""
     in_log = 0.0
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start, thread_start = time.perf_counter(), time.process_time(), time.thread_time()
     for i in range(first, first + steps):
         loss, pred = step()
         pred_mean = pred.mean()  # in both arms: a tensor op of the loop, not a cost of the API (~7 us)
@@ -72,9 +75,10 @@ def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float, flo
             before = time.perf_counter()
             run.log(row, step=i)
             in_log += time.perf_counter() - before
+    thread = (time.thread_time() - thread_start) / steps
     if run is not None:
         run.flush()
-    return (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps, in_log / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps, in_log / steps, thread
 
 
 def doctor_cpu(run) -> float:
@@ -118,15 +122,17 @@ def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     block(step, steps)  # warm-up
     plain, api, plain_cpu, api_cpu, in_log = [], [], [], [], []
     again, again_cpu = [], []  # a second plain block per round: what the measure reads with no API at all
+    threads: dict[str, list[float]] = {"plain": [], "api": [], "again": []}  # the training thread's CPU
     with trainer.init(run_id="overhead", runs_dir=runs_dir, config={"lr": 1e-3}) as run:
         started = doctor_started(run)  # its start-up (Python, imports) is not a cost per step
         block(step, steps, run)  # warm-up of the API arm (first flush, first doctor reads)
         for r in range(rounds):
-            arms = [(plain, plain_cpu, None), (api, api_cpu, run), (again, again_cpu, None)]
-            for walls, cpus, arm_run in arms[r % 3 :] + arms[: r % 3]:  # each arm first, second, third alike
-                wall, cpu, logged = block(step, steps, arm_run, first=(r + 1) * steps)
+            arms = [(plain, plain_cpu, None, "plain"), (api, api_cpu, run, "api"), (again, again_cpu, None, "again")]
+            for walls, cpus, arm_run, name in arms[r % 3 :] + arms[: r % 3]:  # each arm first, second, third alike
+                wall, cpu, logged, thread = block(step, steps, arm_run, first=(r + 1) * steps)
                 walls.append(wall)
                 cpus.append(cpu)
+                threads[name].append(thread)
                 if arm_run is not None:
                     in_log.append(logged)
         time.sleep(1)  # it reads the last rows
@@ -152,6 +158,12 @@ def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     print(
         f"    CPU of the training process: {pc * 1e3:.3f} ms/step plain, {ac * 1e3:.3f} with run.log: "
         f"{100 * (ac - pc) / pc:+.2f}% ({spread(plain_cpu, api_cpu)})"
+    )
+    tp, ta = statistics.median(threads["plain"]), statistics.median(threads["api"])
+    print(
+        f"    CPU of the training thread: {tp * 1e3:.3f} ms/step plain, {ta * 1e3:.3f} with run.log: "
+        f"{(ta - tp) * 1e6:+.1f} us a step, {100 * (ta - tp) / tp:+.2f}% ({spread(threads['plain'], threads['api'])}); "
+        f"plain against plain: {spread(threads['plain'], threads['again'])}"
     )
     print(
         f"    CPU of the doctor process: {dc * 1e6:.1f} us per API step; "

@@ -16,7 +16,8 @@ neighbour). Figures:
 - four runs: total against one alone (target >= 1.5x);
 - --parts page: one run's steps/s with the Live page open in Chromium against no page (target: the
   page costs <= 10%), alternated; --baseline DIR adds the Live page of another checkout's dashboard
-  (`git archive COMMIT | tar -x -C DIR`) to the alternation.
+  (`git archive COMMIT | tar -x -C DIR`) to the alternation; --page-threads auto 1 2 repeats the
+  pair at fixed thread counts (what auto's choice costs beside the page).
 - --parts hog: one run beside a busy loop that takes one core, with threads auto against the equal
   share that ignores other work (threads = all the cores, what auto gave one run alone before it
   measured other work) and against threads=1, alternated; with what auto chose and why.
@@ -160,15 +161,17 @@ def parts_page(args, runs_dir: Path) -> None:
     from app.harness import ROOT, chromium, dashboard, server_pid
 
     roots = {"Live open": ROOT} | ({"Live open, baseline": args.baseline.resolve()} if args.baseline else {})
-    results = {label: [] for label in ["no page", *roots]}
-    cpu = {label: [] for label in roots}  # (dashboard server, Chromium) cores over the window
-    threads: dict[str, list[int]] = {label: [] for label in results}  # the run's, each second of the window
+    # each (page, threads) turn of a round; --page-threads 1 2 adds fixed thread counts beside auto
+    turns = [(label, t) for t in args.page_threads for label in ["no page", *roots]]
+    results: dict = {turn: [] for turn in turns}
+    cpu: dict = {turn: [] for turn in turns if turn[0] in roots}  # (dashboard server, Chromium) cores
+    threads: dict = {turn: [] for turn in turns}  # the run's threads, each second of the window
     for repeat in range(args.repeats):
-        for n, label in enumerate(results):
+        for n, (label, setting) in enumerate(turns):
             run_id = f"page-{repeat}-{n}"
             # Each dashboard only for its own turn: one left open would tail the other turns' runs.
             with dashboard(runs_dir, root=roots.get(label, ROOT)) as url:
-                pid = start(runs_dir, run_id, "auto", max_steps=10**6)
+                pid = start(runs_dir, run_id, setting, max_steps=10**6)
                 begun = wait_running(runs_dir / run_id, pid)
                 server = psutil.Process(server_pid(url))
                 if label in roots:
@@ -176,12 +179,12 @@ def parts_page(args, runs_dir: Path) -> None:
                         page.goto(f"{url}/live?run={run_id}")
                         time.sleep(SETTLE_S)
                         before = page_cpu(server)
-                        threads[label].extend(threads_each_second(runs_dir / run_id, args.seconds))
+                        threads[label, setting].extend(threads_each_second(runs_dir / run_id, args.seconds))
                         after = page_cpu(server)
-                    cpu[label].append(tuple((b - a) / args.seconds for a, b in zip(before, after)))
+                    cpu[label, setting].append(tuple((b - a) / args.seconds for a, b in zip(before, after)))
                 else:
                     time.sleep(SETTLE_S)
-                    threads[label].extend(threads_each_second(runs_dir / run_id, args.seconds))
+                    threads[label, setting].extend(threads_each_second(runs_dir / run_id, args.seconds))
             control.stop(runs_dir, run_id, grace_s=30)
             rows = [
                 r[rf.STEPS_PER_S]
@@ -192,21 +195,31 @@ def parts_page(args, runs_dir: Path) -> None:
                 raise RuntimeError(
                     f"{run_id} ({label}) logged no speed in the window; see {runs_dir / run_id / rf.LOG_FILE}"
                 )
-            results[label].append(statistics.median(rows))
-    base = statistics.median(results["no page"])
-    print(f"steps/s, no page: {', '.join(f'{v:.1f}' for v in results['no page'])} (median {base:.1f})")
-    print(f"    the run's threads (seconds at each count): {threads_seen(threads['no page'])}")
-    for label in roots:
-        watched = statistics.median(results[label])
-        print(f"steps/s, {label}: {', '.join(f'{v:.1f}' for v in results[label])} (median {watched:.1f})")
-        print(f"{label}: the Live page costs the run {100 * (1 - watched / base):.1f}% of its steps/s (target <= 10%)")
-        # each round's turn against the no-page turn of the same round: a machine whose speed drifts
-        # between rounds moves both alike
-        paired = sorted(100 * (1 - w / b) for w, b in zip(results[label], results["no page"]))
-        print(f"    per round: {', '.join(f'{v:.1f}%' for v in paired)} (median {statistics.median(paired):.1f}%)")
-        server, browser = (statistics.median(c) for c in zip(*cpu[label]))
-        print(f"    CPU while it was open (median, in cores): dashboard server {server:.2f}, Chromium {browser:.2f}")
-        print(f"    the run's threads (seconds at each count): {threads_seen(threads[label])}")
+            results[label, setting].append(statistics.median(rows))
+    for setting in args.page_threads:
+        print(f"threads: {setting}")
+        nopage = results["no page", setting]
+        base = statistics.median(nopage)
+        print(f"  steps/s, no page: {', '.join(f'{v:.1f}' for v in nopage)} (median {base:.1f})")
+        print(f"      the run's threads (seconds at each count): {threads_seen(threads['no page', setting])}")
+        for label in roots:
+            speeds = results[label, setting]
+            watched = statistics.median(speeds)
+            print(f"  steps/s, {label}: {', '.join(f'{v:.1f}' for v in speeds)} (median {watched:.1f})")
+            print(
+                f"  {label}: the Live page costs the run {100 * (1 - watched / base):.1f}% of its steps/s (target <= 10%)"
+            )
+            # each round's turn against the no-page turn of the same round: a machine whose speed drifts
+            # between rounds moves both alike
+            paired = sorted(100 * (1 - w / b) for w, b in zip(speeds, nopage))
+            print(
+                f"      per round: {', '.join(f'{v:.1f}%' for v in paired)} (median {statistics.median(paired):.1f}%)"
+            )
+            server, browser = (statistics.median(c) for c in zip(*cpu[label, setting]))
+            print(
+                f"      CPU while it was open (median, in cores): dashboard server {server:.2f}, Chromium {browser:.2f}"
+            )
+            print(f"      the run's threads (seconds at each count): {threads_seen(threads[label, setting])}")
 
 
 def threads_each_second(run_dir: Path, seconds: float) -> list[int]:
@@ -300,6 +313,12 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=200, help="budget checks timed by --parts check")
     parser.add_argument("--cores", type=int, default=None, help="torch's default threads (all cores)")
     parser.add_argument("--baseline", type=Path, help="--parts page: also another checkout's dashboard, alternated")
+    parser.add_argument(
+        "--page-threads",
+        nargs="+",
+        default=["auto"],
+        help="--parts page: the runs' threads setting, each alternated with and without the page (e.g. auto 1 2)",
+    )
     parser.add_argument(
         "--config",
         help="the preset the runs train (default: the Shakespeare default); the issue's own: configs/regression.yaml",

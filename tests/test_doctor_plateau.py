@@ -54,3 +54,27 @@ def test_a_loss_that_never_moved_is_stuck_after_its_lr_decays():
     assert alert["evidence"]["lr"] == 1e-7 and alert["step"] <= 1500
     # the same decay after a real drop (3.3 -> 3.0) and a flat tail is the run converging: no plateau
     assert not _plateaus(lambda s: 3.0 + 0.3 * math.exp(-s / 100), extra=lr)
+
+
+def _with_val(val_at, every=100, noise=0.002):
+    """Each eval_interval steps a val/loss row beside the train row: val_at(step) with its own noise."""
+    rng = random.Random(1)
+
+    def extra(step):
+        return {"val/loss": val_at(step) * (1 + rng.gauss(0, noise))} if step % every == 0 else {}
+
+    return extra
+
+
+def test_a_held_train_loss_while_val_keeps_falling_is_not_a_plateau():
+    """train/loss drops 3.3 -> 3.0 and holds (the plateau above), but val/loss, measured on the task
+    the run is judged on, falls 3.0 -> 2.4 over the run: the model still learns (issue 11, second
+    generator's `curriculum_paced`: its train loss is read on a task that grew harder)."""
+    held = lambda s: 3.0 + 0.3 * math.exp(-s / 100)  # noqa: E731
+    assert not _plateaus(held, extra=_with_val(lambda s: 3.0 - 0.6 * s / 6000))
+    # the same train loss with a val that holds too is still a plateau; so is one whose fall is
+    # inside its eval noise (0.3% over the run against 0.5% noise per eval)
+    (alert,) = _plateaus(held, extra=_with_val(lambda s: 2.9 + 0.1 * math.exp(-s / 100)))
+    assert alert["step"] <= 1500
+    (alert,) = _plateaus(held, extra=_with_val(lambda s: 2.9 - 0.01 * s / 6000, noise=0.005))
+    assert alert["step"] <= 1500

@@ -34,6 +34,17 @@ def mad_sigma(values, center: float | None = None) -> float:
     return MAD_TO_SIGMA * median([abs(v - c) for v in values])
 
 
+MEAN_ABS_TO_SIGMA = 0.7979  # mean absolute deviation of a normal distribution / its sd (sqrt(2/pi))
+
+
+def robust_scatter(values, mean_abs_floor: float) -> float:
+    """Robust sd of values: the MAD's, floored at mean_abs_floor x the mean absolute deviation's
+    (the MAD of a dozen values now and then reads a third of the true spread)."""
+    center = median(values)
+    mean_abs = sum(abs(v - center) for v in values) / len(values) / MEAN_ABS_TO_SIGMA
+    return max(mad_sigma(values, center), mean_abs_floor * mean_abs)
+
+
 def line_deviations(points: list[tuple[float, float]]) -> list[float]:
     """Each inner eval's distance from the straight line through its two neighbours, in units of
     the eval noise: for independent noise of sd s each has sd s, whatever the spacing, and a linear

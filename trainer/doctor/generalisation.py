@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, line_deviations, mad_sigma, median, theil_sen_slope
+from trainer.doctor.base import Detector, finite, fmt, line_deviations, median, robust_scatter, theil_sen_slope
 from trainer.rundir import run_format as rf
-
-MEAN_ABS_TO_SIGMA = 0.7979  # mean absolute deviation of a normal distribution / its sd (sqrt(2/pi))
 
 
 def _train_now(track) -> float | None:
@@ -20,14 +18,6 @@ def _train_now(track) -> float | None:
     if track.count < 3:
         return None
     return median(list(track.recent)[-3:])
-
-
-def _scatter(values, mean_abs_floor: float) -> float:
-    """Robust sd of values: the MAD's, floored at mean_abs_floor x the mean absolute deviation's
-    (the MAD of a dozen values now and then reads a third of the true spread)."""
-    center = median(values)
-    mean_abs = sum(abs(v - center) for v in values) / len(values) / MEAN_ABS_TO_SIGMA
-    return max(mad_sigma(values, center), mean_abs_floor * mean_abs)
 
 
 class ValBelowTrain(Detector):
@@ -151,7 +141,7 @@ class Overfitting(Detector):
         deviations = line_deviations(points)
         # Read from a few evals it is uncertain: the allowance grows it as Student's t would (issue 11:
         # 6-10 evals of a flat val with 2% noise read it at a third and raised overfitting).
-        return _scatter(deviations, self.mean_abs_floor) * (1 + 2.5 / len(deviations))
+        return robust_scatter(deviations, self.mean_abs_floor) * (1 + 2.5 / len(deviations))
 
     def _creeping(self, step) -> bool:
         """The line through the evals since the last real improvement has risen by more than the
@@ -170,7 +160,7 @@ class Overfitting(Detector):
             return False
         stride = -(-n // self.trend_points)
         slope = theil_sen_slope(after[::stride])
-        scatter = _scatter([v - slope * s for s, v in after], self.mean_abs_floor)
+        scatter = robust_scatter([v - slope * s for s, v in after], self.mean_abs_floor)
         noise = math.sqrt((scatter**2 + self._noise() ** 2) / 2)
         rise = slope * (step - self.anchor_step)
         z = self.trend_z * (1 + 2.5 / n)  # about Student's t at 0.1% for n - 2 degrees of freedom

@@ -8,10 +8,10 @@ against and the evidence that the level held are a concept of their own. It read
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt
+from trainer.doctor.base import Detector, finite, fmt, line_deviations, robust_scatter
 from trainer.doctor.loss import LossRising
 from trainer.rundir import run_format as rf
 
@@ -30,7 +30,8 @@ class LossPlateau(Detector):
     change of level, not a plateau, and the span the message states must be true),
     (without an initial drop, against flat_share of the initial level instead: a loss at its chance
     level that an LR 1000x too low moves 1-3%), level > stuck_fraction * initial level,
-    lr >= min_lr_fraction * peak lr, for confirm_rows rows. The episode ends only when the level
+    lr >= min_lr_fraction * peak lr, and val/loss (where logged) not falling across the window
+    (_val_improving), for confirm_rows rows. The episode ends only when the level
     improves again by more than twice the threshold plus twice its sd, so noise does not re-fire it.
     """
 
@@ -53,6 +54,8 @@ class LossPlateau(Detector):
     min_lr_fraction = 0.2
     confirm_rows = 5
     rearm_rows = 10
+    median_difference_sd = 0.95  # sd of the difference of two medians of 3 draws, in sd of one draw
+    mean_abs_floor = 0.8  # as overfitting's: the MAD of a few values now and then reads a third
     small_drop_share = 0.15  # words only: under it the message says a converged fine-tune looks the same
     thresholds = (
         "min_rows",
@@ -81,6 +84,7 @@ class LossPlateau(Detector):
         self.full_rows = 0
         self.full_initial = None
         self.full_best = None
+        self.evals: list[tuple[int, float]] = []  # (step, val/loss)
 
     def _reference(self, step) -> tuple[float, float, int] | None:
         """(initial level, best level, first step) a plateau is judged from: the run's own, or with a
@@ -103,6 +107,9 @@ class LossPlateau(Detector):
         return self.full_initial, self.full_best, self.full_step
 
     def observe(self, step, row):
+        val = row.get(rf.VAL_LOSS)
+        if finite(val):
+            self.evals.append((step, val))
         lr = row.get(rf.LR)
         if finite(lr):
             self.lr = lr
@@ -176,6 +183,8 @@ class LossPlateau(Detector):
             self.open = False  # real progress: a later plateau is a new episode
         if flat:  # first quarter against last is not enough: the level must have held all along
             flat = self._held(step, window, (early, late), threshold + self.hold_noise_multiple * spread)
+        if flat and self._val_improving(step, window, threshold):
+            flat = False
         if not (flat and stuck and lr_ok):
             self.streak = 0  # not note_healthy(): only real progress (above) ends a plateau episode
             return None
@@ -187,6 +196,35 @@ class LossPlateau(Detector):
         i = bisect_left(track.steps, step - window)
         since = track.steps[min(i, len(track.steps) - 1)]
         return self._alert(step, since, improvement, noise)
+
+    def _val_improving(self, step, window, threshold) -> bool:
+        """val/loss fell across the window: the median of the last 3 evals is below the median of the 3
+        evals up to the window's start by more than a plateau allows train/loss to move, and by more
+        than improving_z sd of that difference. The model still learns what it is judged on: a
+        curriculum's train/loss is measured on a task that grew harder, and a run's per-row noise can
+        hide a slow descent that the evals (a whole val set each) show (issue 11: 13 of 100 healthy
+        `curriculum_paced` runs of the second generator's dev block, val at full difficulty still
+        falling 2-4% across the window, were called plateaus). The eval noise is each eval's distance
+        from the line through its neighbours, over the evals since a window before this one (at least
+        6): a trend cancels, and a curvature left in them reads high, the safe side for a veto that
+        costs a real plateau its alert; with Student's allowance for a spread read from few evals.
+        Where the window holds under 3 evals the two medians share some, which only shrinks the fall."""
+        steps = [s for s, _ in self.evals]
+        i = bisect_right(steps, step - window)  # evals up to the window's start
+        if i < 1 or i == len(self.evals):
+            return False  # no eval before the window, or none inside it
+        # medians of the 3 evals up to each end: each lags its end alike, so the two span the window
+        before = sorted(v for _, v in self.evals[max(0, i - 3) : i])
+        then = before[len(before) // 2]
+        now = sorted(v for _, v in self.evals[-3:])[1] if len(self.evals) >= 3 else self.evals[-1][1]
+        # the noise from the evals the test looks at and a window before them, at least 6
+        history = self.evals[min(bisect_right(steps, step - 2 * window), len(self.evals) - 6) :]
+        if len(history) < 6:
+            return False
+        deviations = line_deviations(history)
+        noise = robust_scatter(deviations, self.mean_abs_floor) * (1 + 2.5 / len(deviations))
+        # the median of 3 normal draws has sd 0.67 of one; the difference of two, 0.95
+        return then - now > max(threshold, self.improving_z * self.median_difference_sd * noise)
 
     def _held(self, step, window, ends, tolerance) -> bool:
         """The loss stayed at one level over the whole window: no two quarter means further apart than
