@@ -180,6 +180,28 @@ def test_a_runs_other_ranks_are_found_as_its_parents_other_children():
             p.wait()
 
 
+def test_descendants_are_the_children_and_grandchildren_psutil_lists(monkeypatch):
+    """The kernel's per-thread lists of children (cheap) give the same processes as psutil's scan of
+    every process on the host; where the kernel keeps no such list, psutil's scan is used."""
+    grandchild = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", grandchild])  # a script's worker that starts its own
+    try:
+        me = psutil.Process()
+        deadline = time.monotonic() + 20
+        while len(me.children(recursive=True)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expected = {p.pid for p in me.children(recursive=True)}
+        assert len(expected) == 2 and child.pid in expected
+        assert {p.pid for p in host_load.descendants(me)} == expected
+        monkeypatch.setattr(host_load, "_child_pids", lambda pid: None)  # a kernel without the lists
+        assert {p.pid for p in host_load.descendants(me)} == expected
+    finally:
+        for p in psutil.Process(child.pid).children(recursive=True):
+            p.kill()
+        child.kill()
+        child.wait()
+
+
 def test_a_runs_own_children_count_as_ours(runs_dir):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # as trainer.init's doctor
     before = torch.get_num_threads()

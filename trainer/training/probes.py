@@ -209,8 +209,8 @@ class SystemProbe:
         """(wall time, host CPU seconds busy, this process's CPU seconds, the seconds its threads
         waited for a core): /proc/stat, /proc/self/stat and a schedstat per thread (~0.1 ms)."""
         mine = host_load.cpu_seconds(self.process) or 0.0
-        if self.children:  # ~1 ms a listing: for a reader off the training thread
-            mine += sum(host_load.cpu_seconds(child) or 0.0 for child in self.process.children(recursive=True))
+        if self.children:  # for a reader off the training thread (run.log's drain, once a second)
+            mine += sum(host_load.cpu_seconds(child) or 0.0 for child in host_load.descendants(self.process))
         return time.monotonic(), host_load.host_busy_seconds(), mine, host_load.waiting_seconds()
 
     def _sharing(self) -> dict[str, float]:
