@@ -205,12 +205,18 @@ def test_descendants_are_the_children_and_grandchildren_psutil_lists(monkeypatch
 def test_a_runs_own_children_count_as_ours(runs_dir):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # as trainer.init's doctor
     before = torch.get_num_threads()
+    later = None
     try:
         share = threads_module.ThreadShare("auto", runs_dir, "me")
         assert psutil.Process(child.pid) in share._our_processes([])
+        # a worker started after that (a data loader's, restarted each epoch) is ours at the next look
+        later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        assert psutil.Process(later.pid) in share._our_processes([])
     finally:
-        child.kill()
-        child.wait()
+        for proc in (child, later):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
         torch.set_num_threads(before)
 
 

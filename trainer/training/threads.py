@@ -22,9 +22,6 @@ from trainer.rundir import host_load, owner, sharing
 from trainer.rundir import run_format as rf
 
 RECHECK_S = 5.0  # one check: every status.json of the runs directory (~1 ms for ten runs) and /proc
-# Listing this process's children reads /proc/*/stat (~2 ms for 70 processes, more than the rest of
-# a check): done at the first check and then every CHILDREN_EVERY_S (a doctor process starts once).
-CHILDREN_EVERY_S = 30.0
 FIRST_CHECK_S = 1.0  # a run started beside a busy job leaves it soon; a 1 s window is 100 ticks a CPU
 
 
@@ -38,8 +35,6 @@ class ThreadShare:
         self._me = psutil.Process()
         # torchrun's other ranks of this run share its share: their CPU is ours, not other work.
         self._ranks = host_load.sibling_processes(self._me) if self.ranks > 1 else []
-        self._children: list[psutil.Process] = []
-        self._children_listed = float("-inf")
         self.other_busy: float | None = None  # cores busy with other work at the last measure
         if self.setting == sharing.AUTO:
             self.load = host_load.OtherLoad(sharing.physical_cores(), self._our_processes(self._neighbours()))
@@ -80,13 +75,9 @@ class ThreadShare:
         return sharing.live_neighbours(self.runs_dir, exclude=self.run_id) if self.runs_dir is not None else []
 
     def _our_processes(self, neighbours: list[dict]) -> list[psutil.Process]:
-        """This process, its children (trainer.init's doctor process, data loader workers), its run's
-        other ranks and the processes of our live runs beside it: their CPU is sharing, not other work."""
-        if time.monotonic() - self._children_listed >= CHILDREN_EVERY_S:
-            self._children_listed = time.monotonic()
-            try:
-                self._children = self._me.children()
-            except psutil.Error:
-                self._children = []
+        """This process, the processes below it (trainer.init's doctor process, data loader workers,
+        listed at every check: workers restarted each epoch are ours at once), its run's other ranks
+        and the processes of our live runs beside it: their CPU is sharing, not other work."""
         found = (owner.same_process(status) for status in neighbours)
-        return [self._me, *self._children, *self._ranks, *(proc for proc in found if proc is not None)]
+        below = host_load.descendants(self._me)
+        return [self._me, *below, *self._ranks, *(proc for proc in found if proc is not None)]
