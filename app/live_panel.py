@@ -16,24 +16,13 @@ import time
 import pyarrow.compute as pc
 import streamlit as st
 
-from app import charts, layout, live_data, run_forms, state, timing
+from app import charts, layout, live_data, run_forms, state, tiles, timing
 from app.markdown import escape
 from trainer.doctor import remedies
 from trainer.rundir import run_format as rf
 from trainer.rundir.reader import RunSnapshot
 from trainer.rundir.summary import MAX_POINTS
 
-# The metric tiles: (series, label, delta colour); only the series a run has logged are shown.
-TILE_SERIES = (
-    (rf.TRAIN_LOSS, "train loss", "inverse"),
-    (rf.VAL_LOSS, "val loss", "inverse"),
-    (rf.LR, "learning rate", "off"),
-    (rf.GRAD_NORM, "grad norm", "off"),
-    (rf.VARIANCE_RATIO, "variance ratio", "normal"),
-    (rf.STEPS_PER_S, "steps/s", "normal"),
-    (rf.TOKENS_PER_S, "tokens/s", "normal"),
-    (rf.SAMPLES_PER_S, "samples/s", "normal"),
-)
 BANNER = {"critical": st.error, "warning": st.warning, "info": st.info}
 # The Live page's zoom: all steps, or only the newest N (drawn from their raw rows when they fit).
 LAST_STEPS = (None, 1_000, 10_000, 100_000)
@@ -59,17 +48,6 @@ def refresh_every(run_ids: list[str]) -> float:
 
 def last_steps_label(steps: int | None) -> str:
     return "all" if steps is None else f"last {steps:,}"
-
-
-def format_number(value: float) -> str:
-    """Short enough for a metric tile in a six-column row (a learning rate of 0.0008123 was cut off)."""
-    if value == 0:
-        return "0"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) < 0.01:
-        return f"{value:.2e}"
-    return f"{value:.4g}"
 
 
 def status_line(view: RunSnapshot) -> None:
@@ -136,17 +114,13 @@ def remedy_buttons(run_id: str, alert: dict, off: str | None = None, limit: int 
         st.rerun()
 
 
-def tiles(view: RunSnapshot) -> None:
-    latest = live_data.latest_with_change(view.metrics_view.tail(live_data.TAIL_ROWS), [s for s, _, _ in TILE_SERIES])
-    shown = [(s, label, colour) for s, label, colour in TILE_SERIES if s in latest]
-    if not shown:
+def metric_tiles(view: RunSnapshot) -> None:
+    series = [s for s, _, _ in tiles.SERIES]
+    latest = live_data.latest_with_change(view.metrics_view.tail(live_data.TAIL_ROWS), series)
+    if not latest:
         st.caption("No metrics yet: the first row appears after log_interval steps.")
         return
-    for column, (series, label, colour) in zip(st.columns(len(shown)), shown):
-        value, change = latest[series]
-        column.metric(
-            label, format_number(value), None if change is None else format_number(change), delta_color=colour
-        )
+    st.html(tiles.block(latest))
 
 
 def chart_grid(
@@ -229,5 +203,5 @@ def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_step
         alert_banners(view)
     live = [v for v in views if v.exists]
     if len(live) == 1:
-        tiles(live[0])
+        metric_tiles(live[0])
     chart_grid(live, x, log_y, smoothing, last_steps)

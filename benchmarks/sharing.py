@@ -167,7 +167,9 @@ def parts_page(args, runs_dir: Path) -> None:
     cpu: dict = {turn: [] for turn in turns if turn[0] in roots}  # (dashboard server, Chromium) cores
     threads: dict = {turn: [] for turn in turns}  # the run's threads, each second of the window
     for repeat in range(args.repeats):
-        for n, (label, setting) in enumerate(turns):
+        # every other round in reverse: a turn's place in the round (after which turn, how long
+        # since the last dashboard closed) is not always the same tree's
+        for n, (label, setting) in enumerate(turns if repeat % 2 == 0 else turns[::-1]):
             run_id = f"page-{repeat}-{n}"
             # Each dashboard only for its own turn: one left open would tail the other turns' runs.
             with dashboard(runs_dir, root=roots.get(label, ROOT)) as url:

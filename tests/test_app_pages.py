@@ -5,6 +5,7 @@ trainer is started (and none can outlive pytest); the validation in front of it 
 """
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from app_fixtures import ALERT, fake_checkpoint, make_run
 from streamlit.testing.v1 import AppTest
 
-from app import live_panel, run_watch, state
+from app import live_panel, run_watch, state, tiles
 from trainer.rundir import run_format as rf
 from trainer.rundir.summary import MAX_POINTS
 from trainer.rundir.writer import open_run
@@ -180,8 +181,8 @@ def test_live_page_draws_charts_tiles_and_the_alert_banner(launched, runs_dir):
     make_run(runs_dir, "watched", alert=True)
     at = open_app("live.py", selected_runs=["watched"])
     assert len(at.get("vega_lite_chart")) >= 6
-    labels = {m.label: m.value for m in at.metric}
-    assert labels["train loss"] == f"{4.0 * __import__('math').exp(-2) + 1.0:.4g}"
+    (block,) = [h.proto.body for h in at.get("html") if "live-tiles" in h.proto.body]
+    assert f'>train loss</div><div style="{tiles.VALUE}">{4.0 * math.exp(-2) + 1.0:.4g}</div>' in block
     banner = unescaped(at.error[0].value)
     assert "CRITICAL" in banner and "loss = 12.5" in banner and "set lr=0.0003 (fork): a smaller step" in banner
     at.button(key="remedy_watched_loss_spike").click().run()

@@ -1,15 +1,17 @@
 """The dashboard's pure logic: downsampling, smoothing, sample stats, alerts, forms, comparisons."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from app import charts, compare, live_data, run_forms, sample_stats
-from app.live_panel import format_number
+from app import charts, compare, live_data, run_forms, sample_stats, tiles
 from app.markdown import escape
 from app.smoothing import ema
+from app.tiles import format_number
+from trainer.rundir import run_format as rf
 from trainer.rundir.metrics_store import MetricsView
 from trainer.rundir.summary import MAX_POINTS
 from trainer.runs import process
@@ -117,6 +119,29 @@ def test_tile_numbers_stay_short():
         "2.099",
         "24,299",
     ]
+
+
+def test_tile_block_shows_each_logged_series_in_order_with_its_change_coloured_by_meaning():
+    latest = {
+        rf.LR: (3e-4, -6.8e-15),  # float rounding of a constant LR: no change
+        rf.TRAIN_LOSS: (2.5, -0.5),
+        rf.STEPS_PER_S: (20.0, -1.5),
+        rf.VARIANCE_RATIO: (0.9, None),
+    }
+    block = tiles.block(latest)
+    labels = re.findall(r'<div style="[^"]*opacity:0.7[^"]*">([^<]*)</div>', block)
+    assert labels == ["train loss", "learning rate", "variance ratio", "steps/s"]  # SERIES order, logged only
+    values = re.findall(r'<div style="[^"]*font-size:1.75rem[^"]*">([^<]*)</div>', block)
+    assert values == ["2.5", "3.00e-04", "0.9", "20"]
+    deltas = re.findall(r'color:(#[0-9a-f]{6})">([^<]*)</div>', block)
+    # a falling loss is good, a flat LR neutral, falling speed bad; no change shown without a previous row
+    assert deltas == [(tiles.GOOD, "▼ -0.5"), (tiles.NEUTRAL, "■ 0"), (tiles.BAD, "▼ -1.5")]
+    assert tiles.block({}) == ""
+
+
+def test_tile_block_escapes_its_labels():
+    assert "<b>" not in tiles.tile("<b>x</b>", 1.0, None, "normal")
+    assert "&lt;b&gt;x&lt;/b&gt;" in tiles.tile("<b>x</b>", 1.0, None, "normal")
 
 
 def test_tiles_show_newest_value_and_change():
