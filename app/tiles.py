@@ -71,5 +71,5 @@ def tile(label: str, value: float, change: float | None, meaning: str) -> str:
 def block(latest: dict[str, tuple[float, float | None]]) -> str:
     """The tiles of the series in `latest` ({series: (newest, change or None)}, as
     app.live_data.latest_with_change gives), in SERIES order; "" when none is there."""
-    tiles = [tile(label, *latest[series], meaning) for series, label, meaning in SERIES if series in latest]
-    return f'<div class="live-tiles" style="{BLOCK}">{"".join(tiles)}</div>' if tiles else ""
+    cells = [tile(label, *latest[series], meaning) for series, label, meaning in SERIES if series in latest]
+    return f'<div class="live-tiles" style="{BLOCK}">{"".join(cells)}</div>' if cells else ""

@@ -6,9 +6,9 @@
 
 A one-fragment Streamlit page (written to a temp dir) draws CHARTS charts with the Live page's own
 spec (app.charts.line_spec: smoothed, so a faint raw line, the smoothed line and the hover targets)
-of POINTS points each, with new values at every 1 s refresh, as a training run's charts get. Over
-SECONDS, after a settle: Chromium's CPU (all its processes, in cores). The same page with no chart
-is the baseline; a chart's cost per redraw is (cores - baseline) / CHARTS, in ms of CPU a second.
+of POINTS points each, with new values at each refresh (every EVERY s), as a training run's charts
+get. Over SECONDS, after a settle: Chromium's CPU (all its processes, in cores). The same page with
+no chart is the baseline; a chart's cost per redraw is (cores - baseline) / CHARTS x EVERY, in ms.
 Each size is measured REPEATS times, alternated with the others, in a fresh server and browser.
 --tiles adds two pages with no chart: six tiles with new values at each refresh, drawn as six
 st.metric widgets (what Live drew before) and as app.tiles.block (what it draws); their cost is

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, line_deviations, median, robust_scatter, theil_sen_slope
+from trainer.doctor.base import Detector, eval_noise, finite, fmt, median, robust_scatter, theil_sen_slope
 from trainer.rundir import run_format as rf
 
 
@@ -138,10 +138,7 @@ class Overfitting(Detector):
             points = points[settled:]
         if len(points) < 6:
             return 0.0
-        deviations = line_deviations(points)
-        # Read from a few evals it is uncertain: the allowance grows it as Student's t would (issue 11:
-        # 6-10 evals of a flat val with 2% noise read it at a third and raised overfitting).
-        return robust_scatter(deviations, self.mean_abs_floor) * (1 + 2.5 / len(deviations))
+        return eval_noise(points, self.mean_abs_floor)
 
     def _creeping(self, step) -> bool:
         """The line through the evals since the last real improvement has risen by more than the

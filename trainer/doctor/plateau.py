@@ -11,7 +11,7 @@ import math
 from bisect import bisect_left, bisect_right
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, finite, fmt, line_deviations, robust_scatter
+from trainer.doctor.base import Detector, eval_noise, finite, fmt
 from trainer.doctor.loss import LossRising
 from trainer.rundir import run_format as rf
 
@@ -221,8 +221,7 @@ class LossPlateau(Detector):
         history = self.evals[min(bisect_right(steps, step - 2 * window), len(self.evals) - 6) :]
         if len(history) < 6:
             return False
-        deviations = line_deviations(history)
-        noise = robust_scatter(deviations, self.mean_abs_floor) * (1 + 2.5 / len(deviations))
+        noise = eval_noise(history, self.mean_abs_floor)
         # the median of 3 normal draws has sd 0.67 of one; the difference of two, 0.95
         return then - now > max(threshold, self.improving_z * self.median_difference_sd * noise)
 
