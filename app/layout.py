@@ -163,10 +163,12 @@ def warning(message: str) -> None:
 
 
 def flash() -> None:
-    """Show (once) the message left by the last action."""
+    """Show (once) the message left by the last action, as a toast: the page's live parts rerun
+    without the page, so a message in its body stayed on screen until the next click, long after
+    the run it announced had stopped."""
     message = st.session_state.pop("flash", None)
     if message:
-        st.success(escape(message))
+        st.toast(escape(message), icon=":material/check_circle:", duration="long")
 
 
 def no_runs_guard() -> None:

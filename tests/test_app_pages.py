@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # dashboard filters it too: app/run_watch.py); pytest resets warning filters for each test.
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id .* already exists:RuntimeWarning")
 HOME = str(ROOT / "app" / "Home.py")
+FAKE_PID = 424242  # what the fake launch returns
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def launched(monkeypatch, runs_dir):
             writer = open_run(runs_dir_, run_id, config={"task": "char_lm"})
             writer.log(1, {rf.TRAIN_LOSS: 4.2})
             writer.finish(rf.STOPPED)
-        return 424242
+        return FAKE_PID
 
     monkeypatch.setattr(process, "launch", fake_launch)
     monkeypatch.setattr(process, "check_data", lambda cfg: None)  # no torch/data load in page tests
@@ -72,7 +73,7 @@ def unescaped(markdown: str) -> str:
 
 def texts(at) -> str:
     parts = [t.value for t in at.text] + [m.value for m in at.markdown] + [c.value for c in at.caption]
-    parts += [unescaped(str(e.value)) for kind in (at.error, at.warning, at.info, at.success) for e in kind]
+    parts += [unescaped(str(e.value)) for kind in (at.error, at.warning, at.info, at.success, at.toast) for e in kind]
     return "\n".join(parts)
 
 
@@ -153,6 +154,10 @@ def test_fork_form_refuses_a_bad_change_then_starts_the_fork(launched, runs_dir)
     at.button(key="FormSubmitter:fork_form-Start fork").click().run()
     assert launched and launched[0][:4] == ["fork", "base", "--from", "last"]
     assert "--set" in launched[0] and "lr=3e-4" in launched[0]
+    # a toast, which goes by itself: in the page's body it stayed until the next click, long after
+    # the fork it announced had finished (the table and Live refresh without the page)
+    assert [unescaped(t.value) for t in at.toast] == [f"Started fork base-fork of base (pid {FAKE_PID})."]
+    assert not any("Started fork" in unescaped(str(e.value)) for e in at.success)
 
 
 def test_new_run_form_shows_the_error_next_to_the_field_and_starts_nothing(launched, runs_dir):
