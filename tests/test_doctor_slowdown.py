@@ -134,6 +134,19 @@ def test_a_slowdown_names_the_run_of_ours_that_started_beside_it(runs_dir):
     assert alert["evidence"]["our_runs"] == ["fork-beside"]
     assert "our own run fork-beside shared this machine" in alert["message"]
 
+    # the live doctor of our trainer (DoctorHook), fed the rows as the engine feeds it, time included
+    from trainer.rundir import run_format as rf
+    from trainer.training.doctor_hook import DoctorHook
+
+    live = open_run(runs_dir, "slowed-live")
+    hook = DoctorHook(Config(max_steps=2000), live)
+    for row in (json.loads(line) for line in (runs_dir / "slowed" / rf.METRICS_FILE).read_text().splitlines()):
+        hook.observe("metrics", row)
+    live.finish()
+    events = [json.loads(line) for line in (runs_dir / "slowed-live" / rf.EVENTS_FILE).read_text().splitlines()]
+    (event,) = [e for e in events if e.get("code") == "slowdown"]
+    assert event["evidence"]["our_runs"] == ["fork-beside"] and "our own run fork-beside" in event["message"]
+
 
 def _timed_run(speed_at, max_steps=4000, every=lambda step: 10, gaps=(), evals=()) -> list[dict]:
     """The slowdown alerts of a run that logs no speed key (as the Hugging Face Trainer): only each

@@ -186,3 +186,27 @@ def test_ema_weights_are_checkpointed_and_evaluated_with_accumulation(runs_dir):
     assert not torch.equal(ema["wte.weight"], model["wte.weight"])  # an average lags the weights
     rows = [r for r in read_jsonl(runs_dir / "ema" / rf.METRICS_FILE) if rf.TOKENS_PER_S in r]
     assert all(r[rf.TOKENS_PER_S] == pytest.approx(r[rf.STEPS_PER_S] * 2 * 4 * 16) for r in rows)
+
+
+def test_the_online_doctor_sees_each_metrics_row_as_written_with_its_time(runs_dir, monkeypatch):
+    # Without the time the slowdown alert could not name the run of ours that took the cores (issue
+    # 15): seen in a browser, a parent beside its fork was told of "other processes" only.
+    from trainer.training.doctor_hook import DoctorHook
+
+    seen = []
+    observe = DoctorHook.observe
+
+    def spy(self, kind, record):
+        if kind == "metrics":
+            seen.append(dict(record))
+        return observe(self, kind, record)
+
+    monkeypatch.setattr(DoctorHook, "observe", spy)
+    assert (
+        engine.train(tiny_cfg(max_steps=20, log_interval=5, doctor={"enabled": True}), runs_dir, "timed") == rf.FINISHED
+    )
+    written = read_jsonl(runs_dir / "timed" / rf.METRICS_FILE)
+    assert len(seen) == len(written) >= 6  # 4 train rows and the evals
+    for record, row in zip(seen, written):
+        assert record["step"] == row["step"] and record[rf.TIME] == row[rf.TIME]
+        assert {k for k in record if k != rf.TIME} <= set(row)

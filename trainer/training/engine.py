@@ -340,10 +340,13 @@ class TrainLoop:
         difficulty = self.task.difficulty(self.step)
         if difficulty is not None:
             row[rf.CURRICULUM_DIFFICULTY] = difficulty
-        self.writer.log(self.step, row)
+        # the doctor sees the row as written, its time included: the slowdown alert names the runs
+        # of ours that were live since its baseline's time (trainer.doctor.neighbours)
+        written = time.time()
+        self.writer.log(self.step, row, written)
         self._row = row
         self.writer.set_status(step=self.step)
-        self.doctor.observe("metrics", {"step": self.step, **row})
+        self.doctor.observe("metrics", {"step": self.step, rf.TIME: written, **row})
 
     def _paused_for(self, fn) -> None:
         """Run fn and leave its time out of speed/steps_per_s (it is not training)."""
@@ -372,9 +375,10 @@ class TrainLoop:
         val_loss = float(self.ctx.mean_(total / n_batches).item())
         is_best = self.early.observe(val_loss)
         if self.writer is not None:
-            self.writer.log(self.step, {rf.VAL_LOSS: val_loss})
+            written = time.time()
+            self.writer.log(self.step, {rf.VAL_LOSS: val_loss}, written)
             self.writer.set_status(best_val_loss=self.early.best)
-            self.doctor.observe("metrics", {"step": self.step, rf.VAL_LOSS: val_loss})
+            self.doctor.observe("metrics", {"step": self.step, rf.TIME: written, rf.VAL_LOSS: val_loss})
             if self.progress is not None:
                 self.progress.val_loss = val_loss
         if is_best:
