@@ -224,3 +224,41 @@ def test_a_run_of_unknown_length_holds_a_slowdown_against_twice_its_age():
     assert not _logged_run(lambda step: 7.8 if 1000 <= step < 1090 else 12.0, 3000, {}, every=1)
     (alert,) = _logged_run(lambda step: 7.8 if step >= 1000 else 12.0, 3000, {}, every=1)
     assert alert["step"] >= 1000 + 0.1 * alert["step"]
+
+
+def test_a_slowdown_our_own_live_run_explains_is_info_and_one_that_ended_before_leaves_a_warning(runs_dir):
+    """A parent beside the fork the user started showed "1 warning" for it (session 14, in a browser):
+    with other processes taking the cores and a run of ours live at the alert, the alert is info."""
+    import json
+    import socket
+
+    from trainer.doctor import diagnose
+    from trainer.rundir.writer import open_run
+
+    t0 = 1.8e9
+    run = open_run(runs_dir, "slowed")
+    for step in range(10, 2001, 10):
+        slow = step > 1500
+        row = {"speed/steps_per_s": 16.0 if slow else 33.0, "sys/cpu_percent": 150.0 if slow else 200.0}
+        row["sys/other_cpu"] = 1.0 if slow else 0.05  # the other processes took a core
+        run.log(step, row, time_=t0 + step)
+    run.finish()
+
+    def sibling(updated):
+        here = socket.gethostname()
+        status = {"run_id": "fork", "state": "finished", "host": here, "started": t0 + 900, "updated": updated}
+        (runs_dir / "fork").mkdir(exist_ok=True)
+        (runs_dir / "fork" / "status.json").write_text(json.dumps(status))
+
+    def slowdown():
+        (alert,) = [a for a in diagnose(runs_dir / "slowed")["alerts"] if a["code"] == "slowdown"]
+        return alert
+
+    sibling(updated=t0 + 5000)  # live through the alert and after
+    alert = slowdown()
+    assert alert["evidence"]["our_runs"] == ["fork"] and alert["evidence"]["competing"]
+    assert alert["severity"] == "info"
+    sibling(updated=t0 + 1505)  # ended after the baseline, 25 s before the alert (at step 1530)
+    alert = slowdown()
+    assert alert["evidence"]["baseline_time"] < t0 + 1505 < alert["evidence"]["time"] - 15
+    assert alert["evidence"]["our_runs"] == ["fork"] and alert["severity"] == "warning"

@@ -4,7 +4,9 @@ The slowdown detector sees one run's numbers; whether the job that took its core
 is in the runs directory beside it. A run whose status.json says it was live on the same host at
 some point between the slowdown's baseline and the alert is named in the alert, with a remedy
 that fits: with threads: auto each of our runs takes an equal share of the cores, so the speed
-comes back when that run ends, or when one of them is stopped.
+comes back when that run ends, or when one of them is stopped. Where one of them was still live at
+the alert and other processes took the cores, it explains the slowdown: the alert is info, not a
+warning (the user started that run; nothing is wrong with this one).
 
     alert = name_our_competitors(alert, run_dir)   # unchanged unless it is a slowdown with such runs
 """
@@ -15,13 +17,14 @@ import socket
 from pathlib import Path
 
 from trainer.doctor.knobs import NONE, kind_of, no_action
+from trainer.rundir import run_format as rf
 from trainer.rundir.sharing import runs_on_host
 from trainer.rundir.status import read_status
 
 
 def competitors(run_dir: str | Path, since: float, until: float) -> list[dict]:
     """Our other runs on this run's host that were live at some time in [since, until]:
-    [{"run_id", "started"}], in order of start."""
+    [{"run_id", "started", "updated"}], in order of start."""
     run_dir = Path(run_dir)
     host = (read_status(run_dir) or {}).get("host") or socket.gethostname()
     found = []
@@ -35,7 +38,7 @@ def competitors(run_dir: str | Path, since: float, until: float) -> list[dict]:
             and started <= until
             and updated >= since
         ):
-            found.append({"run_id": sibling.name, "started": started})
+            found.append({"run_id": sibling.name, "started": started, "updated": updated})
     return sorted(found, key=lambda r: r["started"])
 
 
@@ -58,4 +61,13 @@ def name_our_competitors(alert: dict, run_dir: str | Path) -> dict:
     wait = no_action(f"our runs {names} shared this machine; the speed comes back when they end, or stop one")
     remedy = [wait, *(r for r in alert.get("remedy") or [] if kind_of(r) != NONE)]
     evidence = {**evidence, "our_runs": [r["run_id"] for r in found]}
-    return {**alert, "message": message, "evidence": evidence, "remedy": remedy}
+    named = {**alert, "message": message, "evidence": evidence, "remedy": remedy}
+    # A run of ours still live when the alert came, with other processes taking the cores, explains
+    # it: the user started that run (a fork beside its parent), and nothing is wrong with this one,
+    # so it is said, not warned of (a parent showed "1 warning" for its own fork). One that ended
+    # before leaves a slowdown it no longer explains: still a warning.
+    # (a live run's heartbeat rewrites its status.json every few seconds: one updated within
+    # STALE_AFTER_SECONDS of the alert's row was live then)
+    if evidence.get("competing") and any(r["updated"] >= until - rf.STALE_AFTER_SECONDS for r in found):
+        named["severity"] = "info"
+    return named
