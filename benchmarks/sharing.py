@@ -19,9 +19,10 @@ neighbour). Figures:
   host whatever their threads, and two with threads auto, against one run alone, alternated;
 - --parts page: one run's steps/s with the Live page open in Chromium against no page (target: the
   page costs <= 10%), alternated; measured from OPENING_S after the page was opened (its load, and
-  what threads: auto does about it, are reported apart); --baseline DIR adds the Live page of another checkout's dashboard
-  (`git archive COMMIT | tar -x -C DIR`) to the alternation; --page-threads auto 1 2 repeats the
-  pair at fixed thread counts (what auto's choice costs beside the page).
+  what threads: auto does about it, are reported apart); --baseline DIR adds the Live page of
+  another checkout's dashboard (`git archive COMMIT | tar -x -C DIR`) to the alternation;
+  --page-threads auto 1 2 repeats the pair at fixed thread counts (what auto's choice costs beside
+  the page).
 - --parts hog: one run beside a busy loop that takes one core, with threads auto against the equal
   share that ignores other work (threads = all the cores, what auto gave one run alone before it
   measured other work) and against threads=1, alternated; with what auto chose and why.
@@ -113,10 +114,8 @@ def group(
     try:
         for run_id in [f"{name}-{i}" for i in range(n)]:
             pids[run_id] = start(runs_dir, run_id, threads, max_steps=10**6, log_interval=log_interval)
-            if pin:
-                pin_to(pids[run_id], (len(pids) - 1) % (os.cpu_count() or 1))
         begun = max(wait_running(runs_dir / r, pid) for r, pid in pids.items())
-        for i, pid in enumerate(pids.values() if pin else ()):  # the threads started since
+        for i, pid in enumerate(pids.values() if pin else ()):  # training: its threads are there
             pin_to(pid, i % (os.cpu_count() or 1))
         time.sleep(SETTLE_S + seconds)
         if statuses is not None:

@@ -62,12 +62,11 @@ def name_our_competitors(alert: dict, run_dir: str | Path) -> dict:
     remedy = [wait, *(r for r in alert.get("remedy") or [] if kind_of(r) != NONE)]
     evidence = {**evidence, "our_runs": [r["run_id"] for r in found]}
     named = {**alert, "message": message, "evidence": evidence, "remedy": remedy}
-    # A run of ours still live when the alert came, with other processes taking the cores, explains
-    # it: the user started that run (a fork beside its parent), and nothing is wrong with this one,
-    # so it is said, not warned of (a parent showed "1 warning" for its own fork). One that ended
-    # before leaves a slowdown it no longer explains: still a warning.
-    # (a live run's heartbeat rewrites its status.json every few seconds: one updated within
-    # STALE_AFTER_SECONDS of the alert's row was live then)
+    # A run of ours still live when the alert came (its heartbeat rewrites status.json every few
+    # seconds: updated within STALE_AFTER_SECONDS of the alert's row), with other processes taking
+    # the cores, explains it: the user started that run (a fork beside its parent) and nothing is
+    # wrong with this one, so it is said, not warned of (a parent showed "1 warning" for its own
+    # fork). One that ended before leaves a slowdown it no longer explains: still a warning.
     if evidence.get("competing") and any(r["updated"] >= until - rf.STALE_AFTER_SECONDS for r in found):
         named["severity"] = "info"
     return named
