@@ -258,6 +258,12 @@ def test_a_slowdown_our_own_live_run_explains_is_info_and_one_that_ended_before_
     alert = slowdown()
     assert alert["evidence"]["our_runs"] == ["fork"] and alert["evidence"]["competing"]
     assert alert["severity"] == "info"
+    # the run is named where the generic words stood (no "another job" beside a run we can name),
+    # with the command that stops it, once
+    message = alert["message"]
+    assert "(our own run fork among them)" in message and "another job" not in message
+    assert message.count("speed comes back") == 1 and "`python -m trainer stop fork`" in message
+    assert "kept 1 core busy" in message  # one core, not "1 cores"
     sibling(updated=t0 + 1505)  # ended after the baseline, 25 s before the alert (at step 1530)
     alert = slowdown()
     assert alert["evidence"]["baseline_time"] < t0 + 1505 < alert["evidence"]["time"] - 15

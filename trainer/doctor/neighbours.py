@@ -17,6 +17,7 @@ import socket
 from pathlib import Path
 
 from trainer.doctor.knobs import NONE, kind_of, no_action
+from trainer.doctor.system import FREE_THE_CORES, OTHER_PROCESSES
 from trainer.rundir import run_format as rf
 from trainer.rundir.sharing import runs_on_host
 from trainer.rundir.status import read_status
@@ -52,13 +53,22 @@ def name_our_competitors(alert: dict, run_dir: str | Path) -> dict:
     if not found:
         return alert
     names = ", ".join(r["run_id"] for r in found)
-    message = (
-        f"{alert['message']}; our own run{'s' if len(found) > 1 else ''} {names} shared this machine meanwhile: "
-        "with threads: auto each run takes an equal share of the cores, so the speed comes back when "
-        f"{'they end' if len(found) > 1 else 'it ends'} (or stop one with `python -m trainer stop RUN`)"
+    ours = f"our own run{'s' if len(found) > 1 else ''} {names}"
+    comes_back = "with threads: auto each run takes an equal share of the cores, so the speed comes back when " + (
+        "they end (or stop one with `python -m trainer stop RUN`)"
+        if len(found) > 1
+        else f"it ends (or stop it: `python -m trainer stop {names}`)"
     )
+    message = alert["message"]
+    if f"({OTHER_PROCESSES})" in message:  # other processes took the cores: ours are named among them
+        message = message.replace(f"({OTHER_PROCESSES})", f"({ours} among them)").replace(FREE_THE_CORES, comes_back)
+    else:
+        message = f"{message}; {ours} shared this machine meanwhile: {comes_back}"
     # No config change makes a shared machine faster: the remedy says so, ahead of any other.
-    wait = no_action(f"our runs {names} shared this machine; the speed comes back when they end, or stop one")
+    wait = no_action(
+        f"{ours} shared this machine; the speed comes back when "
+        + ("they end, or stop one" if len(found) > 1 else "it ends, or stop it")
+    )
     remedy = [wait, *(r for r in alert.get("remedy") or [] if kind_of(r) != NONE)]
     evidence = {**evidence, "our_runs": [r["run_id"] for r in found]}
     named = {**alert, "message": message, "evidence": evidence, "remedy": remedy}

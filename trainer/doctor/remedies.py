@@ -241,9 +241,8 @@ def sharing_numbers(evidence: dict, against: bool = False) -> str:
         ("cpu_wait_baseline", "cpu_wait_now", "its threads waited for a core {} s a second"),
     ):
         if evidence.get(then) is not None and evidence.get(now) is not None:
-            said.append(
-                words.format(_num(evidence[now]) if against else f"{_num(evidence[then])} -> {_num(evidence[now])}")
-            )
+            number = _num(evidence[now]) if against else f"{_num(evidence[then])} -> {_num(evidence[now])}"
+            said.append(words.format(number).replace(" 1 cores", " 1 core"))
             before.append(_num(evidence[then]))
     return " and ".join(said) + (f", against {' and '.join(before)}" if against and said else "")
 

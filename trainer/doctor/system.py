@@ -10,6 +10,11 @@ from trainer.doctor import remedies as R
 from trainer.doctor.base import Detector, finite, fmt, mad_sigma, median
 from trainer.rundir import run_format as rf
 
+# The competing slowdown's words for who took the cores and what brings the speed back: one place,
+# since neighbours.name_our_competitors puts the names of our own runs in their stead.
+OTHER_PROCESSES = "another job, a browser drawing the dashboard"
+FREE_THE_CORES = "free the cores and the speed comes back"
+
 
 class ClockSpeed:
     """steps/s from the rows' wall-clock times, for runs that log no speed key (the Hugging Face
@@ -268,8 +273,7 @@ class Slowdown(Detector):
             evidence["waiting"] = waiting
             message += (
                 f"; meanwhile {R.sharing_numbers(evidence, against=True)} at full speed: it is sharing the cores "
-                "with other processes (another job, a browser drawing the dashboard), so no config change is "
-                "proposed; free the cores and the speed comes back"
+                f"with other processes ({OTHER_PROCESSES}), so no config change is proposed; {FREE_THE_CORES}"
             )
         elif self.baseline_cpu and cpu_now is not None and cpu_now < (1 - self.starved_cpu_drop) * self.baseline_cpu:
             evidence.update(cpu_percent_baseline=self.baseline_cpu, cpu_percent_now=cpu_now)
