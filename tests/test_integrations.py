@@ -143,8 +143,9 @@ def test_hf_trainer_that_raises_leaves_the_run_failed(runs_dir, tmp_path):
 
 
 # --- Lightning ------------------------------------------------------------------------------------
-def lightning_fit(runs_dir, run_id: str, max_steps: int = 40, extra_callbacks=(), step_hook=None):
-    """A tiny MLP regression (y = sin(3x)) fitted by lightning.pytorch.Trainer with our callback."""
+def lightning_fit(runs_dir, run_id: str, max_steps: int = 40, extra_callbacks=(), step_hook=None, **trainer_kwargs):
+    """A tiny MLP regression (y = sin(3x)) fitted by lightning.pytorch.Trainer with our callback
+    (trainer_kwargs: more of the Trainer's arguments, e.g. devices and strategy)."""
     L = pytest.importorskip("lightning.pytorch")
     from trainer.integrations.lightning import DoctorCallback
 
@@ -183,6 +184,7 @@ def lightning_fit(runs_dir, run_id: str, max_steps: int = 40, extra_callbacks=()
         val_check_interval=20,
         num_sanity_val_steps=0,
         callbacks=[*extra_callbacks, doctor],
+        **trainer_kwargs,
     )
     fit.fit(Regression(), train, val)
     return fit

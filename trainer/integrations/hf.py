@@ -16,6 +16,8 @@ What it does, hook by hook:
 3) on_step_end: run.should_stop() (the dashboard's Stop, `python -m trainer stop`, a stopping
    alert) sets control.should_training_stop, so the Trainer ends after this step, as at max_steps.
 4) on_train_end: run.finish(): stopped if a stop was asked, else finished.
+Under torchrun or accelerate launch (several processes): rank 0 alone opens and writes the run, and
+a stop asked there ends every rank after the same step (trainer/integrations/ranks.py).
 
 A raise: the Trainer calls no hook when training raises, so the run stays open. In a script the
 logging API's excepthook marks it failed when the exception ends the process; where no excepthook
@@ -33,6 +35,7 @@ from transformers import TrainerCallback
 
 from trainer.api import Run, init
 from trainer.integrations.plain import plain
+from trainer.integrations.ranks import Ranks
 from trainer.rundir import run_format as rf
 
 # The Trainer's log names -> ours. eval_loss is the Trainer's evaluation on eval_dataset.
@@ -66,11 +69,16 @@ class DoctorCallback(TrainerCallback):
         self.run_id, self.runs_dir, self.config = run_id, runs_dir, config
         self.watch_every = watch_every
         self.init_kwargs = init_kwargs
-        self.run: Run | None = None
+        self.run: Run | None = None  # rank 0's; None on the other ranks of a distributed job
+        self.ranks = Ranks.alone()  # the job's ranks, known once train begins
 
     # --- the Trainer's hooks ----------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._fail_left_open("train() raised before it ended (on_train_end was not called)")
+        self.ranks = Ranks.of_this_process()  # on every rank: the Trainer has set up its process group
+        if not (self.ranks.is_main and state.is_world_process_zero):
+            self.run = None
+            return
         config = self.config if self.config is not None else _default_config(args, state, model)
         self.run = init(self.run_id, self.runs_dir, config, **self.init_kwargs)
         if model is not None:
@@ -84,10 +92,12 @@ class DoctorCallback(TrainerCallback):
             self.run.log(row, step=state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.run is not None and self.run.should_stop():
+        # every rank at every step, so a stop asked on rank 0 ends every rank after the same step
+        if self.ranks.any(self.run is not None and self.run.should_stop()):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.ranks.close()
         if self.run is not None:
             self.run.finish()
 

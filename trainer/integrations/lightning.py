@@ -25,6 +25,8 @@ What it does, hook by hook:
    under their own names (the sanity check's are skipped).
 5) on_train_end: run.finish(), stopped if a stop was asked, else finished; on_exception: run.fail(),
    failed (a Ctrl-C stopped).
+Under torchrun or a multi-device strategy (several processes): rank 0 alone opens and writes the
+run, and a stop asked there ends every rank after the same batch (trainer/integrations/ranks.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from lightning.pytorch import Callback
 
 from trainer.api import Run, init
 from trainer.integrations.plain import plain
+from trainer.integrations.ranks import Ranks
 from trainer.rundir import run_format as rf
 from trainer.training.probes import grad_norm_tensor
 
@@ -65,12 +68,17 @@ class DoctorCallback(Callback):
         self.run_id, self.runs_dir, self.config = run_id, runs_dir, config
         self.log_every, self.watch_every = log_every, watch_every
         self.init_kwargs = init_kwargs
-        self.run: Run | None = None
+        self.run: Run | None = None  # rank 0's; None on the other ranks of a distributed job
+        self.ranks = Ranks.alone()  # the job's ranks, known once training starts
         self._grad_norm: torch.Tensor | None = None
         self._last_logged_step: int | None = None
 
     def on_train_start(self, trainer, pl_module):
         self.log_every = self.log_every or trainer.log_every_n_steps
+        self.ranks = Ranks.of_this_process()  # on every rank: the strategy has set up its process group
+        if not (self.ranks.is_main and trainer.is_global_zero):
+            self.run = None
+            return
         config = self.config if self.config is not None else _default_config(trainer, pl_module)
         self.run = init(self.run_id, self.runs_dir, config, **self.init_kwargs)
         self.run.watch(pl_module, every=self.watch_every or self.log_every)
@@ -83,6 +91,9 @@ class DoctorCallback(Callback):
                     self._grad_norm = torch.linalg.vector_norm(grad_norm_tensor(params))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # every rank at every batch, so a stop asked on rank 0 ends every rank after the same batch
+        if self.ranks.any(self.run is not None and self.run.should_stop()):
+            trainer.should_stop = True
         if self.run is None:
             return
         step = trainer.global_step  # optimizer steps taken: the same batch repeats it under accumulation
@@ -97,8 +108,6 @@ class DoctorCallback(Callback):
             if self._grad_norm is not None:
                 row[rf.GRAD_NORM], self._grad_norm = self._grad_norm, None
             self.run.log(row, step=step)
-        if self.run.should_stop():
-            trainer.should_stop = True
 
     def on_validation_end(self, trainer, pl_module):
         if self.run is None or trainer.sanity_checking:
@@ -113,6 +122,7 @@ class DoctorCallback(Callback):
             self.run.log(row, step=trainer.global_step)
 
     def on_train_end(self, trainer, pl_module):
+        self.ranks.close()
         if self.run is not None:
             self.run.finish()
 
