@@ -156,6 +156,18 @@ def test_should_stop_after_a_stop_request_and_the_run_ends_stopped(runs_dir):
     assert not (runs_dir / "stoppable" / rf.CONTROL_DIR / rf.STOP_FILE).exists()  # consumed
 
 
+def test_init_on_a_torchrun_rank_other_than_0_is_refused_with_what_to_do_and_writes_nothing(runs_dir, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(RuntimeError, match=r"rank 1 of 2 .*call it on rank 0 only"):
+        trainer.init(run_id="ddp", runs_dir=runs_dir)
+    assert not (runs_dir / "ddp").exists()
+    monkeypatch.setenv("RANK", "0")  # rank 0 writes the run
+    with trainer.init(run_id="ddp", runs_dir=runs_dir) as run:
+        train(run, 2)
+    assert runs.read_status(runs_dir / "ddp")["state"] == rf.FINISHED
+
+
 def test_an_exception_inside_the_with_block_marks_the_run_failed_and_is_reraised(runs_dir):
     with pytest.raises(ValueError, match="bad batch"):
         with trainer.init(run_id="broken", runs_dir=runs_dir) as run:

@@ -386,8 +386,18 @@ def init(
     threads: "auto" takes this loop's share of the host's physical cores free of other work among our
     live runs, as our trainer does (torch.set_num_threads, looked at again from log() every few
     seconds; status.json records the threads and why); N takes N;
-    None (the default) leaves torch's threads as they are. Call init() from the training thread.
+    None (the default) leaves torch's threads as they are. Call init() from the training thread,
+    and under torchrun on rank 0 only (another rank raises RuntimeError).
     """
+    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1 and rank.isdigit() and int(rank) > 0:
+        # every rank opening the run would be refused but one (RunBusy, "pick another run id"): the
+        # job would fail at its start with a message that points the wrong way
+        raise RuntimeError(
+            f"trainer.init on rank {rank} of {world} (torchrun): one process writes a run, so call it on "
+            "rank 0 only (`run = trainer.init(...) if dist.get_rank() == 0 else None`) and share its "
+            "should_stop() with the other ranks (docs/logging-api.md)"
+        )
     defaults = DoctorConfig()
     on_critical = defaults.on_critical if on_critical is None else on_critical
     if on_critical not in ("off", "stop"):
