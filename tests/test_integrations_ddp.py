@@ -38,3 +38,5 @@ def test_callbacks_under_torchrun_write_one_run_and_a_stop_on_rank_0_stops_every
         rows = [json.loads(line) for line in (runs_dir / run_id / rf.METRICS_FILE).read_text().splitlines()]
         steps = [r["step"] for r in rows if rf.TRAIN_LOSS in r]
         assert steps and steps == sorted(set(steps)), steps  # one writer: each step once, in order
+        probes = (runs_dir / run_id / rf.GRADS_FILE).read_text().splitlines()  # run.watch on rank 0's model
+        assert probes and all(json.loads(p)["norms"] for p in probes)
