@@ -4,6 +4,7 @@ one callback (trainer.integrations.hf.DoctorCallback). Random init, nothing down
     pip install -e .[hf]                             # transformers and accelerate
     python examples/hf_gpt2.py                       # 200 steps on CPU, ~30 s
     python examples/hf_gpt2.py --steps 40 --run-id gpt2-1
+    torchrun --standalone --nproc_per_node=2 examples/hf_gpt2.py   # DDP: one run, written by rank 0
     python examples/hf_gpt2.py --steps 300 --lr 1 --warmup-steps 40 --logging-steps 2   # too high an LR
     python -m trainer diagnose runs/gpt2-1           # the doctor's report
     streamlit run app/Home.py                        # live curves, alerts, and the Stop button
@@ -68,4 +69,5 @@ hf_trainer = Trainer(model, training_args, train_dataset=CharWindows(ids[:split]
 hf_trainer.add_callback(doctor)
 with doctor:  # a raise marks the run failed (a script's excepthook would too; this also covers Jupyter)
     hf_trainer.train()  # the dashboard's Stop ends training after the current step
-print(f"run {doctor.run.run_id}: {doctor.run.run_dir}")
+if doctor.run is not None:  # under torchrun, rank 0's (the other ranks write no run)
+    print(f"run {doctor.run.run_id}: {doctor.run.run_dir}")

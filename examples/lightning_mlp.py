@@ -63,4 +63,5 @@ fit = L.Trainer(
     callbacks=[doctor],
 )
 fit.fit(Regression(), train, val)  # the dashboard's Stop sets trainer.should_stop; a raise: failed
-print(f"run {doctor.run.run_id}: {doctor.run.run_dir}")
+if doctor.run is not None:  # under torchrun, rank 0's (the other ranks write no run)
+    print(f"run {doctor.run.run_id}: {doctor.run.run_dir}")
