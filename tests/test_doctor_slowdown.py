@@ -122,17 +122,25 @@ def test_a_slowdown_names_the_run_of_ours_that_started_beside_it(runs_dir):
         run.log(step, {"speed/steps_per_s": speed, "sys/cpu_percent": 145.0 if step > 1500 else 200.0}, time_=t0 + step)
     run.finish()
     here = socket.gethostname()
-    for run_id, started, updated, host in [
-        ("fork-beside", t0 + 1450, t0 + 5000, here),  # started during the slowdown: named
-        ("long-done", t0 - 900, t0 - 100, here),  # ended before the baseline: not named
-        ("other-box", t0 + 1450, t0 + 5000, "gpu-box-7"),  # another machine's cores: not named
+    for run_id, started, updated, host, extra in [
+        ("fork-beside", t0 + 1450, t0 + 5000, here, {}),  # started during the slowdown: named
+        ("long-done", t0 - 900, t0 - 100, here, {}),  # ended before the baseline: not named
+        ("other-box", t0 + 1450, t0 + 5000, "gpu-box-7", {}),  # another machine's cores: not named
+        # a log imported here meanwhile: its host and times are the import's, it trained nowhere here
+        ("tb-import", t0 + 1450, t0 + 1460, here, {"imported_from": "tensorboard logs/exp1"}),
     ]:
         (runs_dir / run_id).mkdir()
         status = {"run_id": run_id, "state": "finished", "host": host, "started": started, "updated": updated}
-        (runs_dir / run_id / "status.json").write_text(json.dumps(status))
+        (runs_dir / run_id / "status.json").write_text(json.dumps({**status, **extra}))
     (alert,) = [a for a in diagnose(runs_dir / "slowed")["alerts"] if a["code"] == "slowdown"]
     assert alert["evidence"]["our_runs"] == ["fork-beside"]
     assert "our own run fork-beside shared this machine" in alert["message"]
+    # nor is anything named in an imported run's own slowdown (python -m trainer import tensorboard)
+    status = json.loads((runs_dir / "slowed" / "status.json").read_text())
+    (runs_dir / "slowed" / "status.json").write_text(json.dumps({**status, "imported_from": "tensorboard logs/exp2"}))
+    (alert,) = [a for a in diagnose(runs_dir / "slowed")["alerts"] if a["code"] == "slowdown"]
+    assert "our_runs" not in alert["evidence"] and "our own run" not in alert["message"]
+    (runs_dir / "slowed" / "status.json").write_text(json.dumps(status))
 
     # the live doctor of our trainer (DoctorHook), fed the rows as the engine feeds it, time included
     from trainer.rundir import run_format as rf

@@ -6,7 +6,8 @@ some point between the slowdown's baseline and the alert is named in the alert, 
 that fits: with threads: auto each of our runs takes an equal share of the cores, so the speed
 comes back when that run ends, or when one of them is stopped. Where one of them was still live at
 the alert and other processes took the cores, it explains the slowdown: the alert is info, not a
-warning (the user started that run; nothing is wrong with this one).
+warning (the user started that run; nothing is wrong with this one). An imported log (status.json
+"imported_from") is neither named nor names others: its host and times are the import's.
 
     alert = name_our_competitors(alert, run_dir)   # unchanged unless it is a slowdown with such runs
 """
@@ -27,10 +28,15 @@ def competitors(run_dir: str | Path, since: float, until: float) -> list[dict]:
     """Our other runs on this run's host that were live at some time in [since, until]:
     [{"run_id", "started", "updated"}], in order of start."""
     run_dir = Path(run_dir)
-    host = (read_status(run_dir) or {}).get("host") or socket.gethostname()
+    own = read_status(run_dir) or {}
+    if own.get(rf.STATUS_IMPORTED_FROM):  # its host and times are the import's, not the training's
+        return []
+    host = own.get("host") or socket.gethostname()
     found = []
     for sibling, status in runs_on_host(run_dir.parent, host, exclude=run_dir.name):
         if status.get("host") != host:  # a run that does not say where it ran is not named
+            continue
+        if status.get(rf.STATUS_IMPORTED_FROM):  # a log imported here, never a process on these cores
             continue
         started, updated = status.get("started"), status.get("updated")
         if (
