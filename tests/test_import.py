@@ -82,6 +82,32 @@ def test_a_tensorboard_log_imports_and_the_reader_and_doctor_read_it(capsys, tmp
 
 
 @needs_tensorboard
+def test_an_imported_logs_failure_is_an_alert_in_its_events_and_the_import_says_so(capsys, tmp_path, runs_dir):
+    """The doctor reads the log at import, and its alerts go where the online doctor's go, so the
+    runs table's alerts column and the Diagnosis page show them (they showed none: no events)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(1, 61):  # written as a run at 2 steps/s writes them (the doctor times it by them)
+        loss = math.nan if step >= 45 else 4.0 * math.exp(-step / 20) + 1.0
+        writer.add_scalar("loss", loss, step, walltime=1.7e9 + step / 2)
+    writer.close()
+    code, out, err = run_cli(
+        capsys, "import", "tensorboard", tmp_path / "tb", "--run-id", "nan", "--runs-dir", runs_dir
+    )
+    assert code == 0, err
+    assert "critical non_finite at step 45" in out
+    events = [json.loads(line) for line in (runs_dir / "nan" / rf.EVENTS_FILE).read_text().splitlines()]
+    alerts = [e for e in events if e["kind"] == "alert"]
+    assert [(a["code"], a["severity"], a["step"]) for a in alerts] == [("non_finite", "critical", 45)]
+    assert events[-1]["kind"] == "finish"  # the alerts come before the run's end
+    from trainer import runs
+
+    (listed,) = runs.list_runs(runs_dir)
+    assert listed.alert_counts["critical"] == 1, listed
+
+
+@needs_tensorboard
 def test_each_event_folder_under_a_logdir_becomes_its_own_run(capsys, tmp_path, runs_dir):
     for version in ("version_0", "version_1"):
         write_tensorboard_log(tmp_path / "lightning_logs" / version)

@@ -382,6 +382,9 @@ def cmd_import(args, runs_dir: Path) -> int:
     for run in importing.write_runs(runs_dir, imported):
         samples = f", {len(run.samples)} samples" if run.samples else ""
         print(f"imported {run.run_id}: {len(run.rows)} steps, {len(run.series)} series{samples} from {run.source}")
+        for alert in run.alerts:
+            if alert.get("severity") != "info":
+                print(f"  {alert['severity']} {alert['code']} at step {alert['step']}: {alert['message']}")
     print(f"see them with `python -m trainer list`, check one with `python -m trainer diagnose {imported[0].run_id}`")
     return EXIT_OK
 

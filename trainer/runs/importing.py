@@ -28,9 +28,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainer.doctor.diagnose import replay
 from trainer.errors import ImportSourceError, RunExists
 from trainer.rundir import run_format as rf
 from trainer.rundir.writer import open_run
+from trainer.training.doctor_hook import record_alert
 
 # Lower-cased tag or column name -> our series name (run_format). Anything else keeps its name.
 SERIES_ALIASES = {
@@ -59,6 +61,7 @@ class ImportedRun:
     times: dict[int, float] = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)  # {"step", "time", "text", "tag"}
     config: dict = field(default_factory=dict)
+    alerts: list[dict] = field(default_factory=list)  # the doctor's, as written into events.jsonl
 
     def add(self, step: int, key: str, value: float, time_: float | None = None) -> None:
         self.rows.setdefault(step, {})[key] = value
@@ -279,6 +282,14 @@ def _write(runs_dir: Path, run: ImportedRun) -> None:
     )
     if started:
         writer.set_status(started=started)  # when the original run started, not the import
+    # The doctor reads the log as the online doctor would have read it while the run trained, and
+    # its alerts go where that doctor's go (events.jsonl): the runs table's alerts column, the
+    # Diagnosis page's alerts and their remedies show them as for a run of ours.
+    writer.flush()
+    doctor, _, _ = replay(writer.run_dir, config, schema=False, trainer_wrote=False)
+    run.alerts = sorted(doctor.alerts, key=lambda a: a["step"] if a["step"] is not None else -1)
+    for alert in run.alerts:
+        record_alert(writer, alert)
     message = f"imported {len(steps)} steps of {len(run.series)} series from {run.source}"
     writer.event("finish", message, step=last)
     writer.finish(rf.FINISHED, message)
