@@ -187,6 +187,30 @@ def test_a_run_without_a_speed_key_is_timed_by_its_rows_clocks():
     assert alert["evidence"]["cpu_logged"] is False and "full CPU" not in remedy["why"]
 
 
+def test_rows_written_in_bursts_are_timed_by_the_bursts_not_read_as_a_slowdown():
+    """Rows less than a millisecond apart hold no training time between them: a log written after
+    its run (a TensorBoard log written in 0.1 s read 4e5 steps/s and a -87% slowdown) or flushed a
+    second at a time is timed across its bursts, and a real slowdown between bursts is still found."""
+    config = {"max_steps": 3000}
+
+    def alerts(rows):
+        doctor = OnlineDoctor(config, schema=False, trainer_wrote=False)
+        for step, clock in rows:
+            doctor.observe("metrics", {"step": step, "time": clock, "train/loss": 2.0})
+        return [a for a in doctor.alerts if a["code"] == "slowdown"]
+
+    # a row every 10 steps, 16 us apart, and the writer's flushes: 4 rows 0.5 ms apart now and then
+    clock, written_after = 1.8e9, []
+    for row in range(1, 301):
+        clock += 5e-4 if row % 60 in (30, 31, 32, 33) else 1.6e-5 * (1 + ((row * 7919) % 11) / 20)
+        written_after.append((10 * row, clock))
+    assert not alerts(written_after)
+    # every step logged, flushed once a second (each burst stamped within 0.3 ms): 20 steps/s, then 10
+    flushed = [(s, 1.8e9 + (s // 20 if s < 1500 else 75 + (s - 1500) // 10) + (s % 7) * 5e-5) for s in range(1, 3000)]
+    (alert,) = alerts(flushed)
+    assert 1500 < alert["step"] <= 1500 + 0.05 * 3000 + 60 and 0.45 < alert["evidence"]["drop"] < 0.55
+
+
 def test_pauses_evals_and_a_new_logging_cadence_are_not_a_slowdown():
     """An hour off (a resume), evals that take 30 s, and logging every 10 then every 50 steps: the
     speed never changed, so nothing fires."""
