@@ -89,9 +89,16 @@ def run_picker(label: str = "Runs", key: str = "run_picker", multiple: bool = Tr
 SCRIPT_RUN = "Written by its own script through trainer.init: run that script again."
 
 
+# An imported log (python -m trainer import) holds no checkpoint or config of ours.
+IMPORTED_RUN = "Imported from another tool's log: there is no checkpoint of ours to resume or fork."
+
+
 def not_restartable(status: dict | None) -> str | None:
     """Why Resume, Fork and a remedy's new run are off for this run (None: they are on)."""
-    return SCRIPT_RUN if (status or {}).get(rf.STATUS_WRITER) == rf.WRITER_API else None
+    status = status or {}
+    if status.get(rf.STATUS_WRITER) == rf.WRITER_API:
+        return SCRIPT_RUN
+    return IMPORTED_RUN if status.get(rf.STATUS_IMPORTED_FROM) else None
 
 
 def open_fork_form(run_id: str, sets: list[str] | None = None) -> None:

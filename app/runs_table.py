@@ -142,8 +142,8 @@ def control_row(info: runs.RunInfo) -> None:
         cols[4].text(format_alerts(info.alert_counts))
         cols[5].text(format_started(info.started))
         with cols[6].container(horizontal=True):
-            foreign = info.writer == rf.WRITER_API
-            why = layout.SCRIPT_RUN if foreign else None
+            foreign = info.writer == rf.WRITER_API  # a script's run: Stop asks its should_stop()
+            why = layout.not_restartable({rf.STATUS_WRITER: info.writer, rf.STATUS_IMPORTED_FROM: info.imported_from})
             st.button(
                 "Stop",
                 key=f"stop_{info.run_id}",
@@ -154,12 +154,12 @@ def control_row(info: runs.RunInfo) -> None:
             st.button(
                 "Resume",
                 key=f"resume_{info.run_id}",
-                disabled=live or foreign,
+                disabled=live or why is not None,
                 help=why,
                 on_click=_act,
                 args=(_resume, info.run_id),
             )
-            if st.button("Fork", key=f"fork_{info.run_id}", disabled=foreign, help=why):
+            if st.button("Fork", key=f"fork_{info.run_id}", disabled=why is not None, help=why):
                 layout.open_fork_form(info.run_id)
                 st.rerun()
             # A link, not a button: a click cannot be lost to the table's own refresh.

@@ -39,6 +39,10 @@ with right:
             st.dataframe(changed.drop(columns=["kind"], errors="ignore"), hide_index=True)
 
 st.subheader("Continue with changes")
+refused = layout.not_restartable(view.status)
+if refused:  # a script's run or an imported log: nothing of ours to resume or fork
+    st.caption(refused)
+    st.stop()
 st.caption(
     "Resume continues this run from its last checkpoint; fork starts a new run from a checkpoint. "
     "Changes that alter parameter shapes are refused with the reason."

@@ -214,7 +214,7 @@ def test_example_script_runs_to_the_end_and_its_run_diagnoses(runs_dir):
     assert lines(runs_dir / "example", rf.GRADS_FILE) and lines(runs_dir / "example", rf.SAMPLES_FILE)
 
 
-def test_runs_table_disables_resume_and_fork_for_a_script_run(runs_dir, monkeypatch):
+def test_runs_table_disables_resume_and_fork_for_a_script_run_and_an_imported_log(runs_dir, monkeypatch, capsys):
     from streamlit.testing.v1 import AppTest
 
     from app import run_watch
@@ -222,13 +222,30 @@ def test_runs_table_disables_resume_and_fork_for_a_script_run(runs_dir, monkeypa
     monkeypatch.setenv(runs.RUNS_DIR_ENV, str(runs_dir))
     with trainer.init(run_id="script", runs_dir=runs_dir) as run:
         train(run, 2)
+    csv = runs_dir.parent / "history.csv"
+    csv.write_text("step,loss\n1,2.0\n2,1.9\n")
+    assert cli.main(["import", "csv", str(csv), "--run-id", "imported", "--runs-dir", str(runs_dir)]) == 0
     try:
         at = AppTest.from_file(str(ROOT / "app" / "Home.py"), default_timeout=30).run()
         assert not at.exception, at.exception
         assert at.button(key="resume_script").disabled and at.button(key="fork_script").disabled
         assert "trainer.init" in at.button(key="fork_script").help
+        assert at.button(key="resume_imported").disabled and at.button(key="fork_imported").disabled
+        assert "no checkpoint of ours" in at.button(key="resume_imported").help
     finally:
         run_watch.stop_watcher()
+    # the CLI says why, instead of failing on the first config key that is not ours, and writes nothing
+    capsys.readouterr()  # what the AppTest run printed
+    for argv, said in [
+        (["resume", "script"], "only that script can resume it"),
+        (["fork", "script", "--run-id", "script-2"], "only that script can fork it"),
+        (["resume", "imported"], "imported from csv"),
+        (["fork", "imported", "--run-id", "imported-2"], "no checkpoint of ours to fork"),
+    ]:
+        assert cli.main([*argv, "--runs-dir", str(runs_dir)]) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and said in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["imported", "script"]
 
 
 def test_the_runs_tables_stop_asks_a_script_run_through_should_stop_and_says_so(runs_dir, monkeypatch):

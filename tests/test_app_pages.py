@@ -15,6 +15,7 @@ from app_fixtures import ALERT, fake_checkpoint, make_run
 from streamlit.testing.v1 import AppTest
 
 from app import live_panel, run_watch, state, tiles
+from trainer import cli
 from trainer.rundir import run_format as rf
 from trainer.rundir.summary import MAX_POINTS
 from trainer.rundir.writer import open_run
@@ -397,6 +398,16 @@ def test_system_page_lists_a_live_trainer_process_and_machine_totals(launched, r
         assert procs["threads from"].iloc[0] == reason
     finally:
         writer.finish(rf.STOPPED)
+
+
+def test_config_page_offers_no_resume_or_fork_for_an_imported_log(launched, runs_dir):
+    csv = runs_dir.parent / "history.csv"
+    csv.write_text("step,loss\n1,2.0\n2,1.9\n")
+    assert cli.main(["import", "csv", str(csv), "--run-id", "imported", "--runs-dir", str(runs_dir)]) == 0
+    at = open_app("config.py", selected_runs=["imported"])
+    assert "imported_from" in at.code[0].value  # its config is shown
+    assert any("no checkpoint of ours" in c.value for c in at.caption) and not at.text_area
+    assert launched == []
 
 
 def test_compare_page_overlays_runs_lists_config_differences_and_exports_csv(launched, runs_dir):

@@ -60,6 +60,7 @@ class RunInfo:
     alert_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(rf.SEVERITIES, 0))
     message: str = ""
     writer: str | None = None  # status.json "writer": "api" for a script's own loop (not resumable here)
+    imported_from: str | None = None  # status.json "imported_from": a log another tool wrote (not resumable)
     skipped: tuple[str, ...] = ()  # an unreadable status.json, in the reader's words (trainer.rundir.skipped)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +92,7 @@ def run_info(run_dir: str | Path, now: float | None = None) -> RunInfo:
         alert_counts=alert_counts(run_dir),
         message=str(status.get("message") or "") if status else last_log_line(run_dir),
         writer=status.get(rf.STATUS_WRITER),
+        imported_from=status.get(rf.STATUS_IMPORTED_FROM),
         skipped=skipped_notes(status_unreadable=not status and status_unreadable(run_dir)),
     )
 

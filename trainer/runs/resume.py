@@ -77,6 +77,22 @@ def _changed_config(
     return cfg, changes
 
 
+def refuse_if_not_ours(run_dir: Path, run_id: str, action: str) -> None:
+    """A script's run (trainer.init) or an imported log holds no checkpoint or config of ours: say so,
+    instead of failing on its config's first key that is not ours."""
+    status = read_status(run_dir) or {}
+    if status.get(rf.STATUS_WRITER) == rf.WRITER_API:
+        raise RunStateError(
+            f"run {run_id!r} was written by its own script through trainer.init, so only that script can "
+            f"{action} it: run the script again (its checkpoints are its own)"
+        )
+    if status.get(rf.STATUS_IMPORTED_FROM):
+        raise RunStateError(
+            f"run {run_id!r} was imported from {status[rf.STATUS_IMPORTED_FROM]}: it has no checkpoint of ours to "
+            f"{action}; train it again with its own program, or start a run of ours with `python -m trainer run`"
+        )
+
+
 def prepare_resume(
     runs_dir: str | Path,
     run_id: str,
@@ -90,6 +106,7 @@ def prepare_resume(
     resume would otherwise see rank 0's fresh heartbeat and refuse.
     """
     run_dir = rf.existing_run_path(runs_dir, run_id)
+    refuse_if_not_ours(run_dir, run_id, "resume")
     state = run_state(run_dir)
     pid = (read_status(run_dir) or {}).get("pid")
     # A background resume's launcher marks the run as starting under the child's pid: not a rival.
@@ -176,5 +193,6 @@ def prepare_fork(
     run_dir = rf.existing_run_path(runs_dir, run_id)
     if new_dir.resolve() == run_dir.resolve():
         raise RunExists(f"a fork needs a new run id, not {run_id!r} itself")
+    refuse_if_not_ours(run_dir, run_id, "fork")
     cfg, changes = _changed_config(run_dir, sets, environ, "fork")
     return Prepared(cfg, checkpoint_path(run_dir, from_), changes)
