@@ -9,4 +9,5 @@ One module per library; each imports its library at the top, so import only the 
     hf.py          DoctorCallback, a transformers.TrainerCallback
     lightning.py   DoctorCallback, a lightning.pytorch.Callback
     plain.py       a library's config objects as the plain dict config.yaml holds
+    ranks.py       under torchrun: rank 0 alone writes the run, and its stop reaches every rank
 """
