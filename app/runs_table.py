@@ -29,7 +29,6 @@ STATE_COLOURS = {
     rf.FAILED: "red",
     rf.CRASHED: "red",
 }
-STOP_GRACE_S = 10.0
 MESSAGE_S = 20.0  # how long a control's outcome stays above the table
 HEADER = ("run", "state", "step", "best val loss", "alerts", "started", "actions")
 WIDTHS = (3, 1.2, 1.3, 1.2, 1.6, 1.5, 3.2)
@@ -81,14 +80,24 @@ def runs_frame(infos: list[runs.RunInfo]) -> pd.DataFrame:
     )
 
 
+def stop_grace_s() -> float:
+    """The grace before SIGTERM ($TRAINER_STOP_GRACE_S); a bad value is said, and the default used."""
+    try:
+        return runs.stop_grace_s()
+    except TrainerError as e:
+        st.error(f"{e}; using {runs.DEFAULT_STOP_GRACE_S:g} s")
+        return runs.DEFAULT_STOP_GRACE_S
+
+
 def enforce_pending_stops(runs_dir, infos: list[runs.RunInfo]) -> None:
     """Escalate stop requests older than the grace period to a verified SIGTERM."""
-    for info in infos:
-        if info.state in rf.LIVE_STATES:
-            try:
-                runs.enforce_stop(runs_dir, info.run_id, STOP_GRACE_S)
-            except TrainerError:
-                pass  # the run vanished between listing and checking
+    live = [info for info in infos if info.state in rf.LIVE_STATES]
+    grace = stop_grace_s() if live else None
+    for info in live:
+        try:
+            runs.enforce_stop(runs_dir, info.run_id, grace)
+        except TrainerError:
+            pass  # the run vanished between listing and checking
 
 
 def _act(action, run_id: str) -> None:
@@ -109,7 +118,7 @@ def _stop_script(run_id: str) -> str:
     runs.request_stop(state.runs_dir(), run_id)
     return (
         f"Asked {run_id} to stop: run.should_stop() is now true in its script, which saves what its own code "
-        f"saves. If the script is still running {STOP_GRACE_S:.0f} s from now, it is sent SIGTERM: what it "
+        f"saves. If the script is still running {stop_grace_s():g} s from now, it is sent SIGTERM: what it "
         "logged is kept and the run is recorded as stopped."
     )
 

@@ -124,3 +124,24 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(case, world, ca
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
     assert expected.replace("{tmp}", str(tmp)) in err, err
     assert snapshot(runs_dir) == before, f"{case}: something in the runs directory changed"
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-5", "inf"])
+def test_a_bad_stop_grace_in_the_environment_is_refused_by_name(raw, world, capsys, monkeypatch):
+    from trainer import runs
+
+    tmp, runs_dir = world
+    before = snapshot(runs_dir)
+    monkeypatch.setenv(runs.STOP_GRACE_ENV, raw)
+    capsys.readouterr()
+    assert cli.main(["stop", "done", "--wait", "--runs-dir", str(runs_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"error: TRAINER_STOP_GRACE_S={raw!r}: give the seconds a run has to stop before SIGTERM, a positive number (default 10)"
+    )
+    assert snapshot(runs_dir) == before
+    monkeypatch.setenv(runs.STOP_GRACE_ENV, " 3.5 ")
+    assert runs.stop_grace_s() == 3.5
+    monkeypatch.delenv(runs.STOP_GRACE_ENV)
+    assert runs.stop_grace_s() == runs.DEFAULT_STOP_GRACE_S == 10

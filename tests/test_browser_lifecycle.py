@@ -15,7 +15,6 @@ import yaml
 from test_browser_e2e import TINY, WAIT_MS
 
 from app.harness import CHROMIUM, ROOT, chromium, dashboard, stop_trainers
-from app.runs_table import STOP_GRACE_S
 from trainer import runs
 from trainer.rundir import run_format as rf
 from trainer.rundir import stop_request
@@ -25,7 +24,10 @@ pytestmark = pytest.mark.browser
 if not Path(CHROMIUM).exists():  # test_browser_e2e has already failed or skipped the same way
     pytest.skip(f"{CHROMIUM} is missing", allow_module_level=True)
 
-PAST_GRACE_S = STOP_GRACE_S + 3
+# The dashboard's grace before SIGTERM, shortened through its environment ($TRAINER_STOP_GRACE_S,
+# 10 s by default) so that waiting past it twice costs this test 14 s, not 26.
+GRACE_S = 4
+PAST_GRACE_S = GRACE_S + 3
 
 
 def status(run_dir: Path) -> dict:
@@ -77,7 +79,7 @@ def test_start_stop_resume_stop_fork_with_the_buttons_then_the_cli(tmp_path, mon
     for key, value in TINY.items():  # the CLI's trainers get the same small run as the page's
         monkeypatch.setenv(key, value)
     try:
-        with dashboard(runs_dir, TINY) as url, chromium() as page:
+        with dashboard(runs_dir, {**TINY, runs.STOP_GRACE_ENV: str(GRACE_S)}) as url, chromium() as page:
             page.goto(url)
             # 1) start from the Home page's form, with a run id of our choosing
             run_id_field = page.locator(".st-key-new_run_id input")

@@ -123,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--wait", action="store_true", help="wait until the run has stopped")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds before SIGTERM with --wait (default 10)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help=f"seconds before SIGTERM with --wait (default ${runs.STOP_GRACE_ENV}, else 10)",
+    )
     _add_common(p, sets=False, background=False)
 
     p = sub.add_parser(
@@ -287,10 +292,11 @@ def cmd_stop(args, runs_dir: Path) -> int:
         runs.request_stop(runs_dir, args.run_id)
         print(f"stop requested: {args.run_id} stops after its current step and checkpoints")
         return EXIT_OK
-    state = runs.stop(runs_dir, args.run_id, grace_s=args.grace)
+    grace = runs.stop_grace_s() if args.grace is None else args.grace
+    state = runs.stop(runs_dir, args.run_id, grace_s=grace)
     if state in rf.LIVE_STATES:
         print(
-            f"run {args.run_id} is still {state} after {args.grace:g} s; SIGTERM goes only to a process whose pid, "
+            f"run {args.run_id} is still {state} after {grace:g} s; SIGTERM goes only to a process whose pid, "
             "create time and command line match its status.json",
             file=sys.stderr,
         )

@@ -20,7 +20,7 @@ One module per concept; this package re-exports their public names as the docume
 
 from trainer.rundir.listing import RunInfo, alert_counts, is_run_dir, last_log_line, list_runs, newest_first, run_info
 from trainer.rundir.status import read_config, read_status, run_state
-from trainer.runs.control import enforce_stop, request_stop, stop
+from trainer.runs.control import DEFAULT_STOP_GRACE_S, STOP_GRACE_ENV, enforce_stop, request_stop, stop, stop_grace_s
 from trainer.runs.new_run import (
     DEFAULT_CONFIG,
     ROOT,
@@ -35,8 +35,10 @@ from trainer.runs.resume import Prepared, available_checkpoints, checkpoint_path
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DEFAULT_STOP_GRACE_S",
     "ROOT",
     "RUNS_DIR_ENV",
+    "STOP_GRACE_ENV",
     "Prepared",
     "RunInfo",
     "alert_counts",
@@ -60,4 +62,5 @@ __all__ = [
     "run_info",
     "run_state",
     "stop",
+    "stop_grace_s",
 ]

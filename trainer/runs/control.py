@@ -2,21 +2,47 @@
 
     from trainer.runs.control import request_stop, stop
     request_stop("runs", "fc1")      # returns at once; the run stops after its current step
-    stop("runs", "fc1", grace_s=10)  # the same, then waits (and escalates) until it is not live
+    stop("runs", "fc1")              # the same, then waits (and escalates) until it is not live
+
+A run has stop_grace_s() to honour a stop request before SIGTERM: $TRAINER_STOP_GRACE_S, else 10 s
+(a script that saves a large checkpoint when its should_stop() turns true may need longer).
 
 Every signal this package sends goes through trainer.runs.process.safe_terminate.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from pathlib import Path
 
-from trainer.errors import RunStateError
+from trainer.errors import ConfigError, RunStateError
 from trainer.rundir import owner, stop_request
 from trainer.rundir import run_format as rf
 from trainer.rundir.status import read_status, run_state, state_from_status
 from trainer.runs import process
+
+STOP_GRACE_ENV = "TRAINER_STOP_GRACE_S"
+DEFAULT_STOP_GRACE_S = 10.0
+
+
+def stop_grace_s(environ=None) -> float:
+    """Seconds a run has to honour a stop request before it is sent SIGTERM (the dashboard's Stop,
+    `python -m trainer stop --wait`): $TRAINER_STOP_GRACE_S, else 10."""
+    raw = (os.environ if environ is None else environ).get(STOP_GRACE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_STOP_GRACE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"{STOP_GRACE_ENV}={raw!r}: give the seconds a run has to stop before SIGTERM, a positive number "
+            f"(default {DEFAULT_STOP_GRACE_S:g})"
+        )
+    return value
 
 
 def _refuse_unless_live(run_id: str, state: str, action: str) -> None:
@@ -57,12 +83,13 @@ def _escalate(run_dir: Path, request: stop_request.StopRequest) -> bool:
     return process.safe_terminate(status)
 
 
-def enforce_stop(runs_dir: str | Path, run_id: str, grace_s: float = 10.0) -> bool:
+def enforce_stop(runs_dir: str | Path, run_id: str, grace_s: float | None = None) -> bool:
     """Non-blocking escalation for a UI refresh loop: SIGTERM the trainer if a stop was requested
-    for it more than grace_s ago and it is still live. True if a signal was sent.
+    for it more than grace_s (None: stop_grace_s()) ago and it is still live. True if a signal was sent.
 
     Only the process the request names is signalled, and only after that request's own grace: a
     request left from an earlier process is never a reason to signal the current one."""
+    grace_s = stop_grace_s() if grace_s is None else grace_s
     run_dir = rf.existing_run_path(runs_dir, run_id)
     request = stop_request.read(run_dir)
     if request is None or request.age() < grace_s:
@@ -79,11 +106,12 @@ def _wait_not_live(run_dir: Path, timeout_s: float, poll_s: float = 0.1) -> str:
     return state
 
 
-def stop(runs_dir: str | Path, run_id: str, grace_s: float = 10.0) -> str:
+def stop(runs_dir: str | Path, run_id: str, grace_s: float | None = None) -> str:
     """Stop a live run and wait for it: the stop request first; if the run is still live after
-    grace_s, SIGTERM, but only to the process the request was for, and only when its pid, create
+    grace_s (None: stop_grace_s()), SIGTERM, but only to the process the request was for, and only when its pid, create
     time and command line match status.json. Returns the state afterwards (stopped, or still live
     if nothing more could be done safely)."""
+    grace_s = stop_grace_s() if grace_s is None else grace_s
     run_dir = rf.existing_run_path(runs_dir, run_id)
     request = request_stop(runs_dir, run_id)
     state = _wait_not_live(run_dir, grace_s)
