@@ -156,16 +156,20 @@ def test_should_stop_after_a_stop_request_and_the_run_ends_stopped(runs_dir):
     assert not (runs_dir / "stoppable" / rf.CONTROL_DIR / rf.STOP_FILE).exists()  # consumed
 
 
-def test_init_on_a_torchrun_rank_other_than_0_is_refused_with_what_to_do_and_writes_nothing(runs_dir, monkeypatch):
+def test_init_on_a_torchrun_rank_other_than_0_opening_rank_0s_run_says_what_to_do(runs_dir, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    with pytest.raises(RuntimeError, match=r"rank 1 of 2 .*call it on rank 0 only"):
-        trainer.init(run_id="ddp", runs_dir=runs_dir)
-    assert not (runs_dir / "ddp").exists()
-    monkeypatch.setenv("RANK", "0")  # rank 0 writes the run
-    with trainer.init(run_id="ddp", runs_dir=runs_dir) as run:
+    monkeypatch.setenv("RANK", "0")
+    with trainer.init(run_id="ddp", runs_dir=runs_dir) as run:  # rank 0 writes the run
+        monkeypatch.setenv("RANK", "1")
+        # every rank opening it: RunBusy's "pick another run id" pointed the wrong way
+        with pytest.raises(RuntimeError, match=r"rank 1 of 2 .*taken.*call it on rank 0 only"):
+            trainer.init(run_id="ddp", runs_dir=runs_dir)
+        # a run id of its own per rank (a run per process, as a sweep launched by torchrun) is allowed
+        with trainer.init(run_id="ddp-rank1", runs_dir=runs_dir) as other:
+            train(other, 2)
         train(run, 2)
     assert runs.read_status(runs_dir / "ddp")["state"] == rf.FINISHED
+    assert runs.read_status(runs_dir / "ddp-rank1")["state"] == rf.FINISHED
 
 
 def test_an_exception_inside_the_with_block_marks_the_run_failed_and_is_reraised(runs_dir):

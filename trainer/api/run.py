@@ -40,6 +40,7 @@ from trainer.api.doctor_process import DoctorProcess
 from trainer.api.grads import GradWatch
 from trainer.api.values import PLAIN, held, numbers_in_place
 from trainer.config import DoctorConfig
+from trainer.errors import RunBusy, RunExists
 from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
 from trainer.rundir.writer import RunWriter, open_run
@@ -387,17 +388,9 @@ def init(
     live runs, as our trainer does (torch.set_num_threads, looked at again from log() every few
     seconds; status.json records the threads and why); N takes N;
     None (the default) leaves torch's threads as they are. Call init() from the training thread,
-    and under torchrun on rank 0 only (another rank raises RuntimeError).
+    and under torchrun on rank 0 only (another rank opening the same run raises a RuntimeError that
+    says so; each rank with a run id of its own writes a run of its own).
     """
-    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1 and rank.isdigit() and int(rank) > 0:
-        # every rank opening the run would be refused but one (RunBusy, "pick another run id"): the
-        # job would fail at its start with a message that points the wrong way
-        raise RuntimeError(
-            f"trainer.init on rank {rank} of {world} (torchrun): one process writes a run, so call it on "
-            "rank 0 only (`run = trainer.init(...) if dist.get_rank() == 0 else None`) and share its "
-            "should_stop() with the other ranks (docs/logging-api.md)"
-        )
     defaults = DoctorConfig()
     on_critical = defaults.on_critical if on_critical is None else on_critical
     if on_critical not in ("off", "stop"):
@@ -412,7 +405,19 @@ def init(
         ) from None
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     run_id = run_id or fresh_run_id(_script_name(), runs_dir)
-    writer = open_run(runs_dir, run_id, config=config)
+    try:
+        writer = open_run(runs_dir, run_id, config=config)
+    except (RunBusy, RunExists) as e:
+        rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+        if world.isdigit() and int(world) > 1 and rank != "0":
+            # every rank opened the same run: the refusal's "pick another run id" points the wrong way
+            raise RuntimeError(
+                f"trainer.init on rank {rank} of {world} (torchrun) found run {run_id!r} taken ({e}): one process "
+                "writes a run, so call it on rank 0 only (`run = trainer.init(...) if dist.get_rank() == 0 else "
+                "None`) and share its should_stop() with the other ranks (docs/logging-api.md), or give each "
+                "rank a run id of its own"
+            ) from e
+        raise
     share = ThreadShare(str(threads), runs_dir, run_id) if threads is not None else None
     extra = share.status_fields() if share is not None else {}
     writer.set_status(state=rf.RUNNING, **{rf.STATUS_WRITER: rf.WRITER_API}, **extra)
