@@ -118,6 +118,18 @@ def test_stop_button_writes_the_stop_file_of_a_live_run(launched, runs_dir):
         writer.finish(rf.STOPPED)
 
 
+def test_a_bad_stop_grace_is_said_on_the_runs_page_and_the_default_kept(launched, runs_dir, monkeypatch):
+    monkeypatch.setenv("TRAINER_STOP_GRACE_S", "soon")
+    writer = make_run(runs_dir, "live-run", state=None)  # a live run: its stop requests are watched
+    try:
+        at = open_app()
+        assert any("TRAINER_STOP_GRACE_S='soon'" in e.value and "using 10 s" in e.value for e in at.error)
+        at.button(key="stop_live-run").click().run()
+        assert (runs_dir / "live-run" / rf.CONTROL_DIR / rf.STOP_FILE).is_file()  # Stop still works
+    finally:
+        writer.finish(rf.STOPPED)
+
+
 def test_resume_button_launches_the_same_command_as_the_cli(launched, runs_dir):
     make_run(runs_dir, "paused", state=rf.STOPPED)
     at = open_app()
