@@ -14,7 +14,6 @@ import streamlit as st
 from app import run_forms, state
 from app.markdown import escape
 from trainer import runs
-from trainer.rundir import run_format as rf
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES_DIR = ROOT / "pages"
@@ -85,20 +84,11 @@ def run_picker(label: str = "Runs", key: str = "run_picker", multiple: bool = Tr
     return picked
 
 
-# A script's own loop (trainer.init) cannot be restarted from here: only our trainer's runs can.
-SCRIPT_RUN = "Written by its own script through trainer.init: run that script again."
-
-
-# An imported log (python -m trainer import) holds no checkpoint or config of ours.
-IMPORTED_RUN = "Imported from another tool's log: there is no checkpoint of ours to resume or fork."
-
-
 def not_restartable(status: dict | None) -> str | None:
-    """Why Resume, Fork and a remedy's new run are off for this run (None: they are on)."""
-    status = status or {}
-    if status.get(rf.STATUS_WRITER) == rf.WRITER_API:
-        return SCRIPT_RUN
-    return IMPORTED_RUN if status.get(rf.STATUS_IMPORTED_FROM) else None
+    """Why Resume, Fork and a remedy's new run are off for this run (None: they are on): a script's run
+    or an imported log, in the words `python -m trainer resume` refuses it with."""
+    why = runs.restart_refusal(status, "resume or fork")
+    return f"This run {why}." if why else None
 
 
 def open_fork_form(run_id: str, sets: list[str] | None = None) -> None:

@@ -31,7 +31,14 @@ from trainer.runs.new_run import (
     new_run_id,
     resolve_new,
 )
-from trainer.runs.resume import Prepared, available_checkpoints, checkpoint_path, prepare_fork, prepare_resume
+from trainer.runs.resume import (
+    Prepared,
+    available_checkpoints,
+    checkpoint_path,
+    prepare_fork,
+    prepare_resume,
+    restart_refusal,
+)
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -59,6 +66,7 @@ __all__ = [
     "read_status",
     "request_stop",
     "resolve_new",
+    "restart_refusal",
     "run_info",
     "run_state",
     "stop",

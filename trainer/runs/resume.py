@@ -77,20 +77,28 @@ def _changed_config(
     return cfg, changes
 
 
-def refuse_if_not_ours(run_dir: Path, run_id: str, action: str) -> None:
-    """A script's run (trainer.init) or an imported log holds no checkpoint or config of ours: say so,
-    instead of failing on its config's first key that is not ours."""
-    status = read_status(run_dir) or {}
+def restart_refusal(status: dict | None, action: str) -> str | None:
+    """Why our trainer cannot `action` (resume, fork) this run, as the words after "run ID" (None: it
+    can). A script's run (trainer.init) or an imported log holds no checkpoint or config of ours, so
+    saying so beats failing on its config's first key that is not ours."""
+    status = status or {}
     if status.get(rf.STATUS_WRITER) == rf.WRITER_API:
-        raise RunStateError(
-            f"run {run_id!r} was written by its own script through trainer.init, so only that script can "
-            f"{action} it: run the script again (its checkpoints are its own)"
+        return (
+            f"was written by its own script through trainer.init, so only that script can {action} it: "
+            "run the script again (its checkpoints are its own)"
         )
     if status.get(rf.STATUS_IMPORTED_FROM):
-        raise RunStateError(
-            f"run {run_id!r} was imported from {status[rf.STATUS_IMPORTED_FROM]}: it has no checkpoint of ours to "
-            f"{action}; train it again with its own program, or start a run of ours with `python -m trainer run`"
+        return (
+            f"was imported from {status[rf.STATUS_IMPORTED_FROM]}: it has no checkpoint of ours to {action}; "
+            "train it again with its own program, or start a run of ours with `python -m trainer run`"
         )
+    return None
+
+
+def refuse_if_not_ours(run_dir: Path, run_id: str, action: str) -> None:
+    why = restart_refusal(read_status(run_dir), action)
+    if why:
+        raise RunStateError(f"run {run_id!r} {why}")
 
 
 def prepare_resume(
