@@ -236,13 +236,14 @@ def sharing_numbers(evidence: dict, against: bool = False) -> str:
     processes kept busy and the time its threads waited for a core. Each "then -> now", or with
     against, the numbers now and then ", against" the numbers of its best window."""
     said, before = [], []
-    for then, now, words in (
-        ("other_cpu_baseline", "other_cpu_now", "other processes on this host kept {} cores busy"),
-        ("cpu_wait_baseline", "cpu_wait_now", "its threads waited for a core {} s a second"),
+    for then, now, words, unit in (
+        ("other_cpu_baseline", "other_cpu_now", "other processes on this host kept {} busy", "core"),
+        ("cpu_wait_baseline", "cpu_wait_now", "its threads waited for a core {} a second", "s"),
     ):
         if evidence.get(then) is not None and evidence.get(now) is not None:
             number = _num(evidence[now]) if against else f"{_num(evidence[then])} -> {_num(evidence[now])}"
-            said.append(words.format(number).replace(" 1 cores", " 1 core"))
+            plural = "s" if unit == "core" and _num(evidence[now]) != "1" else ""  # "1 core", "0.5 cores"
+            said.append(words.format(f"{number} {unit}{plural}"))
             before.append(_num(evidence[then]))
     return " and ".join(said) + (f", against {' and '.join(before)}" if against and said else "")
 
