@@ -5,10 +5,12 @@
     python examples/lightning_mlp.py                 # 500 steps on CPU, ~20 s (Lightning's per-step cost)
     python examples/lightning_mlp.py --steps 200 --run-id mlp-pl-1
     python -m trainer diagnose runs/mlp-pl-1         # the doctor's report
+    torchrun --standalone --nproc_per_node=2 examples/lightning_mlp.py   # one DDP job, one run
     streamlit run app/Home.py                        # live curves, alerts, and the Stop button
 """
 
 import argparse
+import os
 
 import lightning.pytorch as L
 import torch
@@ -38,7 +40,7 @@ class Regression(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.log("val_loss", nn.functional.mse_loss(self.net(x), y))  # logged as val/loss
+        self.log("val_loss", nn.functional.mse_loss(self.net(x), y), sync_dist=True)  # val/loss; averaged over ranks
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
@@ -52,9 +54,15 @@ train = torch.utils.data.DataLoader(data, batch_size=128, shuffle=True)
 val = torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(0, 4096, 7)), batch_size=512)
 
 doctor = DoctorCallback(run_id=args.run_id)  # runs/<id>/; log_every: the Trainer's log_every_n_steps
+# Under torchrun, Lightning joins the processes torchrun started only when told how many there are;
+# with its default of one device each, every process would fit alone and write a run of its own.
+processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 fit = L.Trainer(
     max_steps=args.steps,
     accelerator="cpu",
+    devices=processes,
+    num_nodes=int(os.environ.get("WORLD_SIZE", processes)) // processes,
+    strategy="ddp" if "LOCAL_WORLD_SIZE" in os.environ else "auto",
     logger=False,  # the run directory is the log; any Lightning logger works beside the callback
     enable_checkpointing=False,
     enable_progress_bar=False,

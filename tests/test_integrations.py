@@ -1,6 +1,7 @@
 """trainer.integrations: the Hugging Face Trainer and Lightning watched through one callback each,
 on small models trained for a few dozen steps on CPU (nothing downloaded)."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -213,7 +214,18 @@ def test_lightning_run_directory_has_our_series_grads_and_a_diagnosis(runs_dir):
 def test_lightning_stops_early_on_a_stop_request(runs_dir):
     fit = lightning_fit(runs_dir, "mlp-stop", step_hook=stop_after(10, runs_dir, "mlp-stop"))
     assert fit.global_step == 11  # the request came inside step 11's training_step: that step ends
-    assert read_status(runs_dir / "mlp-stop")["state"] == rf.STOPPED
+    status = read_status(runs_dir / "mlp-stop")
+    assert status["state"] == rf.STOPPED and status["message"].startswith("stopped at step 11:")
+    # logged every 5 steps, and the step it stopped at too: the run ends where training did
+    assert [s for s, _ in series(runs_dir / "mlp-stop", rf.TRAIN_LOSS)] == [5, 10, 11]
+
+
+def test_lightning_run_whose_last_step_is_not_a_logging_step_ends_with_its_row(runs_dir):
+    lightning_fit(runs_dir, "mlp-43", max_steps=43)
+    status = read_status(runs_dir / "mlp-43")
+    assert status["state"] == rf.FINISHED and status["message"] == "finished at step 43"
+    losses = series(runs_dir / "mlp-43", rf.TRAIN_LOSS)
+    assert [s for s, _ in losses] == [5, 10, 15, 20, 25, 30, 35, 40, 43] and all(math.isfinite(v) for _, v in losses)
 
 
 def test_lightning_fit_that_raises_leaves_the_run_failed(runs_dir):

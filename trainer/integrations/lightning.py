@@ -23,7 +23,7 @@ What it does, hook by hook:
    (the dashboard's Stop, `python -m trainer stop`, a stopping alert) sets trainer.should_stop.
 4) on_validation_end: the module's logged val_loss (or val/loss) as val/loss, other val* metrics
    under their own names (the sanity check's are skipped).
-5) on_train_end: run.finish(), stopped if a stop was asked, else finished; on_exception: run.fail(),
+5) on_train_end: the last step's row where it was not a logging step, then run.finish(), stopped if a stop was asked, else finished; on_exception: run.fail(),
    failed (a Ctrl-C stopped).
 Under torchrun or a multi-device strategy (several processes): rank 0 alone opens and writes the
 run, and a stop asked there ends every rank after the same batch (trainer/integrations/ranks.py).
@@ -72,6 +72,7 @@ class DoctorCallback(Callback):
         self.ranks = Ranks.alone()  # the job's ranks, known once training starts
         self._grad_norm: torch.Tensor | None = None
         self._last_logged_step: int | None = None
+        self._last_batch: tuple | None = None  # (batch_idx, loss) of the latest batch
 
     def on_train_start(self, trainer, pl_module):
         self.log_every = self.log_every or trainer.log_every_n_steps
@@ -96,18 +97,24 @@ class DoctorCallback(Callback):
             trainer.should_stop = True
         if self.run is None:
             return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        self._last_batch = (batch_idx, loss)  # for the last row at train end
+        if trainer.global_step % self.log_every == 0:
+            self._log_row(trainer, batch_idx, loss)
+
+    def _log_row(self, trainer, batch_idx: int, loss) -> None:
         step = trainer.global_step  # optimizer steps taken: the same batch repeats it under accumulation
-        if step % self.log_every == 0 and step != self._last_logged_step:
-            self._last_logged_step = step
-            row = {rf.EPOCH: _epoch(trainer, batch_idx)}
-            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-            if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-                row[rf.TRAIN_LOSS] = loss
-            if trainer.optimizers:
-                row[rf.LR] = trainer.optimizers[0].param_groups[0]["lr"]
-            if self._grad_norm is not None:
-                row[rf.GRAD_NORM], self._grad_norm = self._grad_norm, None
-            self.run.log(row, step=step)
+        if step == self._last_logged_step:
+            return
+        self._last_logged_step = step
+        row = {rf.EPOCH: _epoch(trainer, batch_idx)}
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            row[rf.TRAIN_LOSS] = loss
+        if trainer.optimizers:
+            row[rf.LR] = trainer.optimizers[0].param_groups[0]["lr"]
+        if self._grad_norm is not None:
+            row[rf.GRAD_NORM], self._grad_norm = self._grad_norm, None
+        self.run.log(row, step=step)
 
     def on_validation_end(self, trainer, pl_module):
         if self.run is None or trainer.sanity_checking:
@@ -124,6 +131,10 @@ class DoctorCallback(Callback):
     def on_train_end(self, trainer, pl_module):
         self.ranks.close()
         if self.run is not None:
+            # the last step's row, where it fell between two logging steps (max_steps 120 logged every
+            # 50, a stop at step 56): the run then ends at the step it reached, as the HF Trainer's does
+            if self._last_batch is not None:
+                self._log_row(trainer, *self._last_batch)
             self.run.finish()
 
     def on_exception(self, trainer, pl_module, exception):
