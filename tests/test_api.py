@@ -86,6 +86,23 @@ def test_run_directory_reads_like_ours_in_the_reader_and_the_cli(runs_dir, capsy
     assert runs.list_runs(runs_dir)[0].writer == rf.WRITER_API
 
 
+def test_the_best_val_loss_logged_is_the_runs_tables_best_val_loss(runs_dir):
+    def best() -> float | None:
+        return runs.list_runs(runs_dir)[0].best_val_loss
+
+    with trainer.init(run_id="val", runs_dir=runs_dir) as run:
+        run.log({rf.TRAIN_LOSS: 3.0}, step=1)
+        run.flush()
+        assert best() is None  # no eval yet
+        run.log({rf.VAL_LOSS: torch.tensor(2.0)}, step=10)  # a tensor, read at the flush
+        run.log({rf.VAL_LOSS: float("nan")}, step=20)  # not a best, nor the end of one
+        run.log({rf.VAL_LOSS: 1.5}, step=30)
+        run.flush()
+        assert best() == 1.5
+        run.log({rf.VAL_LOSS: 1.7}, step=40)
+    assert best() == 1.5 and runs.read_status(runs_dir / "val")[rf.STATUS_BEST_VAL_LOSS] == 1.5
+
+
 def test_tensors_logged_without_item_arrive_as_numbers_and_nan_as_null(runs_dir):
     loss = torch.tensor(2.5, requires_grad=True) * 1.0  # part of a graph, as a loss is
     with trainer.init(run_id="values", runs_dir=runs_dir) as run:

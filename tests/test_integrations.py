@@ -102,6 +102,7 @@ def test_hf_trainer_run_directory_has_our_series_grads_and_a_diagnosis(runs_dir,
     assert_watched_run(run_dir, rf.FINISHED)
     assert [s for s, _ in series(run_dir, rf.TRAIN_LOSS)] == [5, 10, 15, 20, 25, 30, 35, 40]
     assert [s for s, _ in series(run_dir, rf.VAL_LOSS)] == [20, 40]
+    assert read_status(run_dir)[rf.STATUS_BEST_VAL_LOSS] == min(v for _, v in series(run_dir, rf.VAL_LOSS))
     assert series(run_dir, rf.EPOCH)[-1][1] > 0
     assert [g["step"] for g in read_records(run_dir / rf.GRADS_FILE)] == [5, 10, 15, 20, 25, 30, 35, 40]
     assert runs.list_runs(runs_dir)[0].writer == rf.WRITER_API

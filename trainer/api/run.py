@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import atexit
 import collections
+import math
+import numbers
 import os
 import signal
 import sys
@@ -71,6 +73,7 @@ class Run:
         self._stopped_by: str | None = None  # why should_stop() said True
         self._step: int | None = None  # the latest step logged
         self._max_step = 0
+        self._best_val: float | None = None  # the lowest finite val/loss logged
         self._queue: collections.deque = collections.deque()  # append/popleft are thread-safe
         self._watches: list[GradWatch] = []
         self._status_written = 0.0  # time.monotonic() of the last status.json write by a drain
@@ -262,6 +265,11 @@ class Run:
         if rows:
             self._add_system(next((r for r in reversed(rows) if rf.TRAIN_LOSS in r), rows[-1]))
         self.writer.log_records(rows)
+        best_before = self._best_val
+        for row in rows:  # the runs table's "best val loss", as our trainer keeps it
+            val = row.get(rf.VAL_LOSS)
+            if isinstance(val, numbers.Real) and not isinstance(val, bool) and math.isfinite(val):
+                self._best_val = float(val) if self._best_val is None else min(self._best_val, float(val))
         self._max_step = max(self._max_step, max((step for kind, step, _, _ in items if kind == METRICS), default=0))
         # 3) grads and samples
         for kind, step, payload, _ in items:
@@ -275,9 +283,10 @@ class Run:
         # 4) status.json's step: its write costs an fsync (~5-10 ms, most of a run.flush()), so it is
         # written at most once per FLUSH_SECONDS; between, the writer's heartbeat writes the step
         now = time.monotonic()
-        write = now - self._status_written >= FLUSH_SECONDS
+        # a new best val (an eval: rare) is written at once, as our trainer writes it after each eval
+        write = now - self._status_written >= FLUSH_SECONDS or self._best_val != best_before
         self._status_written = now if write else self._status_written
-        self.writer.set_status(step=self._max_step, write=write)
+        self.writer.set_status(step=self._max_step, write=write, **{rf.STATUS_BEST_VAL_LOSS: self._best_val})
         self.writer.flush()
 
     def _add_system(self, row: dict) -> None:

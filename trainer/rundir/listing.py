@@ -77,7 +77,7 @@ def run_info(run_dir: str | Path, now: float | None = None) -> RunInfo:
         cfg = read_config(run_dir) or {}
         task = task if task is not None else cfg.get("task")
         max_steps = max_steps if max_steps is not None else cfg.get("max_steps")
-    best = status.get("best_val_loss")
+    best = status.get(rf.STATUS_BEST_VAL_LOSS)
     return RunInfo(
         run_id=run_dir.name,
         task=task,

@@ -74,6 +74,9 @@ STATUS_THREADS = "threads"
 STATUS_THREADS_REASON = "threads_reason"
 # status.json "imported_from": the source of a run `python -m trainer import` wrote (its logger's files).
 STATUS_IMPORTED_FROM = "imported_from"
+# status.json "best_val_loss": the lowest val/loss logged so far (null before the first eval), written
+# by our trainer, trainer.init's runs and imports alike: the runs table and `list` read it from here.
+STATUS_BEST_VAL_LOSS = "best_val_loss"
 
 # events.jsonl "kind"
 EVENT_KINDS = (

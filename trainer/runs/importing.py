@@ -278,7 +278,9 @@ def _write(runs_dir: Path, run: ImportedRun) -> None:
         writer.log_sample(sample["step"], text=sample["text"], tag=sample["tag"])
     val = [row[rf.VAL_LOSS] for row in run.rows.values() if math.isfinite(row.get(rf.VAL_LOSS, math.nan))]
     writer.set_status(
-        step=last, max_steps=last, best_val_loss=min(val) if val else None, **{rf.STATUS_IMPORTED_FROM: run.source}
+        step=last,
+        max_steps=last,
+        **{rf.STATUS_BEST_VAL_LOSS: min(val) if val else None, rf.STATUS_IMPORTED_FROM: run.source},
     )
     if started:
         writer.set_status(started=started)  # when the original run started, not the import

@@ -377,7 +377,7 @@ class TrainLoop:
         if self.writer is not None:
             written = time.time()
             self.writer.log(self.step, {rf.VAL_LOSS: val_loss}, written)
-            self.writer.set_status(best_val_loss=self.early.best)
+            self.writer.set_status(**{rf.STATUS_BEST_VAL_LOSS: self.early.best})
             self.doctor.observe("metrics", {"step": self.step, rf.TIME: written, rf.VAL_LOSS: val_loss})
             if self.progress is not None:
                 self.progress.val_loss = val_loss
@@ -404,9 +404,9 @@ class TrainLoop:
                 state,
                 step=self.step,
                 task=self.cfg.task,
-                best_val_loss=self.early.best,
                 max_steps=self.cfg.max_steps,
                 device=str(self.device),
+                **{rf.STATUS_BEST_VAL_LOSS: self.early.best},
                 **(self.threads.status_fields() if self.threads else {rf.STATUS_THREADS: torch.get_num_threads()}),
             )
 
