@@ -79,6 +79,7 @@ class Slowdown(Detector):
       of the way through a slowdown (6 `shared_machine` runs of the second generator's dev block).
       Since that length is a guess, the window's median must be below the threshold as well (half a
       window of slow rows): a dip of 5-7 rows early in such a run passed twice its age's 5%.
+    Either rule waits until the slow streak has lasted min_hold_s by the rows' clock (below).
     min_drop is a quarter: report 003 lost 40%, and a sustained 25-30% (throttling, a degrading data
     loader) was missed at a third (wildsuite `slowdown_slow`). Nothing fires once the speed is back
     above the threshold: the window's median lags a dip that already ended by half a window.
@@ -126,6 +127,13 @@ class Slowdown(Detector):
     wait_rise = 0.04
     wait_factor = 2.0
     rearm_rows = 5
+    # Either rule also needs the slow streak to have lasted min_hold_s of wall-clock time (where the rows
+    # carry a clock): on this shared 2-core VM with nothing else running, the HF example (a small GPT-2
+    # at ~75 steps/s, rows every 2 steps) ran up to 31-50% under its best in windows of 1 s, 7-31% in
+    # windows of 10 s, 4-25% in 15 s and 0-17% in 30 s (5 runs of a minute, benchmarks/speed_jitter.py),
+    # and raised 2-3 slowdowns a run (5% of its 3000 steps is 2 s); with 15 s, one in 2 of 3 runs. A
+    # dip shorter than that has cost the run seconds, and the machine's own wander is as large.
+    min_hold_s = 30.0
     thresholds = (
         "window",
         "skip_rows",
@@ -141,6 +149,7 @@ class Slowdown(Detector):
         "waiting_cores",
         "wait_rise",
         "wait_factor",
+        "min_hold_s",
     )
 
     def healthy_reason(self) -> str:
@@ -166,6 +175,8 @@ class Slowdown(Detector):
         self.baseline_wait = None  # median sys/cpu_wait then
         self.baseline_time = None  # wall time of the baseline row: who started since? (neighbours.py)
         self.slow_since = None  # first step of the current streak below the threshold
+        self.slow_since_time = None  # and its row's wall-clock time
+        self.first_time = None  # the series' first row time: a clock that never moved is no clock
 
     def observe(self, step, row):
         clocked = self.clock.observe(step, row)
@@ -179,6 +190,9 @@ class Slowdown(Detector):
             return None
         self.observed += 1
         self.rows += 1
+        now_time = row.get(rf.TIME)
+        if self.first_time is None and finite(now_time):
+            self.first_time = now_time
         if self.rows <= self.skip_rows:
             return None
         self.speeds.append(speed)
@@ -199,11 +213,12 @@ class Slowdown(Detector):
         last = [self.speeds[-i] for i in range(self.short_rows, 0, -1)]  # a deque indexes its ends in O(1)
         now = median(last)
         if now >= self.recover_fraction * self.baseline:
-            self.slow_since, self.streak = None, 0
+            self.slow_since, self.slow_since_time, self.streak = None, None, 0
             self.clear()
             return None
         if self.slow_since is None:
             self.slow_since = step  # the speed left its usual range here: the hold counts from this row
+            self.slow_since_time = now_time if finite(now_time) else None
         threshold = (1 - self.min_drop) * self.baseline
         if now >= threshold:
             self.streak = 0
@@ -216,9 +231,18 @@ class Slowdown(Detector):
         held = self.streak >= self.confirm_rows and step - self.slow_since >= self.hold_share * length
         if not self.ctx.max_steps:
             held = held and level < threshold  # a guessed length: half a window of slow rows as well
-        if fast or held:
+        if (fast or held) and self._lasted(now_time):
             return self._alert(step, row, now)
         return None
+
+    def _lasted(self, now_time) -> bool:
+        """The slow streak has lasted min_hold_s by the rows' clock; true where the rows carry none
+        (a log imported without times: every row stamped at the import)."""
+        if not (finite(now_time) and finite(self.slow_since_time) and finite(self.first_time)):
+            return True
+        if now_time <= self.first_time:
+            return True  # the clock never moved
+        return now_time - self.slow_since_time >= self.min_hold_s
 
     def _set_baseline(self, step, row, level) -> None:
         self.baseline, self.baseline_step = level, step
