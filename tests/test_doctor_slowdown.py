@@ -15,10 +15,12 @@ def _slowdown_alerts(
     other_after: float | None = None,
     wait_after: float | None = None,
     wait_before: float = 0.02,
+    rss_after: float = 460.0,
 ) -> list[dict]:
     """A steady run at 33 steps/s and 200% CPU that halves its speed from step 1500 on; with
     other_after, it logs the cores other processes kept busy (0.05 before, other_after from then);
-    with wait_after, the seconds a second its threads waited for a core (wait_before before)."""
+    with wait_after, the seconds a second its threads waited for a core (wait_before before); its
+    memory 460 MB, rss_after from then."""
     doctor = OnlineDoctor(Config(max_steps=2000).to_dict())
     for step in range(10, 2001, 10):
         wobble = ((step * 7919) % 11 - 5) / 5  # deterministic noise in [-1, 1]
@@ -27,7 +29,7 @@ def _slowdown_alerts(
             "step": step,
             "speed/steps_per_s": (16.0 if slow else 33.0) + 0.5 * wobble,
             "sys/cpu_percent": (cpu_after if slow else 200.0) + 5 * wobble,
-            "sys/rss_mb": 460.0,
+            "sys/rss_mb": rss_after if slow else 460.0,
         }
         if other_after is not None:
             row["sys/other_cpu"] = (other_after if slow else 0.05) + 0.02 * wobble
@@ -45,10 +47,26 @@ def test_a_starved_trainer_is_told_so_and_offered_no_config_change():
     assert remedy["kind"] == "none" and not remedy["set"] and "no config change helps" in remedy["why"]
 
 
-def test_a_slowdown_at_full_cpu_keeps_the_micro_batch_remedy():
+def unexplained(alert: dict) -> bool:
+    """The remedy of a slowdown nothing in the run explains: no config change, and where to look."""
+    (remedy,) = alert["remedy"]
+    return remedy["kind"] == "none" and not remedy["set"] and "nothing in its numbers says why" in remedy["why"]
+
+
+def test_a_slowdown_at_full_cpu_with_steady_memory_proposes_no_config_change():
+    # It proposed half the micro-batch "to relieve memory pressure" with the memory flat at 460 MB:
+    # a guess the run's numbers did not support, and a rerun could not confirm.
     (alert,) = _slowdown_alerts(cpu_after=198.0)
     assert "starved" not in alert["message"] and "cpu_percent_now" not in alert["evidence"]
-    assert alert["remedy"][0]["set"] == {"batch_size": 6, "grad_accum_steps": 2}
+    assert alert["evidence"]["memory_grew"] is False and unexplained(alert)
+    assert "its memory held (460 -> 460 MB)" in alert["remedy"][0]["why"]
+
+
+def test_a_slowdown_at_full_cpu_while_its_memory_grew_halves_the_micro_batch():
+    (alert,) = _slowdown_alerts(cpu_after=198.0, rss_after=600.0)
+    assert alert["evidence"]["memory_grew"] is True
+    (remedy,) = alert["remedy"]
+    assert remedy["set"] == {"batch_size": 6, "grad_accum_steps": 2} and "460 -> 600 MB" in remedy["why"]
 
 
 def test_a_trainer_sharing_its_cores_with_other_processes_is_told_so_whatever_its_cpu_use():
@@ -61,11 +79,10 @@ def test_a_trainer_sharing_its_cores_with_other_processes_is_told_so_whatever_it
     assert remedy["kind"] == "none" and not remedy["set"] and "no config change helps" in remedy["why"]
 
 
-def test_other_processes_that_took_no_more_than_before_leave_the_micro_batch_remedy():
+def test_other_processes_that_took_no_more_than_before_are_not_called_the_cause():
     (alert,) = _slowdown_alerts(cpu_after=198.0, other_after=0.15)
     assert "other processes" not in alert["message"] and not alert["evidence"].get("competing")
-    assert alert["evidence"]["other_cpu_baseline"] < 0.1
-    assert alert["remedy"][0]["set"] == {"batch_size": 6, "grad_accum_steps": 2}
+    assert alert["evidence"]["other_cpu_baseline"] < 0.1 and unexplained(alert)
 
 
 def test_a_run_whose_threads_wait_for_a_core_is_sharing_it_whatever_the_cores_others_took():
@@ -92,18 +109,18 @@ def test_a_run_whose_threads_wait_for_a_core_is_sharing_it_whatever_the_cores_ot
     )
 
 
-def test_a_little_more_waiting_leaves_the_micro_batch_remedy():
+def test_a_little_more_waiting_is_not_called_sharing():
     # 0.02 more a second: under wait_rise (a process busy 15% of the time added 0.08)
     (alert,) = _slowdown_alerts(cpu_after=198.0, other_after=0.15, wait_after=0.04)
     assert not alert["evidence"].get("competing") and alert["evidence"]["cpu_wait_now"] < 0.05
-    assert alert["remedy"][0]["set"] == {"batch_size": 6, "grad_accum_steps": 2}
+    assert unexplained(alert)
 
 
-def test_waiting_with_no_other_process_taking_cores_leaves_the_micro_batch_remedy():
+def test_waiting_with_no_other_process_taking_cores_is_not_called_sharing():
     # more threads of its own than cores wait too, but nobody else took the cores
     (alert,) = _slowdown_alerts(cpu_after=198.0, other_after=0.05, wait_after=0.3)
     assert not alert["evidence"].get("competing") and alert["evidence"]["cpu_wait_now"] > 0.25
-    assert alert["remedy"][0]["set"] == {"batch_size": 6, "grad_accum_steps": 2}
+    assert unexplained(alert)
 
 
 def test_a_slowdown_names_the_run_of_ours_that_started_beside_it(runs_dir):
@@ -182,10 +199,10 @@ def test_a_run_without_a_speed_key_is_timed_by_its_rows_clocks():
     assert alert["evidence"]["series"] == "time" and "wall-clock" in alert["message"]
     assert 2000 < alert["step"] <= 2000 + 0.05 * 4000 + 300
     assert 0.3 < alert["evidence"]["drop"] < 0.37
-    # no CPU use in the rows: the remedy does not claim the machine was not starved
-    [remedy] = [r for r in alert["remedy"] if r["set"]]
-    assert remedy["set"] == {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 2}
-    assert alert["evidence"]["cpu_logged"] is False and "full CPU" not in remedy["why"]
+    # no CPU use nor memory in the rows: the remedy claims neither a full CPU nor memory pressure
+    assert alert["evidence"]["cpu_logged"] is False and "memory_grew" not in alert["evidence"] and unexplained(alert)
+    why = alert["remedy"][0]["why"]
+    assert "no CPU use logged, so a starved machine is not ruled out" in why and "no memory logged" in why
 
 
 def test_a_dip_of_seconds_is_jitter_and_a_drop_that_holds_for_min_hold_s_is_a_slowdown():

@@ -264,16 +264,33 @@ def _slowdown(ctx, alert, step):
                 "them and the speed comes back, no config change helps"
             )
         ]
+    drop = _num((alert.get("drop") or 0) * 100)
     cpu = (
         "at full CPU use"
         if alert.get("cpu_logged", True)
         else "(no CPU use logged, so a starved machine is not ruled out)"
     )
+    if alert.get("memory_grew"):
+        return [
+            K.smaller_micro_batch(
+                ctx,
+                f"speed fell {drop}% {cpu} while its memory grew {_num(alert.get('memory_baseline_mb'))} -> "
+                f"{_num(alert.get('memory_now_mb'))} MB: half the micro-batch with twice the accumulation keeps the "
+                "effective batch and lowers the memory that pressure (swapping, an allocator at its limit) slows",
+            )
+        ]
+    # No config change is what the numbers support: a smaller micro-batch for memory pressure that
+    # nothing shows would be a guess, and a rerun could not tell whether it helped or the machine did.
+    memory = (
+        f"its memory held ({_num(alert.get('memory_baseline_mb'))} -> {_num(alert.get('memory_now_mb'))} MB)"
+        if "memory_grew" in alert
+        else "no memory logged"
+    )
     return [
-        K.smaller_micro_batch(
-            ctx,
-            f"speed fell {_num((alert.get('drop') or 0) * 100)}% {cpu}: half the micro-batch with twice "
-            "the accumulation keeps the effective batch and relieves memory pressure, a common cause of slowing steps",
+        K.no_action(
+            f"speed fell {drop}% {cpu}, {memory} and no other process took its cores: nothing in its numbers "
+            "says why, so no config change is proposed; look at the data pipeline (a loader or disk that stalls), "
+            "thermal throttling, or inputs that grew longer"
         )
     ]
 

@@ -126,6 +126,10 @@ class Slowdown(Detector):
     waiting_cores = 0.1
     wait_rise = 0.04
     wait_factor = 2.0
+    # Memory (sys/rss_mb, else sys/cuda_mem_mb) up by this share against the best window: the evidence
+    # for memory pressure (swapping, an allocator at its limit) that a smaller micro-batch relieves;
+    # without it that remedy would be a guess (issue 11: remedies the run's numbers support).
+    memory_rise = 0.1
     rearm_rows = 5
     # Either rule also needs the slow streak to have lasted min_hold_s of wall-clock time (where the rows
     # carry a clock): on this shared 2-core VM with nothing else running, the HF example (a small GPT-2
@@ -150,6 +154,7 @@ class Slowdown(Detector):
         "wait_rise",
         "wait_factor",
         "min_hold_s",
+        "memory_rise",
     )
 
     def healthy_reason(self) -> str:
@@ -166,6 +171,7 @@ class Slowdown(Detector):
         self.cpu: deque = deque(maxlen=self.window)
         self.other: deque = deque(maxlen=self.window)  # sys/other_cpu: cores other processes kept busy
         self.wait: deque = deque(maxlen=self.window)  # sys/cpu_wait: its threads' seconds waiting for a core
+        self.memory: deque = deque(maxlen=self.window)  # sys/rss_mb, else sys/cuda_mem_mb
         self.rows = 0  # speeds seen in this series (the first skip_rows are start-up)
         self.baseline = None
         self.baseline_spread = 0.0  # robust sd of the log speeds in the baseline's window
@@ -173,6 +179,7 @@ class Slowdown(Detector):
         self.baseline_cpu = None  # median CPU use when the speed baseline was set
         self.baseline_other = None  # median sys/other_cpu then
         self.baseline_wait = None  # median sys/cpu_wait then
+        self.baseline_memory = None  # median memory then
         self.baseline_time = None  # wall time of the baseline row: who started since? (neighbours.py)
         self.slow_since = None  # first step of the current streak below the threshold
         self.slow_since_time = None  # and its row's wall-clock time
@@ -205,6 +212,9 @@ class Slowdown(Detector):
         wait = row.get(rf.CPU_WAIT)
         if finite(wait):
             self.wait.append(wait)
+        memory = row.get(rf.RSS_MB, row.get(rf.CUDA_MEM_MB))
+        if finite(memory):
+            self.memory.append(memory)
         if len(self.speeds) < self.window:
             return None
         level = median(self.speeds)
@@ -250,6 +260,7 @@ class Slowdown(Detector):
         self.baseline_cpu = self._median(self.cpu)
         self.baseline_other = self._median(self.other)
         self.baseline_wait = self._median(self.wait)
+        self.baseline_memory = self._median(self.memory)
         self.baseline_time = row.get(rf.TIME)
 
     def _median(self, values: deque, last: int | None = None) -> float | None:
@@ -299,6 +310,10 @@ class Slowdown(Detector):
                 and wait_now >= self.wait_factor * self.baseline_wait
                 and (other_rise is None or other_rise >= self.waiting_cores)
             )
+        memory_now = self._median(self.memory, self.short_rows)
+        if self.baseline_memory and memory_now is not None:
+            evidence.update(memory_baseline_mb=self.baseline_memory, memory_now_mb=memory_now)
+            evidence["memory_grew"] = memory_now >= (1 + self.memory_rise) * self.baseline_memory
         if competing or waiting:
             evidence["competing"] = True
             evidence["waiting"] = waiting
