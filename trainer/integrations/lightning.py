@@ -23,8 +23,8 @@ What it does, hook by hook:
    (the dashboard's Stop, `python -m trainer stop`, a stopping alert) sets trainer.should_stop.
 4) on_validation_end: the module's logged val_loss (or val/loss) as val/loss, other val* metrics
    under their own names (the sanity check's are skipped).
-5) on_train_end: the last step's row where it was not a logging step, then run.finish(), stopped if a stop was asked, else finished; on_exception: run.fail(),
-   failed (a Ctrl-C stopped).
+5) on_train_end: the last step's row where it was not a logging step, then run.finish(), stopped
+   if a stop was asked, else finished; on_exception: run.fail(), failed (a Ctrl-C stopped).
 Under torchrun or a multi-device strategy (several processes): rank 0 alone opens and writes the
 run, and a stop asked there ends every rank after the same batch (trainer/integrations/ranks.py).
 """
