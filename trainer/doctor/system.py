@@ -134,7 +134,7 @@ class Slowdown(Detector):
     # Either rule also needs the slow streak to have lasted min_hold_s of wall-clock time (where the rows
     # carry a clock): on this shared 2-core VM with nothing else running, the HF example (a small GPT-2
     # at ~75 steps/s, rows every 2 steps) ran up to 31-50% under its best in windows of 1 s, 7-31% in
-    # windows of 10 s, 4-25% in 15 s and 0-17% in 30 s (5 runs of a minute, benchmarks/speed_jitter.py),
+    # windows of 10 s, 4-25% in 15 s and 0-17% in 30 s (6 runs of a minute, benchmarks/speed_jitter.py),
     # and raised 2-3 slowdowns a run (5% of its 3000 steps is 2 s); with 15 s, one in 2 of 3 runs. A
     # dip shorter than that has cost the run seconds, and the machine's own wander is as large.
     min_hold_s = 30.0
