@@ -244,6 +244,33 @@ def test_a_training_run_takes_a_new_share_when_a_run_of_ours_or_other_work_comes
     assert status["threads_reason"] == "4 physical cores, 2.2 busy with other work, 2 runs of ours"
 
 
+def test_a_run_that_starts_during_an_eval_is_given_its_share_before_the_eval_ends(runs_dir, monkeypatch):
+    """Seen forking the default run from the dashboard at step 750: the fork took a core while the
+    parent evaluated, and the parent's two OpenMP threads on the one left waited for each other at
+    every op, for 45 s and more, until the next logged step looked at its share again."""
+    from trainer.training import engine
+
+    monkeypatch.setattr(sharing, "physical_cores", lambda: 2)
+    monkeypatch.setattr(threads_module, "RECHECK_S", 0.0)
+    monkeypatch.setattr(threads_module, "FIRST_CHECK_S", 0.0)
+    monkeypatch.setattr(host_load.OtherLoad, "measure", lambda self, ours: 0.0)
+    in_eval, seen = [False], []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append((n, in_eval[0])) or real_set(1))
+    real_evaluate = engine.TrainLoop._evaluate
+
+    def evaluate(self):  # the first eval: a run of ours starts on this host as it begins
+        if not (runs_dir / "neighbour").exists():
+            make_run(runs_dir, "neighbour")
+            in_eval[0] = True
+        real_evaluate(self)
+        in_eval[0] = False
+
+    monkeypatch.setattr(engine.TrainLoop, "_evaluate", evaluate)
+    assert train(tiny_cfg(threads="auto", eval_steps=3), runs_dir, "shared") == rf.FINISHED
+    assert seen == [(2, False), (1, True)], seen  # 2 cores / 2 runs, taken inside the eval
+
+
 def test_the_logging_api_takes_the_same_share_for_a_users_loop(runs_dir, monkeypatch):
     import trainer
 

@@ -291,8 +291,7 @@ class TrainLoop:
         logged = s % cfg.log_interval == 0 or final
         if logged:
             self._log_row()
-            if self.threads is not None and self.threads.recheck() and self.writer is not None:
-                self.writer.set_status(**self.threads.status_fields(), write=False)  # the heartbeat writes it
+            self._recheck_threads()
         if s % cfg.eval_interval == 0 or final:
             self._paused_for(self._evaluate)
         if self.writer is not None and (s % cfg.sample_interval == 0 or final):
@@ -348,6 +347,11 @@ class TrainLoop:
         self.writer.set_status(step=self.step)
         self.doctor.observe("metrics", {"step": self.step, rf.TIME: written, **row})
 
+    def _recheck_threads(self) -> None:
+        """threads: auto takes its share of the cores again (ThreadShare.recheck: every few seconds)."""
+        if self.threads is not None and self.threads.recheck() and self.writer is not None:
+            self.writer.set_status(**self.threads.status_fields(), write=False)  # the heartbeat writes it
+
     def _paused_for(self, fn) -> None:
         """Run fn and leave its time out of speed/steps_per_s (it is not training)."""
         start = time.perf_counter()
@@ -368,6 +372,10 @@ class TrainLoop:
         total = torch.zeros((), device=self.device)
         with _forked_rng(self.device, cfg.seed + EVAL_SEED_OFFSET + self.ctx.rank):
             for _ in range(n_batches):
+                # A run forked beside this one during an eval took a core, and two OpenMP threads on the
+                # one left waited for each other at every op: the eval at step 750 of the default run
+                # then ran 45 s and more instead of ~2, until the next logged step looked again.
+                self._recheck_threads()
                 batch = self.task.get_batch("val", gen)
                 with autocast(self.device, self.amp):
                     total += self.task.compute_loss(model, batch, self.step).loss.float()
