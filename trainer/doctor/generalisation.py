@@ -9,7 +9,17 @@ from __future__ import annotations
 import math
 
 from trainer.doctor import remedies as R
-from trainer.doctor.base import Detector, eval_noise, finite, fmt, median, robust_scatter, theil_sen_slope
+from trainer.doctor.base import (
+    Detector,
+    eval_noise,
+    finite,
+    fmt,
+    line_deviations,
+    mad_sigma,
+    median,
+    robust_scatter,
+    theil_sen_slope,
+)
 from trainer.rundir import run_format as rf
 
 
@@ -24,7 +34,13 @@ class ValBelowTrain(Detector):
     """val/loss far below train/loss for several evals (report 001: 0.27 vs 0.98).
 
     statistic: val/loss / train/loss (train = median of the last 3 train rows)
-    fires when the ratio < max_ratio for confirm_evals consecutive evals after warm-up.
+    fires when the ratio < max_ratio for confirm_evals consecutive evals after warm-up, and the mean
+    log ratio of those evals (at most noise_evals of them) is below log(max_ratio) by noise_z times
+    its own standard error: the ratio's eval-to-eval noise over the last noise_evals evals before
+    the streak (or within it, where those show fewer than min_deviations line deviations), and at
+    least what the train side's row noise puts into it. Where the
+    ratio jumps by factors from one eval to the next, two low evals in a row are chance, not a gap
+    in how train and val are measured.
     """
 
     code = "val_below_train"
@@ -36,10 +52,53 @@ class ValBelowTrain(Detector):
     max_ratio = 0.6
     confirm_evals = 2
     rearm_rows = 2
-    thresholds = ("max_ratio", "confirm_evals")
+    # A user's loop at an LR 100x too high (examples/plain_loop.py --lr 0.5): each eval is one
+    # snapshot of weights that jump about, and val / train ran from 0.2x to 5x of its median (1.04)
+    # from one eval to the next; two evals under 0.6 in a row came by chance every ~20 evals and
+    # raised "suspect leakage" 6 times in one run. Report 001's split held 0.27 vs 0.98 eval after eval.
+    noise_z = 3.0
+    noise_evals = 12
+    min_deviations = 2  # each eval's distance from the line through its neighbours; grown by 1 + 2.5 / n
+    mean_abs_floor = 0.8  # as overfitting's
+    median3_sd = 0.67  # sd of the median of 3 normal draws, in sd of one draw
+    thresholds = ("max_ratio", "confirm_evals", "noise_z", "noise_evals", "min_deviations")
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.log_ratios: list[tuple[int, float]] = []  # (step, log(val / train)) of each eval judged
+
+    def _beyond_noise(self) -> tuple[bool, float]:
+        """(the streak's mean log ratio is below log(max_ratio) by noise_z standard errors, the
+        ratio's eval-to-eval noise in log units: 0 while nothing shows it).
+
+        The noise is read from the evals before the streak, and from the streak's own only where
+        those are too few (a gap from the first eval on); never through a line with an eval on each
+        side of the streak's start: the gap itself, a step of the ratio where the val set leaked, is
+        not noise, and with a handful of evals (one an epoch) it read as so much noise that a 5x gap
+        went unreported."""
+        k = min(self.streak, len(self.log_ratios))
+        streak, before = self.log_ratios[-k:], self.log_ratios[:-k][-self.noise_evals :]
+        # The train side's part of it is known from the first rows: the median of 3 rows moves by
+        # ~0.67 of one row's log noise (a loop whose loss jumps by factors from batch to batch).
+        log_diffs = self.ctx.train.log_diffs
+        noise = self.median3_sd * mad_sigma(log_diffs) / math.sqrt(2) if len(log_diffs) >= 8 else 0.0
+        deviations = line_deviations(before)
+        if len(deviations) < self.min_deviations:
+            # Only where the evals before cannot show it: the streak's own are its low evals alone,
+            # and their scatter reads low (a chance run of 4 in a noisy loop read 0.32 for 0.55).
+            deviations += line_deviations(streak)
+        if len(deviations) >= self.min_deviations:
+            noise = max(noise, robust_scatter(deviations, self.mean_abs_floor) * (1 + 2.5 / len(deviations)))
+        if noise == 0:
+            return True, 0.0
+        mean = sum(v for _, v in streak) / len(streak)
+        return mean < math.log(self.max_ratio) - self.noise_z * noise / math.sqrt(len(streak)), noise
 
     def healthy_reason(self) -> str:
-        return f"val/loss stayed above {self.max_ratio:g} x train/loss"
+        return (
+            f"val/loss stayed above {self.max_ratio:g} x train/loss, or went under it by no more than "
+            "the ratio's own eval-to-eval noise"
+        )
 
     def observe(self, step, row):
         val = row.get(rf.VAL_LOSS)
@@ -50,8 +109,13 @@ class ValBelowTrain(Detector):
             return None
         self.observed += 1
         ratio = val / train
+        if ratio > 0:
+            self.log_ratios.append((step, math.log(ratio)))
         if not self.confirmed(ratio < self.max_ratio, self.confirm_evals):
             return None
+        beyond, noise = self._beyond_noise() if ratio > 0 else (True, 0.0)
+        if not beyond:
+            return None  # the streak goes on: each further low eval adds to the evidence
         cfg = self.ctx.cfg
         dropout = cfg.dropout if cfg is not None else None
         cause = (
@@ -63,7 +127,13 @@ class ValBelowTrain(Detector):
             step,
             f"val/loss {fmt(val)} is {1 / ratio:.1f}x below train/loss {fmt(train)} at step {step} "
             f"({self.streak} evals in a row); {cause}",
-            evidence := {"val_loss": val, "train_loss": train, "ratio": round(ratio, 3), "evals": self.streak},
+            evidence := {
+                "val_loss": val,
+                "train_loss": train,
+                "ratio": round(ratio, 3),
+                "evals": self.streak,
+                "log_ratio_noise": round(noise, 3),
+            },
             R.for_alert(self.code, self.ctx, evidence, step),
         )
 
