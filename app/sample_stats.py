@@ -16,6 +16,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from trainer.doctor.outputs import VarianceCollapse
+
 PUNCTUATION = frozenset(string.punctuation)
 
 
@@ -85,3 +87,16 @@ def stats_table(samples) -> pd.DataFrame:
         record = {k: v for k, v in record.items() if not (isinstance(v, float) and math.isnan(v))}
         rows.append({"step": record.get("step"), **sample_stats(record)})
     return pd.DataFrame(rows)
+
+
+def table_caption(table: pd.DataFrame) -> str:
+    """What to read in stats_table's columns: text and numeric samples collapse differently."""
+    kinds = []
+    if "entropy_bits" in table:
+        kinds.append("a collapsing generator loses distinct characters and entropy")
+    if "variance_ratio" in table:
+        below = VarianceCollapse.max_std_ratio  # the doctor's own threshold
+        kinds.append(
+            f"a prediction collapsing to a constant has pred_std far below target_std (variance_ratio under {below:g})"
+        )
+    return "Statistics per sample" + (f" ({'; '.join(kinds)})" if kinds else "")

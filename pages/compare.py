@@ -27,12 +27,14 @@ available = compare.numeric_series(frames)
 default = [s for s in (rf.TRAIN_LOSS, rf.VAL_LOSS) if s in available] or available[:1]
 chosen = st.multiselect("Series", available, default=default, key="compare_series")
 x = st.radio("x axis", [charts.X_STEP, charts.X_TIME], horizontal=True, key="compare_x")
+# as on Live: a run that spiked to 1000x its loss flattens every other run's curve on a linear axis
+log_y = st.toggle("log scale", key="compare_log", help="Values <= 0 are left out: a log axis cannot show them.")
 smoothing = st.slider("smoothing", 0.0, 0.99, 0.6, 0.01, key="compare_smoothing")
 for series in chosen:
-    long = charts.series_table(frames, [series], x=x, smoothing=smoothing)
+    long = charts.series_table(frames, [series], x=x, smoothing=smoothing, positive_only=log_y)
     if long.num_rows:
         st.caption(series)
-        data, spec = charts.line_chart(long, x, series, smoothed=smoothing > 0)
+        data, spec = charts.line_chart(long, x, series, log_y=log_y, smoothed=smoothing > 0)
         st.vega_lite_chart(data, spec, width="stretch", key=f"cmp_{series}")
 
 st.subheader("Config differences")

@@ -22,7 +22,7 @@ def newest() -> None:
         return
     records = view.samples.to_dict("records")[::-1]
     table = sample_stats.stats_table(view.samples)
-    st.caption("Statistics per sample (a collapsing model loses distinct characters and entropy)")
+    st.caption(sample_stats.table_caption(table))
     st.dataframe(table.iloc[::-1], hide_index=True, key="samples_stats")
     for record in records[:how_many]:
         st.subheader(f"step {record.get('step')}")

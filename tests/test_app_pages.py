@@ -430,6 +430,9 @@ def test_compare_page_overlays_runs_lists_config_differences_and_exports_csv(lau
     diff = at.dataframe[0].value
     assert diff.index.tolist() == ["lr"]
     assert at.get("download_button")
+    assert not any('"log"' in c.proto.spec for c in at.get("vega_lite_chart"))  # the scale's type
+    at.toggle(key="compare_log").set_value(True).run()
+    assert all('"log"' in c.proto.spec for c in at.get("vega_lite_chart"))
 
 
 @pytest.mark.parametrize("page", ["live.py", "samples.py", "config.py", "diagnosis.py", "compare.py", "system.py"])

@@ -83,6 +83,15 @@ def test_numeric_sample_reports_variance_ratio():
     assert stats["mae"] == pytest.approx(0.5)
 
 
+def test_the_sample_tables_caption_speaks_of_the_samples_it_shows():
+    # a forecaster's pred/target windows were captioned with "distinct characters and entropy"
+    numeric = sample_stats.stats_table(pd.DataFrame([{"step": 5, "pred": [0, 1], "target": [0, 2]}]))
+    text = sample_stats.stats_table(pd.DataFrame([{"step": 5, "text": "To be"}]))
+    assert "variance_ratio" in sample_stats.table_caption(numeric)
+    assert "characters" not in sample_stats.table_caption(numeric)
+    assert "characters" in sample_stats.table_caption(text) and "variance" not in sample_stats.table_caption(text)
+
+
 def test_series_table_caps_points_per_series_and_smooths_before_downsampling():
     n = 50_000
     frame = pd.DataFrame({"step": np.arange(n), "train/loss": np.linspace(5, 1, n), "lr": 1e-3})
