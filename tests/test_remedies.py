@@ -170,6 +170,19 @@ def test_a_spike_after_an_lr_jump_goes_back_to_the_lr_the_run_learnt_at():
     assert batch["set"] == {"batch_size": 16} and "over 4 samples" in batch["why"]
 
 
+def test_a_spike_late_in_a_decaying_schedule_halves_the_configs_lr_not_the_logged_one():
+    # examples/plain_loop.py --lr 0.5 decays its LR by cosine from args.lr: lr 0.385 at step 19114.
+    # Half of that set as lr cut every step 2.6x; half the config's lr halves every step, this one too.
+    ctx = RunContext({"lr": 0.5, "steps": 60000}, schema=False)
+    ctx.evidence = RunEvidence(0)
+    for step, lr in ((19000, 0.386), (19114, 0.385)):
+        ctx.evidence.observe_metrics(step, {rf.LR: lr})
+    offered = R.for_alert("loss_spike", ctx, ALERTS["loss_spike"], 19114)
+    [lower] = [r for r in offered if "lr" in r["set"]]
+    assert lower["set"] == {"lr": 0.25} and lower["start"] == R.SCRIPT
+    assert "lr 0.385 at step 19114 (lr 0.5 -> 0.25 halves it at every step)" in lower["why"]
+
+
 def test_a_spike_without_a_jump_on_a_small_batch_leads_with_the_batch():
     config = preset_config("shakespeare_char_spike")
     first, *_ = R.for_alert("loss_spike", context(config), ALERTS["loss_spike"], 260)
@@ -248,7 +261,7 @@ def test_a_script_runs_remedies_use_its_own_config_names_and_values_and_no_comma
             assert "batch_size 12" not in remedy["why"]  # our default, never the script's value
     assert seen >= 10
     spike = R.for_alert("loss_spike", ctx, ALERTS["loss_spike"], 40)
-    assert {"learning_rate": 0.00025} in [r["set"] for r in spike]  # half the logged 5e-4, under HF's name
+    assert {"learning_rate": 0.00025} in [r["set"] for r in spike]  # half its 5e-4, under HF's name
     [batch] = [r for r in spike if "per_device_train_batch_size" in r["set"]]
     assert "over 16 samples (per_device_train_batch_size 16 x gradient_accumulation_steps 1)" in batch["why"]
     # dropout is not in a TrainingArguments dict: no half of the dropout-and-decay remedy
