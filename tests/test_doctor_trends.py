@@ -1,8 +1,10 @@
 """Slow failures judged on their trend (issue 11): a gradient norm that climbs steadily and a val
 loss that creeps up are found early when the evidence is strong, and noise alone raises nothing."""
 
+import json
 import math
 import random
+from pathlib import Path
 
 from trainer.doctor import OnlineDoctor
 from trainer.doctor.base import line_deviations
@@ -191,3 +193,16 @@ def test_a_steady_gap_is_found_at_its_second_eval_and_a_noisy_one_later():
     # the same gap read through 0.3 log-noise is found too, once enough low evals agree
     found = [alerts_of("val_below_train", ratio_rows(gap, 0.3, seed)) for seed in range(5)]
     assert all(f and 3000 < f[0]["step"] <= 4800 for f in found), [[a["step"] for a in f] for f in found]
+
+
+def test_a_flat_loss_whose_points_line_up_on_one_row_is_not_rising():
+    # the rows diagnose read (every 5th, steps 1-2600) of examples/plain_loop.py's 44k-step run at its
+    # default LR: the loss sat at its noise floor (100-step medians 0.0029-0.0033), its level stayed 15%
+    # over its lowest median for 20 rows in all, and on one of them (step 2434) 17 points since that
+    # low happened to line up 1.7x over 249 steps. The trend must hold on 5 rows in a row.
+    rows = json.loads((Path(__file__).parent / "data" / "plain_loop_flat_rows.json").read_text())
+    doctor = OnlineDoctor({"lr": 3e-3, "steps": 60000}, schema=False)
+    for step, train, val in rows:
+        row = {"step": step, "train/loss": train, "val/loss": val}
+        doctor.observe("metrics", {k: v for k, v in row.items() if v is not None})
+    assert [a for a in doctor.alerts if a["severity"] != "info"] == []
