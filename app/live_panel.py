@@ -16,7 +16,7 @@ import time
 import pyarrow.compute as pc
 import streamlit as st
 
-from app import charts, layout, live_data, run_forms, state, tiles, timing
+from app import charts, grad_map, layout, live_data, run_forms, state, tiles, timing
 from app.markdown import escape
 from trainer.doctor import remedies
 from trainer.rundir import run_format as rf
@@ -80,7 +80,8 @@ def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
         BANNER.get(severity, st.info)("\n\n".join(lines))
         remedy_buttons(view.run_id, alert, layout.not_restartable(view.status))
     if len(alerts) > limit:
-        st.caption(f"{len(alerts) - limit} more alert kinds: see the Diagnosis page.")
+        more = len(alerts) - limit
+        st.caption(f"{more} more alert kind{'s' if more > 1 else ''}: see the Diagnosis page.")
 
 
 def remedy_buttons(run_id: str, alert: dict, off: str | None = None, limit: int = 3) -> None:
@@ -181,13 +182,38 @@ def render_slow(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_
     with timing.logged("live-slow"):
         views = [v for v in (state.run_view(r) for r in run_ids) if v.exists]
         heading = st.container()
-        if chart_grid(views, x, log_y, smoothing, last_steps, slow=True):
+        drawn = chart_grid(views, x, log_y, smoothing, last_steps, slow=True)
+        if len(views) == 1:
+            grad_maps(views[0])
+        if drawn:
             heading.subheader(
                 "Schedule, gradients, speed and resources",
                 help=f"Refreshed every {REFRESH_SLOW_S:.0f} s; the tiles above show their newest values at each refresh of the loss, "
                 "and the doctor's alerts appear at once. Each chart redrawn costs the browser CPU that a run on "
                 "this machine would use.",
             )
+
+
+def grad_maps(view: RunSnapshot) -> None:
+    """One run's per-parameter gradient norms and update ratios (its probes: run.watch, our
+    trainer's probe_interval) as heatmaps, behind a toggle: a map of a hundred parameters is
+    the page's largest chart, and the browser redraws it at each refresh."""
+    grads = view.grads
+    if grads is None or grads.empty:
+        return
+    params = sum(c.startswith(f"{rf.GRAD_NORMS}/") for c in grads.columns)
+    if not st.toggle(f"Gradients per parameter ({params} parameters, {len(grads)} probes)", key="live_grad_maps"):
+        return
+    for kind, title in grad_map.KINDS.items():
+        cells = grad_map.grad_cells(grads, kind)
+        if cells.empty:
+            continue
+        st.caption(f"{title} per parameter · {cells['step'].nunique()} probes · newest step {cells['step'].max()}")
+        st.altair_chart(grad_map.heatmap(cells, title), width="stretch", key=f"grad_map_{kind}")
+        dead = grad_map.dead_params(cells)
+        if dead:
+            more = f" and {len(dead) - 8} more" if len(dead) > 8 else ""
+            st.caption(f"exactly 0 at the newest probe (red): {', '.join(dead[:8])}{more}")
 
 
 def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_steps: int | None) -> None:

@@ -207,6 +207,25 @@ def test_live_page_draws_charts_tiles_and_the_alert_banner(launched, runs_dir):
     assert at.text_area(key="fork_sets_text").value == "lr=0.0003"
 
 
+def test_live_page_maps_one_runs_gradients_per_parameter_behind_a_toggle(launched, runs_dir):
+    # what run.watch(model) logs: a W&B user expects to see it, and dead_parameters names rows of it
+    run = open_run(runs_dir, "probed", config={"max_steps": 100})
+    for step in range(10, 101, 10):
+        run.log(step, {rf.TRAIN_LOSS: 2.0})
+        run.log_grads(step, {"w1": 0.3, "dead.bias": 0.0}, {"w1": 1e-3, "dead.bias": 0.0})
+    run.finish()
+    at = open_app("live.py", selected_runs=["probed"])
+    toggle = at.toggle(key="live_grad_maps")
+    assert toggle.label == "Gradients per parameter (2 parameters, 10 probes)" and not toggle.value
+    charts_before = len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart"))
+    toggle.set_value(True).run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert "gradient norm per parameter · 10 probes · newest step 100" in captions
+    assert "exactly 0 at the newest probe (red): dead.bias" in captions
+    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) == charts_before + 2
+
+
 def test_live_page_draws_a_chart_for_each_charts_entry_a_run_has_logged(launched, runs_dir):
     run = open_run(runs_dir, "ramp", config={"task": "discrete_diffusion"})
     for step in range(1, 31):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import charts, compare, live_data, run_forms, sample_stats, tiles
+from app import charts, compare, grad_map, live_data, run_forms, sample_stats, tiles
 from app.markdown import escape
 from app.smoothing import ema
 from app.tiles import format_number
@@ -295,3 +295,29 @@ def test_a_picked_checkpoint_stays_offered_after_it_is_deleted_in_its_place():
     assert run_forms.checkpoint_choices(["last", "20"], "best") == ["last", "best", "20"]
     assert run_forms.checkpoint_choices(["last", "20"], "20") == ["last", "20"]
     assert run_forms.checkpoint_choices(["last"], None) == ["last"]
+
+
+def test_the_gradient_map_keeps_the_models_order_the_newest_probe_and_marks_dead_parameters():
+    probes = [
+        {
+            "step": s,
+            "norms/embed.weight": 0.5,
+            "norms/head.weight": 0.0 if s >= 500 else 0.2,
+            "update_ratios/embed.weight": 1e-3,
+        }
+        for s in range(10, 1001, 10)
+    ]
+    grads = pd.DataFrame(probes)
+    cells = grad_map.grad_cells(grads, rf.GRAD_NORMS, max_probes=30)
+    assert list(dict.fromkeys(cells["param"])) == ["embed.weight", "head.weight"]  # as the probes list them
+    steps = sorted(cells["step"].unique())
+    assert len(steps) <= 30 and steps[0] == 10 and steps[-1] == 1000  # evenly spaced, the newest kept
+    dead = cells[cells["dead"]]
+    assert set(dead["param"]) == {"head.weight"} and dead["step"].min() >= 500 and dead["log10"].isna().all()
+    assert cells.loc[cells["param"] == "embed.weight", "log10"].round(3).eq(round(math.log10(0.5), 3)).all()
+    assert grad_map.dead_params(cells) == ["head.weight"]
+    ratios = grad_map.grad_cells(grads, rf.UPDATE_RATIOS)
+    assert set(ratios["param"]) == {"embed.weight"}
+    spec = grad_map.heatmap(cells, "gradient norm").to_dict()
+    assert spec["height"] == {"step": grad_map.ROW_PX} and len(spec["layer"]) == 2
+    assert grad_map.grad_cells(pd.DataFrame(), rf.GRAD_NORMS).empty  # a run without probes
