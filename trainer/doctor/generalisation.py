@@ -7,6 +7,7 @@ smoothed train/loss at the same step.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from trainer.doctor import remedies as R
 from trainer.doctor.base import (
@@ -37,7 +38,7 @@ class ValBelowTrain(Detector):
     fires when the ratio < max_ratio for confirm_evals consecutive evals after warm-up, and the mean
     log ratio of those evals (at most noise_evals of them) is below log(max_ratio) by noise_z times
     its own standard error: the ratio's eval-to-eval noise over the last noise_evals evals before
-    the streak (or within it, where those show fewer than min_deviations line deviations), and at
+    those (or within them, where those before show fewer than min_deviations line deviations), and at
     least what the train side's row noise puts into it. Where the
     ratio jumps by factors from one eval to the next, two low evals in a row are chance, not a gap
     in how train and val are measured.
@@ -65,7 +66,8 @@ class ValBelowTrain(Detector):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.log_ratios: list[tuple[int, float]] = []  # (step, log(val / train)) of each eval judged
+        # (step, log(val / train)) of the last evals judged: a streak's newest noise_evals and as many before
+        self.log_ratios: deque[tuple[int, float]] = deque(maxlen=2 * self.noise_evals)
 
     def _beyond_noise(self) -> tuple[bool, float]:
         """(the streak's mean log ratio is below log(max_ratio) by noise_z standard errors, the
@@ -76,8 +78,9 @@ class ValBelowTrain(Detector):
         side of the streak's start: the gap itself, a step of the ratio where the val set leaked, is
         not noise, and with a handful of evals (one an epoch) it read as so much noise that a 5x gap
         went unreported."""
-        k = min(self.streak, len(self.log_ratios))
-        streak, before = self.log_ratios[-k:], self.log_ratios[:-k][-self.noise_evals :]
+        ratios = list(self.log_ratios)
+        k = min(self.streak, len(ratios), self.noise_evals)  # a long streak: its newest evals
+        streak, before = ratios[-k:], ratios[:-k][-self.noise_evals :]
         # The train side's part of it is known from the first rows: the median of 3 rows moves by
         # ~0.67 of one row's log noise (a loop whose loss jumps by factors from batch to batch).
         log_diffs = self.ctx.train.log_diffs
