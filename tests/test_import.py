@@ -130,6 +130,25 @@ def test_a_csv_imports_with_the_same_renaming(capsys, tmp_path, runs_dir):
     assert doctor.diagnose(runs_dir / "metrics")["run"]["state"] == rf.FINISHED
 
 
+def test_csvs_that_wandb_and_tensorboard_export_import_with_their_series_named(tmp_path, runs_dir):
+    # a W&B chart's CSV: Step, "<run> - <key>" and the __MIN/__MAX of the points it merged
+    chart = ["Step,lucky-run-7 - train/loss,lucky-run-7 - train/loss__MIN,lucky-run-7 - train/loss__MAX"]
+    chart += [f"{s},{3 - s / 100},{2.9 - s / 100},{3.1 - s / 100}" for s in range(1, 31)]
+    (wandb_chart,) = importing.write_runs(
+        runs_dir, [importing.read_csv(_write(tmp_path / "wandb.csv", "\n".join(chart)))]
+    )
+    assert wandb_chart.series == [rf.TRAIN_LOSS] and wandb_chart.rows[30][rf.TRAIN_LOSS] == pytest.approx(2.7)
+    # a W&B history export: _step, _timestamp (wall clock) and _runtime are not series
+    history = ["_step,_runtime,_timestamp,train/loss,learning_rate"]
+    history += [f"{s},{s * 0.5},{1.7e9 + s * 0.5},{3 - s / 100},0.001" for s in range(30)]
+    run = importing.read_csv(_write(tmp_path / "history.csv", "\n".join(history)))
+    assert run.series == [rf.LR, rf.TRAIN_LOSS] and run.times[29] == pytest.approx(1.7e9 + 14.5)
+    # TensorBoard's download of one tag: "Wall time,Step,Value" in run-<run>-tag-<tag>.csv
+    tb = ["Wall time,Step,Value"] + [f"{1.7e9 + s},{s},{3 - s / 100}" for s in range(1, 31)]
+    run = importing.read_csv(_write(tmp_path / "run-version_0-tag-train_loss.csv", "\n".join(tb)))
+    assert run.run_id == "version_0" and run.series == [rf.TRAIN_LOSS] and run.times[1] == pytest.approx(1.7e9 + 1)
+
+
 @pytest.mark.parametrize(
     ("source", "make", "first_words"),
     [

@@ -182,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
     for name, what, help_ in (
         ("tensorboard", "LOGDIR", "each folder under LOGDIR with event files becomes a run (needs tensorboard)"),
-        ("csv", "FILE", "a CSV with a step column; every other numeric column becomes a series"),
+        (
+            "csv",
+            "FILE",
+            "a CSV with a step column (W&B's and TensorBoard's CSV exports too); every other numeric column becomes a series",
+        ),
     ):
         k = kinds.add_parser(name, help=help_, description=f"Import {what}: {help_}.")
         k.add_argument("path", type=Path, metavar=what)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -46,8 +47,18 @@ SERIES_ALIASES = {
     **dict.fromkeys(("learning_rate", "lr", "train/learning_rate", "train/lr", "lr-adamw", "lr-adam"), rf.LR),
     **dict.fromkeys(("grad_norm", "gradient_norm", "train/grad_norm", "grad/norm"), rf.GRAD_NORM),
 }
-# CSV columns that are the row's wall-clock time, not a series.
-TIME_COLUMNS = ("time", "wall_time", "timestamp")
+# CSV columns, lower-cased, that number the rows (the first present is taken): ours, Lightning's
+# and HF's `step`, a W&B history export's `_step`, a `global_step`.
+STEP_COLUMNS = ("step", "_step", "global_step", "trainer/global_step")
+# CSV columns that are the row's wall-clock time, not a series (TensorBoard's CSV download: "Wall
+# time"; a W&B history export: `_timestamp`), and W&B's seconds since the run began.
+TIME_COLUMNS = ("time", "wall_time", "wall time", "timestamp", "_timestamp")
+NOT_SERIES = ("_runtime",)
+# A W&B chart's CSV: "<run> - <key>" with "<run> - <key>__MIN" and "__MAX" beside it (the range of
+# the points it merged); a TensorBoard CSV download of one tag: "Wall time,Step,Value", in a file
+# named run-<run>-tag-<tag>.csv ("/" in the tag written as "_").
+WANDB_RANGE = ("__MIN", "__MAX")
+TB_DOWNLOAD = re.compile(r"run-(?P<run>.*)-tag-(?P<tag>.+)")
 TEXT_SUFFIX = "/text_summary"  # what torch's SummaryWriter.add_text appends to a text tag
 
 
@@ -192,28 +203,48 @@ def read_csv(path: str | Path, run_id: str | None = None) -> ImportedRun:
         raise ImportSourceError(f"{path} is empty; expected a header row with a step column")
     header = [name.strip() for name in table[0]]
     lower = [name.lower() for name in header]
-    if "step" not in lower:
-        raise ImportSourceError(f"{path} has no step column (columns: {', '.join(header)}); add one named step")
-    step_at = lower.index("step")
+    step_at = next((lower.index(name) for name in STEP_COLUMNS if name in lower), None)
+    if step_at is None:
+        raise ImportSourceError(
+            f"{path} has no step column (columns: {', '.join(header)}); add one named step "
+            f"(also read: {', '.join(STEP_COLUMNS[1:])})"
+        )
     times = [lower.index(name) for name in TIME_COLUMNS if name in lower]
     time_at = next((i for i in times if _all_numbers(table[1:], i)), None)  # dates as text are left out
-    numeric = [i for i in range(len(header)) if i != step_at and i not in times and _all_numbers(table[1:], i)]
+    skip = {step_at, *times, *(i for i, name in enumerate(lower) if name in STEP_COLUMNS + NOT_SERIES)}
+    skip |= {i for i, name in enumerate(header) if name.endswith(WANDB_RANGE)}
+    numeric = [i for i in range(len(header)) if i not in skip and _all_numbers(table[1:], i)]
     if not numeric:
         raise ImportSourceError(f"{path} has no numeric column besides step (columns: {', '.join(header)})")
-    names = series_names(header[i] for i in numeric)
-    run = ImportedRun(rf.validate_run_id(run_id) if run_id else safe_run_id(path.stem), f"csv {path}")
+    names = series_names(_column_names([header[i] for i in numeric], path))
+    download = TB_DOWNLOAD.fullmatch(path.stem)
+    stem = download["run"] if download and download["run"].strip(".") else path.stem
+    run = ImportedRun(rf.validate_run_id(run_id) if run_id else safe_run_id(stem), f"csv {path}")
     for line_no, row in enumerate(table[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
         step = _step(row, step_at, path, line_no)
         time_ = _cell_number(row, time_at)
-        for i in numeric:
+        for i, column in zip(numeric, _column_names([header[i] for i in numeric], path)):
             value = _cell_number(row, i)
             if value is not None:
-                run.add(step, names[header[i]], value, time_)
+                run.add(step, names[column], value, time_)
     if not run.rows:
         raise ImportSourceError(f"{path} has a header but no rows with values")
     return run
+
+
+def _column_names(columns: list[str], path: Path) -> list[str]:
+    """The series' names as their tool meant them: a W&B chart's "<run> - " taken off where every
+    column has the same one; a TensorBoard download's lone "Value" named by the tag in its file name
+    (run-<run>-tag-<tag>.csv), else by the file's name."""
+    prefixes = {c.split(" - ", 1)[0] for c in columns if " - " in c}
+    if len(prefixes) == 1 and all(" - " in c for c in columns):
+        return [c.split(" - ", 1)[1] for c in columns]
+    if [c.lower() for c in columns] == ["value"]:
+        found = TB_DOWNLOAD.fullmatch(path.stem)
+        return [found["tag"] if found else path.stem]
+    return columns
 
 
 def _cell_number(row: list[str], i: int | None) -> float | None:
