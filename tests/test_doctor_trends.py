@@ -206,3 +206,17 @@ def test_a_flat_loss_whose_points_line_up_on_one_row_is_not_rising():
         row = {"step": step, "train/loss": train, "val/loss": val}
         doctor.observe("metrics", {k: v for k, v in row.items() if v is not None})
     assert [a for a in doctor.alerts if a["severity"] != "info"] == []
+
+
+def test_a_rise_whose_trend_is_not_shown_on_some_rows_is_reported_once():
+    # the rows the online doctor read (steps 1-1600) of examples/plain_loop.py --lr 0.5: the loss rose
+    # from 0.031 (step 845) to 0.47 and stayed up; on rows where the line through it was not steep
+    # enough, counting the row as healthy ended the episode, and the same rise from the same best was
+    # reported again at step 1442
+    rows = json.loads((Path(__file__).parent / "data" / "plain_loop_hot_rows.json").read_text())
+    doctor = OnlineDoctor({"lr": 0.5, "steps": 60000}, schema=False)
+    for step, train, val, lr in rows:
+        row = {"step": step, "train/loss": train, "val/loss": val, "lr": lr}
+        doctor.observe("metrics", {k: v for k, v in row.items() if v is not None})
+    rising = [a for a in doctor.alerts if a["code"] == "loss_rising"]
+    assert [a["step"] for a in rising] == [1217] and rising[0]["evidence"]["best_step"] == 845

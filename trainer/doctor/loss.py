@@ -232,6 +232,12 @@ class LossRising(Detector):
         # median for 20 rows in all, and on one of them 17 points happened to line up (1.7x over
         # 249 steps, 0.17 log scatter) on a loss whose 100-step medians stayed within 0.0029-0.0033.
         trending = rising and (ctx.has_curriculum or self._trending(step))
+        if rising and not trending and not diverged:
+            # Not healthy either: the level is still up, only its trend is not shown on this row. As
+            # a healthy row it moved the open episode towards its end, and the same rise from the same
+            # best was reported again 225 steps later (examples/plain_loop.py --lr 0.5).
+            self.streak = 0
+            return None
         if not self.confirmed(trending or diverged, self.confirm_rows):
             return None
         if diverged and not trending:
