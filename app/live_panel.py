@@ -19,6 +19,7 @@ import streamlit as st
 from app import charts, grad_map, layout, live_data, run_forms, state, tiles, timing
 from app.markdown import escape
 from trainer.doctor import remedies
+from trainer.doctor.base import headline
 from trainer.rundir import run_format as rf
 from trainer.rundir.reader import RunSnapshot
 from trainer.rundir.summary import MAX_POINTS
@@ -69,10 +70,7 @@ def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
     alerts = live_data.latest_alerts_by_code(live_data.alerts_from_events(view.events))
     for alert in alerts[:limit]:
         severity = str(alert.get("severity", "info"))
-        lines = [
-            f"**{escape(severity.upper())}** · {escape(str(alert.get('code', '')))} at step {alert.get('step', '?')}: "
-            f"{escape(str(alert.get('message', '')))}"
-        ]
+        lines = [f"**{escape(severity.upper())}** · {escape(headline(alert))}: {escape(str(alert.get('message', '')))}"]
         evidence = live_data.format_evidence(alert.get("evidence") if isinstance(alert.get("evidence"), dict) else None)
         if evidence:
             lines.append("Numbers: " + escape(evidence))

@@ -210,7 +210,8 @@ def test_a_nan_loss_alert_reaches_events_and_stderr_once_and_on_critical_stops(r
     run.finish()
     assert alert_codes(runs_dir / "nan").count("non_finite") == 1
     printed = [line for line in capsys.readouterr().err.splitlines() if "non_finite" in line]
-    assert len(printed) == 1 and printed[0].startswith("[doctor] non_finite at step 8:")
+    # the step once: the message says it ("... (NaN/Inf) at step 8; ..."), so the line's head does not
+    assert len(printed) == 1 and printed[0].startswith("[doctor] non_finite: ") and printed[0].count("at step 8") == 1
     assert printed[0].endswith("(to try in your script: lr=0.025)")  # its own config's lr, halved
     status = runs.read_status(runs_dir / "nan")
     assert status["state"] == rf.STOPPED and "doctor: non_finite" in status["message"]

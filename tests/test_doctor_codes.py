@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from trainer.doctor import CODES, DETECTORS, OnlineDoctor, scenarios
-from trainer.doctor.base import SEVERITY_RANK, Detector
+from trainer.doctor.base import SEVERITY_RANK, Detector, headline
 from trainer.doctor.report import CAUSES, TITLES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "doctor.md"
@@ -86,3 +86,15 @@ def test_the_report_takes_titles_and_causes_from_the_detectors():
 
 def test_every_code_has_a_failure_scenario():
     assert set(scenarios.FAILURES.values()) == set(CODES), "add a shape to trainer/doctor/scenarios/failures.py"
+
+
+def test_an_alerts_headline_names_its_step_unless_its_message_does():
+    said = {
+        "code": "variance_collapse",
+        "step": 3700,
+        "message": "pred_std 3e-05 vs target_std 0.74, ratio 1:93503 at step 3700",
+    }
+    assert headline(said) == "variance_collapse"
+    assert headline({**said, "message": "pred_std 3e-05 at step 37000"}) == "variance_collapse at step 3700"
+    assert headline({**said, "message": "flat"}) == "variance_collapse at step 3700"
+    assert headline({"code": "slowdown", "step": None, "message": "x"}) == "slowdown"

@@ -96,7 +96,7 @@ def test_an_imported_logs_failure_is_an_alert_in_its_events_and_the_import_says_
         capsys, "import", "tensorboard", tmp_path / "tb", "--run-id", "nan", "--runs-dir", runs_dir
     )
     assert code == 0, err
-    assert "critical non_finite at step 45" in out
+    assert "critical non_finite: train/loss became non-finite (NaN/Inf) at step 45" in out
     events = [json.loads(line) for line in (runs_dir / "nan" / rf.EVENTS_FILE).read_text().splitlines()]
     alerts = [e for e in events if e["kind"] == "alert"]
     assert [(a["code"], a["severity"], a["step"]) for a in alerts] == [("non_finite", "critical", 45)]

@@ -92,8 +92,9 @@ def test_an_alert_prints_as_it_fires_with_a_fork_command(capsys, runs_dir):
     # lr=50 diverges within a few steps; the doctor's non_finite alert stops the run (doctor.stop_on).
     code = cli.main(["run", "--run-id", "hot", "--set", *TINY, "lr=50", "max_steps=40", "--runs-dir", str(runs_dir)])
     out = capsys.readouterr().out
-    [alert] = [line for line in out.splitlines() if line.startswith("alert critical non_finite at step ")]
+    [alert] = [line for line in out.splitlines() if line.startswith("alert critical non_finite: ")]
     assert code == 0 and "| try: python -m trainer fork hot --from best --run-id hot-fix --set lr=" in alert
+    assert alert.count(" at step ") == 1  # the message names its step; the line's head then does not
 
 
 def test_quiet_prints_no_progress_lines(capsys, runs_dir):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from trainer import config as C
 from trainer import runs
+from trainer.doctor.base import headline
 from trainer.errors import RunNotFound, TrainerError
 from trainer.rundir import run_format as rf
 from trainer.runs import process
@@ -394,7 +395,7 @@ def cmd_import(args, runs_dir: Path) -> int:
         print(f"imported {run.run_id}: {len(run.rows)} steps, {len(run.series)} series{samples} from {run.source}")
         for alert in run.alerts:
             if alert.get("severity") != "info":
-                print(f"  {alert['severity']} {alert['code']} at step {alert['step']}: {alert['message']}")
+                print(f"  {alert['severity']} {headline(alert)}: {alert['message']}")
     print(f"see them with `python -m trainer list`, check one with `python -m trainer diagnose {imported[0].run_id}`")
     return EXIT_OK
 

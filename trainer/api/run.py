@@ -42,6 +42,7 @@ from trainer.api.doctor_process import DoctorProcess
 from trainer.api.grads import GradWatch
 from trainer.api.values import PLAIN, held, numbers_in_place
 from trainer.config import DoctorConfig
+from trainer.doctor.base import headline
 from trainer.errors import RunBusy, RunExists
 from trainer.rundir import run_format as rf
 from trainer.rundir.location import default_runs_dir, fresh_run_id
@@ -314,9 +315,7 @@ class Run:
         message = " ".join(str(alert.get("message", "")).split())  # one line
         change = next((r["set"] for r in alert.get("remedy") or [] if isinstance(r, dict) and r.get("set")), None)
         tried = f" (to try in your script: {', '.join(f'{k}={v}' for k, v in change.items())})" if change else ""
-        print(
-            f"[doctor] {alert.get('code')} at step {alert.get('step')}: {message}{tried}", file=sys.stderr, flush=True
-        )
+        print(f"[doctor] {headline(alert)}: {message}{tried}", file=sys.stderr, flush=True)
         if stops_run(alert, self.on_critical, self.stop_on):
             self.doctor_stop = self.doctor_stop or f"{alert.get('code')}: {message}"
 

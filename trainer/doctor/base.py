@@ -11,6 +11,7 @@ incremental state, so the live doctor and `python -m trainer diagnose` always ag
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 
 from trainer.config import from_dict
@@ -91,6 +92,16 @@ def make_alert(code, severity, step, message, evidence=None, remedy=None) -> dic
         "evidence": evidence or {},
         "remedy": remedy or [],
     }
+
+
+def headline(alert: dict) -> str:
+    """What a terminal line or a banner puts before an alert's message: "<code> at step N", or the
+    code alone where the message already says "at step N" (most do: "... ratio 1:93503 at step 3700"
+    read twice in a row)."""
+    code, step = alert.get("code", "unknown"), alert.get("step")
+    if step is None or re.search(rf"\bat step {step}\b", str(alert.get("message", ""))):
+        return str(code)
+    return f"{code} at step {step}"
 
 
 def fmt(value: float) -> str:

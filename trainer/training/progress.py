@@ -17,6 +17,7 @@ import time
 from typing import TextIO
 
 from trainer.doctor import remedies
+from trainer.doctor.base import headline
 from trainer.rundir import run_format as rf
 
 
@@ -69,9 +70,7 @@ def format_alert(run_id: str, alert: dict) -> str:
     """One line for an alert event: severity, code, step, the message's first line, and the first
     remedy: a config change as the command that applies it, else what to do (the others are in events.jsonl)."""
     message = str(alert.get("message", "")).strip().splitlines()
-    line = f"alert {alert.get('severity', 'warning')} {alert.get('code', 'unknown')}"
-    if alert.get("step") is not None:
-        line += f" at step {alert['step']}"
+    line = f"alert {alert.get('severity', 'warning')} {headline(alert)}"
     if message:
         line += f": {message[0]}"
     offered = [r for r in alert.get("remedy") or [] if isinstance(r, dict)]
