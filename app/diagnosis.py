@@ -14,6 +14,16 @@ from pathlib import Path
 import streamlit as st
 
 from trainer import doctor
+from trainer.doctor.follow import DOCTOR_EVERY_S
+
+# Why the two lists on the page can differ: found on a user's loop at an LR 100x too high, whose
+# critical variance_collapse was in the alerts and not in the report.
+READINGS = (
+    "The report reads the run's files as they are now; the alerts above were raised while it trained, "
+    f"as its rows arrived (a script's doctor reads at most one row of the same keys every {DOCTOR_EVERY_S * 1000:.0f} ms, "
+    "and a long file is read here a row in N, as the report's last note says). On a noisy run the two readings can "
+    "differ: a finding in one list and not the other was seen in one reading only."
+)
 
 
 @st.cache_data(max_entries=32, show_spinner="Diagnosing...")

@@ -19,5 +19,6 @@ trial_view.try_button(run_id, layout.not_restartable(view.status))
 trial_view.latest(run_id)
 
 st.subheader("Full report")
+st.caption(diagnosis.READINGS)
 report = diagnosis.report_markdown(state.run_dir_of(run_id), view.version)  # recomputed when the run changed
 st.markdown(report)  # the doctor's markdown; HTML stays escaped (no unsafe_allow_html anywhere)
