@@ -63,7 +63,11 @@ def eval_noise(points: list[tuple[float, float]], mean_abs_floor: float) -> floa
     """Eval-to-eval noise (an sd) of (step, value) evals: the robust scatter of their line
     deviations, grown as Student's t would for a spread read from few of them (issue 11: 6-10 evals
     of a flat val with 2% noise read it at a third and raised overfitting)."""
-    deviations = line_deviations(points)
+    return deviation_noise(line_deviations(points), mean_abs_floor)
+
+
+def deviation_noise(deviations: list[float], mean_abs_floor: float) -> float:
+    """eval_noise from line deviations already taken (val_below_train takes them on two stretches)."""
     return robust_scatter(deviations, mean_abs_floor) * (1 + 2.5 / len(deviations))
 
 

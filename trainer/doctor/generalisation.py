@@ -12,11 +12,11 @@ from collections import deque
 from trainer.doctor import remedies as R
 from trainer.doctor.base import (
     Detector,
+    deviation_noise,
     eval_noise,
     finite,
     fmt,
     line_deviations,
-    mad_sigma,
     median,
     robust_scatter,
     theil_sen_slope,
@@ -83,15 +83,15 @@ class ValBelowTrain(Detector):
         streak, before = ratios[-k:], ratios[:-k][-self.noise_evals :]
         # The train side's part of it is known from the first rows: the median of 3 rows moves by
         # ~0.67 of one row's log noise (a loop whose loss jumps by factors from batch to batch).
-        log_diffs = self.ctx.train.log_diffs
-        noise = self.median3_sd * mad_sigma(log_diffs) / math.sqrt(2) if len(log_diffs) >= 8 else 0.0
+        track = self.ctx.train
+        noise = self.median3_sd * track.log_noise() if len(track.log_diffs) >= 8 else 0.0
         deviations = line_deviations(before)
         if len(deviations) < self.min_deviations:
             # Only where the evals before cannot show it: the streak's own are its low evals alone,
             # and their scatter reads low (a chance run of 4 in a noisy loop read 0.32 for 0.55).
             deviations += line_deviations(streak)
         if len(deviations) >= self.min_deviations:
-            noise = max(noise, robust_scatter(deviations, self.mean_abs_floor) * (1 + 2.5 / len(deviations)))
+            noise = max(noise, deviation_noise(deviations, self.mean_abs_floor))
         if noise == 0:
             return True, 0.0
         mean = sum(v for _, v in streak) / len(streak)

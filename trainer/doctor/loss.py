@@ -252,7 +252,7 @@ class LossRising(Detector):
         log_diffs = self.ctx.train.log_diffs
         if len(log_diffs) < 4:
             return False
-        return math.log(level / first) > self.divergence_z * mad_sigma(log_diffs) / math.sqrt(2)
+        return math.log(level / first) > self.divergence_z * self.ctx.train.log_noise()
 
     def _diverged(self, step, level, start, early=False):
         start_step = self.ctx.train.steps[0]

@@ -12,7 +12,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections import deque
 
-from trainer.doctor.base import MAD_TO_SIGMA, median
+from trainer.doctor.base import MAD_TO_SIGMA, mad_sigma, median
 
 
 class LossTrack:
@@ -87,6 +87,11 @@ class LossTrack:
             value = MAD_TO_SIGMA * median([abs(x - center) for x in d]) / 1.4142
         self._noise = (self.count, value)
         return value
+
+    def log_noise(self) -> float:
+        """Per-row noise of a positive loss on a log scale (robust sd of the last log differences /
+        sqrt 2; 0 before the first); callers decide how many differences they need."""
+        return mad_sigma(self.log_diffs) / math.sqrt(2) if self.log_diffs else 0.0
 
     def mean_between(self, first_step: float, last_step: float) -> tuple[float | None, int]:
         """(mean of the raw values logged in [first_step, last_step], how many there were)."""

@@ -216,8 +216,9 @@ def read_csv(path: str | Path, run_id: str | None = None) -> ImportedRun:
     numeric = [i for i in range(len(header)) if i not in skip and _all_numbers(table[1:], i)]
     if not numeric:
         raise ImportSourceError(f"{path} has no numeric column besides step (columns: {', '.join(header)})")
-    names = series_names(_column_names([header[i] for i in numeric], path))
     download = TB_DOWNLOAD.fullmatch(path.stem)
+    columns = _column_names([header[i] for i in numeric], download["tag"] if download else path.stem)
+    names = series_names(columns)
     stem = download["run"] if download and download["run"].strip(".") else path.stem
     run = ImportedRun(rf.validate_run_id(run_id) if run_id else safe_run_id(stem), f"csv {path}")
     for line_no, row in enumerate(table[1:], start=2):
@@ -225,7 +226,7 @@ def read_csv(path: str | Path, run_id: str | None = None) -> ImportedRun:
             continue
         step = _step(row, step_at, path, line_no)
         time_ = _cell_number(row, time_at)
-        for i, column in zip(numeric, _column_names([header[i] for i in numeric], path)):
+        for i, column in zip(numeric, columns):
             value = _cell_number(row, i)
             if value is not None:
                 run.add(step, names[column], value, time_)
@@ -234,16 +235,15 @@ def read_csv(path: str | Path, run_id: str | None = None) -> ImportedRun:
     return run
 
 
-def _column_names(columns: list[str], path: Path) -> list[str]:
+def _column_names(columns: list[str], lone_value: str) -> list[str]:
     """The series' names as their tool meant them: a W&B chart's "<run> - " taken off where every
-    column has the same one; a TensorBoard download's lone "Value" named by the tag in its file name
-    (run-<run>-tag-<tag>.csv), else by the file's name."""
+    column has the same one; a TensorBoard download's lone "Value" named lone_value (the tag in its
+    run-<run>-tag-<tag>.csv name, else the file's name)."""
     prefixes = {c.split(" - ", 1)[0] for c in columns if " - " in c}
     if len(prefixes) == 1 and all(" - " in c for c in columns):
         return [c.split(" - ", 1)[1] for c in columns]
     if [c.lower() for c in columns] == ["value"]:
-        found = TB_DOWNLOAD.fullmatch(path.stem)
-        return [found["tag"] if found else path.stem]
+        return [lone_value]
     return columns
 
 
