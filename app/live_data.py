@@ -70,6 +70,13 @@ def latest_alerts_by_code(alerts: list[dict]) -> list[dict]:
     return out
 
 
+def folded_label(alerts: list[dict]) -> str:
+    """An expander's label for alerts shown folded: how many, and each one's code and severity, so
+    a second critical alert is named even while folded."""
+    names = ", ".join(f"{a.get('code') or 'alert'} ({a.get('severity', 'info')})" for a in alerts)
+    return f"{len(alerts)} more alert{'s' if len(alerts) > 1 else ''}: {names}"
+
+
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 

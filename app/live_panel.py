@@ -65,21 +65,35 @@ def status_line(view: RunSnapshot) -> None:
     st.text(" · ".join(parts))
 
 
-def alert_banners(view: RunSnapshot, limit: int = 3) -> None:
-    """The newest alert of each code, most severe first, with its numbers and remedy."""
+def alert_banners(view: RunSnapshot, limit: int = 3, full: int | None = None) -> None:
+    """The newest alert of each code, most severe first, with its numbers and remedy. full: how many
+    are shown open (all by default); the rest fold into one expander whose label names them, so a
+    run with many alerts does not push the Live page's charts below the fold."""
     alerts = live_data.latest_alerts_by_code(live_data.alerts_from_events(view.events))
-    for alert in alerts[:limit]:
-        severity = str(alert.get("severity", "info"))
-        lines = [f"**{escape(severity.upper())}** · {escape(headline(alert))}: {escape(str(alert.get('message', '')))}"]
-        evidence = live_data.format_evidence(alert.get("evidence") if isinstance(alert.get("evidence"), dict) else None)
-        if evidence:
-            lines.append("Numbers: " + escape(evidence))
-        lines += ["Remedy: " + escape(line) for line in live_data.format_remedies(alert)]
-        BANNER.get(severity, st.info)("\n\n".join(lines))
-        remedy_buttons(view.run_id, alert, layout.not_restartable(view.status))
+    shown = alerts[:limit]
+    opened, folded = (shown, []) if full is None else (shown[:full], shown[full:])
+    off = layout.not_restartable(view.status)
+    for alert in opened:
+        alert_banner(view.run_id, alert, off)
+    if folded:
+        with st.expander(escape(live_data.folded_label(folded))):
+            for alert in folded:
+                alert_banner(view.run_id, alert, off)
     if len(alerts) > limit:
         more = len(alerts) - limit
         st.caption(f"{more} more alert kind{'s' if more > 1 else ''}: see the Diagnosis page.")
+
+
+def alert_banner(run_id: str, alert: dict, off: str | None) -> None:
+    """One alert: severity, headline and message, its numbers, its remedies and their buttons."""
+    severity = str(alert.get("severity", "info"))
+    lines = [f"**{escape(severity.upper())}** · {escape(headline(alert))}: {escape(str(alert.get('message', '')))}"]
+    evidence = live_data.format_evidence(alert.get("evidence") if isinstance(alert.get("evidence"), dict) else None)
+    if evidence:
+        lines.append("Numbers: " + escape(evidence))
+    lines += ["Remedy: " + escape(line) for line in live_data.format_remedies(alert)]
+    BANNER.get(severity, st.info)("\n\n".join(lines))
+    remedy_buttons(run_id, alert, off)
 
 
 def remedy_buttons(run_id: str, alert: dict, off: str | None = None, limit: int = 3) -> None:
@@ -224,7 +238,7 @@ def _render(run_ids: list[str], x: str, log_y: bool, smoothing: float, last_step
             layout.warning(view.error)
         status_line(view)
         layout.skipped_note(view)
-        alert_banners(view)
+        alert_banners(view, full=1)
     live = [v for v in views if v.exists]
     if len(live) == 1:
         metric_tiles(live[0])

@@ -207,6 +207,22 @@ def test_live_page_draws_charts_tiles_and_the_alert_banner(launched, runs_dir):
     assert at.text_area(key="fork_sets_text").value == "lr=0.0003"
 
 
+def test_live_page_opens_the_most_severe_alert_and_folds_the_others_under_their_names(launched, runs_dir):
+    # three warnings and a critical: the critical open above the charts, the rest one line that names them
+    run = _run_with_kinded_alerts(runs_dir, state=None)
+    run.event("alert", "loss 40", step=70, code="loss_spike", severity="critical", evidence={}, remedy=[])
+    run.finish(rf.STOPPED)
+    at = open_app("live.py", selected_runs=["kinds"])
+    (live,) = [e for e in at.expander if "more alerts" in e.label]
+    assert unescaped(live.label) == "2 more alerts: token_collapse (warning), slowdown (warning)"
+    assert [unescaped(e.value).split(":")[0] for e in at.error] == ["**CRITICAL** · loss_spike at step 70"]
+    assert len(at.warning) == 2  # folded, not gone: still in the page, with their buttons
+    assert "1 more alert kind: see the Diagnosis page." in [c.value for c in at.caption]
+    assert at.button(key="remedy_kinds_token_collapse").label
+    diagnosis = open_app("diagnosis.py", selected_runs=["kinds"])  # the page for alerts folds none
+    assert not [e for e in diagnosis.expander if "more alerts" in e.label] and len(diagnosis.warning) == 3
+
+
 def test_live_page_maps_one_runs_gradients_per_parameter_behind_a_toggle(launched, runs_dir):
     # what run.watch(model) logs: a W&B user expects to see it, and dead_parameters names rows of it
     run = open_run(runs_dir, "probed", config={"max_steps": 100})
@@ -350,11 +366,13 @@ KINDED = {
 }
 
 
-def _run_with_kinded_alerts(runs_dir):
+def _run_with_kinded_alerts(runs_dir, state=rf.STOPPED):
     run = make_run(runs_dir, "kinds", state=None)
     for code, remedy in KINDED.items():
         run.event("alert", f"{code} fired", step=60, code=code, severity="warning", evidence={}, remedy=remedy)
-    run.finish(rf.STOPPED)
+    if state is not None:
+        run.finish(state)
+    return run
 
 
 @pytest.mark.parametrize("page", ["diagnosis.py", "live.py"])

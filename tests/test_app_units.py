@@ -321,3 +321,9 @@ def test_the_gradient_map_keeps_the_models_order_the_newest_probe_and_marks_dead
     spec = grad_map.heatmap(cells, "gradient norm").to_dict()
     assert spec["height"] == {"step": grad_map.ROW_PX} and len(spec["layer"]) == 2
     assert grad_map.grad_cells(pd.DataFrame(), rf.GRAD_NORMS).empty  # a run without probes
+
+
+def test_folded_alerts_are_named_with_their_severity():
+    alerts = [{"code": "slowdown", "severity": "critical"}, {"severity": "warning"}]
+    assert live_data.folded_label(alerts) == "2 more alerts: slowdown (critical), alert (warning)"
+    assert live_data.folded_label(alerts[:1]) == "1 more alert: slowdown (critical)"
