@@ -15,16 +15,32 @@ writing them is counted. Also measured apart: the time spent inside the run.log 
 perf_counter around each call), the part of the overhead that sits on the training thread whatever
 the machine does. The online doctor runs in a child process
 (trainer/doctor/follow.py): its CPU time is reported apart, and the total CPU per step (training
-process + doctor process) beside the plain loop's. Target: at most 1% of step time. (b) times log
-calls until the rows are on disk (finish) for run.log, and add_scalar until close() for
-TensorBoard. Target: at least 10x. A shared machine is noisy: compare medians, and rerun.
+process + doctor process) beside the plain loop's. Target: at most 1% of step time.
+
+(a2) Paired short blocks, for the part on the training thread (--paired-seconds, 0 skips it): for
+that many seconds, rounds of four 20-step blocks in a random order each round: the plain loop, the
+plain loop again (the floor), a stand-in logger whose log() only appends (step, time, a copy of the
+dict) to a queue a thread empties once a second (what any logger of this interface costs), and
+run.log; each arm's median over rounds of (arm - plain) / plain with a 95% bootstrap interval. On
+this VM a block's time scatters by ~12% (sd) whatever its length (20, 100 or 500 steps measured
+alike), so short blocks give 25x the pairs of 500-step ones in the same time, and (a)'s rounds
+cannot resolve 1% where this can. What it leaves out: the flush thread drains once a second and
+the doctor's process reads the files whichever block runs then, so their effect falls on every arm
+alike and cancels; and a median ignores a cost that falls on few blocks (a drain). So it measures
+the calls and what they leave behind on the training thread, a lower bound of (a).
+
+(b) times log calls until the rows are on disk (finish) for run.log, and add_scalar until close()
+for TensorBoard. Target: at least 10x. A shared machine is noisy: compare medians, and rerun.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import random
 import statistics
 import tempfile
+import threading
 import time
 
 import psutil
@@ -37,6 +53,7 @@ from trainer.rundir import run_format as rf
 SCALARS = 10
 # the rest of the 10 scalars a step (a user's loop writes its keys literally: no formatting per step)
 EXTRA = {f"extra/{k}": float(k) for k in range(3, SCALARS)}
+PLAIN, AGAIN, STAND_IN, API = "plain", "plain again", "stand-in", "run.log"
 
 
 def make_loop():
@@ -58,6 +75,21 @@ def make_loop():
     return step
 
 
+def train(step, steps: int, first: int, log=None) -> float:
+    """`steps` steps of the loop, with log(10 scalars, step=i) after each when given (the dict built
+    in the loop, as a user's loop builds it); returns the seconds spent inside log()."""
+    in_log = 0.0
+    for i in range(first, first + steps):
+        loss, pred = step()
+        pred_mean = pred.mean()  # in every arm: a tensor op of the loop, not a cost of the API (~7 us)
+        if log is not None:
+            row = {rf.TRAIN_LOSS: loss, rf.LR: 1e-3, "pred/mean": pred_mean, **EXTRA}
+            before = time.perf_counter()
+            log(row, step=i)
+            in_log += time.perf_counter() - before
+    return in_log
+
+
 def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float, float, float]:
     """Wall and CPU seconds per step over one block, the seconds per step spent inside run.log, and
     the training thread's own CPU seconds per step; with a run, 10 scalars a step and its rows
@@ -65,20 +97,57 @@ def block(step, steps: int, run=None, first: int = 0) -> tuple[float, float, flo
     machine it moves far less than the wall time. The thread's CPU time leaves out the flush
     thread, and counts what the API costs the loop's own thread: the calls, building the row, and
     whatever the calls leave behind (caches, allocations) that slows the step's own work."""
-    in_log = 0.0
     start, cpu_start, thread_start = time.perf_counter(), time.process_time(), time.thread_time()
-    for i in range(first, first + steps):
-        loss, pred = step()
-        pred_mean = pred.mean()  # in both arms: a tensor op of the loop, not a cost of the API (~7 us)
-        if run is not None:
-            row = {rf.TRAIN_LOSS: loss, rf.LR: 1e-3, "pred/mean": pred_mean, **EXTRA}
-            before = time.perf_counter()
-            run.log(row, step=i)
-            in_log += time.perf_counter() - before
+    in_log = train(step, steps, first, run.log if run is not None else None)
     thread = (time.thread_time() - thread_start) / steps
     if run is not None:
         run.flush()
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps, in_log / steps, thread
+
+
+class StandIn:
+    """A logger that does the least this interface allows: log() appends (step, time, a copy of the
+    dict) to a deque that a daemon thread empties once a second."""
+
+    def __init__(self):
+        self.queue: collections.deque = collections.deque()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.queue.append((step, time.time(), dict(metrics)))
+
+    def _drain(self) -> None:
+        while True:
+            time.sleep(1.0)
+            while self.queue:
+                self.queue.popleft()
+
+
+def paired_block(step, steps: int, first: int, log=None) -> tuple[float, float, float]:
+    """Wall seconds, the training thread's CPU seconds, and the seconds inside log(), over `steps`
+    steps; with log, 10 scalars a step (the dict built in the loop, as a user's loop builds it)."""
+    start, thread_start = time.perf_counter(), time.thread_time()
+    in_log = train(step, steps, first, log)
+    return time.perf_counter() - start, time.thread_time() - thread_start, in_log
+
+
+def background_cpu(main_thread: int) -> float:
+    """CPU seconds of this process's threads other than the training thread (the run's flush and
+    writer threads, the stand-in's drain, torch's pool if any)."""
+    return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id != main_thread)
+
+
+def relative(arm: list[tuple], plain: list[tuple], field: int) -> list[float]:
+    """Per-round (arm - plain) / plain in percent, for one field of block()'s tuples."""
+    return [100 * (a[field] - p[field]) / p[field] for a, p in zip(arm, plain)]
+
+
+def median_interval(values: list[float], resamples: int = 1000, seed: int = 0) -> str:
+    """The median with a 95% bootstrap interval (percentile method)."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    low, high = medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+    return f"{statistics.median(values):+.2f}% (95% interval {low:+.2f}% .. {high:+.2f}%)"
 
 
 def doctor_cpu(run) -> float:
@@ -172,6 +241,51 @@ def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     print(f"    (per round overheads, %: {' '.join(f'{v:+.1f}' for v in overheads(plain, api))})")
 
 
+def paired(seconds: float, steps: int, runs_dir: str) -> None:
+    step = make_loop()
+    stand_in = StandIn()
+    main_thread = threading.get_native_id()
+    with trainer.init(run_id="paired", runs_dir=runs_dir, config={"lr": 1e-3}) as run:
+        doctor_started(run)  # its start-up (Python, imports) is not a cost per step
+        arms = {PLAIN: None, AGAIN: None, STAND_IN: stand_in.log, API: run.log}
+        first = 0
+        for _ in range(50):  # warm-up: every arm, the first flushes and the doctor's first reads
+            for log in arms.values():
+                paired_block(step, steps, first, log)
+                first += steps
+        results: dict[str, list[tuple]] = {name: [] for name in arms}
+        order = random.Random(0)
+        background, began = background_cpu(main_thread), time.perf_counter()
+        doctor, deadline = doctor_cpu(run), began + seconds
+        while time.perf_counter() < deadline:
+            names = list(arms)
+            order.shuffle(names)  # each arm first, second, third and fourth alike
+            for name in names:
+                results[name].append(paired_block(step, steps, first, arms[name]))
+                first += steps
+        elapsed = time.perf_counter() - began
+        background, doctor = background_cpu(main_thread) - background, doctor_cpu(run) - doctor
+    plain = statistics.median(r[0] for r in results[PLAIN]) / steps
+    print(
+        f"(a2) paired blocks, {len(results[PLAIN])} rounds of four {steps}-step blocks in random order "
+        f"(plain, plain again, stand-in logger, run.log), {SCALARS} scalars/step, doctor on; plain "
+        f"loop {plain * 1e3:.3f} ms/step (median block):"
+    )
+    for name in (AGAIN, STAND_IN, API):
+        wall, thread = relative(results[name], results[PLAIN], 0), relative(results[name], results[PLAIN], 1)
+        print(f"    {name}: wall {median_interval(wall)}; training thread's CPU {median_interval(thread)}")
+    for name in (STAND_IN, API):
+        inside = statistics.median(r[2] for r in results[name]) / steps
+        print(
+            f"    inside {name}'s log() calls: {inside * 1e6:.2f} us a step = {100 * inside / plain:.2f}% of the plain step"
+        )
+    print(
+        f"    over {elapsed:.0f} s: background threads' CPU (the run's flush and writer, the stand-in's drain) "
+        f"{background / elapsed * 1e3:.1f} ms a second, the doctor process's {doctor / elapsed * 1e3:.1f} ms a "
+        "second; both fall on every arm alike (not in the figures above)"
+    )
+
+
 def throughput(points: int, runs_dir: str) -> None:
     calls = points // SCALARS
     row = {f"series/{k}": 0.5 for k in range(SCALARS)}
@@ -208,10 +322,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="steps per block")
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--points", type=int, default=200_000)
+    parser.add_argument("--paired-seconds", type=float, default=60.0, help="how long (a2) runs; 0 skips it")
+    parser.add_argument("--paired-block", type=int, default=20, help="steps per block in (a2)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the example: a tiny model is fastest on one thread
     with tempfile.TemporaryDirectory() as runs_dir:
         overhead(args.steps, args.rounds, runs_dir)
+        if args.paired_seconds > 0:
+            paired(args.paired_seconds, args.paired_block, runs_dir)
         throughput(args.points, runs_dir)
 
 
