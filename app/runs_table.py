@@ -16,7 +16,7 @@ import streamlit as st
 from app import layout, run_forms, state
 from app.markdown import escape
 from trainer import runs
-from trainer.errors import TrainerError
+from trainer.errors import NoCheckpoint, TrainerError
 from trainer.rundir import run_format as rf
 from trainer.runs import process
 
@@ -101,12 +101,26 @@ def enforce_pending_stops(runs_dir, infos: list[runs.RunInfo]) -> None:
 
 
 def _act(action, run_id: str) -> None:
-    """Button callback: run a control action and leave a message for the table."""
+    """Button callback: run a control action and leave a message for the table. A resume refused
+    for want of any checkpoint (a crash in the first minute) leaves the offer to start afresh."""
     try:
-        st.session_state["table_message"] = ("success", action(run_id), time.time())
+        st.session_state["table_message"] = ("success", action(run_id), time.time(), None)
+    except NoCheckpoint as e:
+        st.session_state["table_message"] = ("error", str(e), time.time(), run_id)
     except TrainerError as e:
-        st.session_state["table_message"] = ("error", str(e), time.time())
+        st.session_state["table_message"] = ("error", str(e), time.time(), None)
     state.note_change(run_id)
+
+
+def _afresh(run_id: str) -> None:
+    """Button callback: a new run from run_id's own config (what the CLI message says to type)."""
+    result = run_forms.start_new_from_run(state.runs_dir(), run_id, [])
+    if result.ok:
+        text = f"Started {result.run_id} (pid {result.pid}) afresh from {run_id}'s config."
+        st.session_state["table_message"] = ("success", text, time.time(), None)
+        state.note_change(result.run_id)
+    else:
+        st.session_state["table_message"] = ("error", "; ".join(result.field_errors.values()), time.time(), None)
 
 
 def _stop(run_id: str) -> str:
@@ -182,7 +196,7 @@ def table_message(now: float | None = None) -> None:
     message = st.session_state.get("table_message")
     if not message:
         return
-    kind, text, shown_at = message
+    kind, text, shown_at, afresh = message
     if (time.time() if now is None else now) - shown_at > MESSAGE_S:
         st.session_state.pop("table_message", None)
         return
@@ -190,6 +204,15 @@ def table_message(now: float | None = None) -> None:
         st.success(escape(text))
     else:
         layout.refusal(text)
+    if afresh is not None:
+        st.button(
+            "Start it afresh from its config",
+            key=f"afresh_{afresh}",
+            icon=":material/restart_alt:",
+            on_click=_afresh,
+            args=(afresh,),
+            help=f"A new run ({afresh}-new) from step 0 with {afresh}'s config.yaml; {afresh} stays as it is.",
+        )
 
 
 def new_run_form() -> None:

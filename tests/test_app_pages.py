@@ -130,6 +130,10 @@ def test_a_bad_stop_grace_is_said_on_the_runs_page_and_the_default_kept(launched
         writer.finish(rf.STOPPED)
 
 
+def keys(at) -> set[str]:
+    return {b.key for b in at.button if b.key}
+
+
 def test_resume_button_launches_the_same_command_as_the_cli(launched, runs_dir):
     make_run(runs_dir, "paused", state=rf.STOPPED)
     at = open_app()
@@ -152,7 +156,22 @@ def test_a_refused_resume_says_why_and_the_message_outlives_the_tables_refreshes
     later = __import__("time").time() + runs_table.MESSAGE_S + 1
     monkeypatch.setattr(runs_table.time, "time", lambda: later)
     at.run()
-    assert "has no checkpoint to resume from" not in texts(at)
+    assert "has no checkpoint to resume from" not in texts(at) and "afresh_early" not in keys(at)
+
+
+def test_a_resume_refused_for_want_of_a_checkpoint_offers_to_start_its_config_afresh(launched, runs_dir):
+    # what the refusal tells a CLI user to type, one click away: a new run, the crashed one kept as it is
+    make_run(runs_dir, "early", state=rf.STOPPED, checkpoint=False)
+    make_run(runs_dir, "other", state=rf.STOPPED)
+    at = open_app()
+    at.button(key="resume_other").click().run()
+    assert "afresh_other" not in keys(at)  # a resume that worked offers nothing more
+    at.button(key="resume_early").click().run()
+    at.button(key="afresh_early").click().run()
+    run_argv = launched[-1]
+    assert run_argv[0] == "run" and run_argv[run_argv.index("--config") + 1].endswith("early/config.yaml")
+    assert run_argv[run_argv.index("--run-id") + 1] == "early-new" and not [a for a in run_argv if "=" in a]
+    assert "Started early-new" in texts(at) and (runs_dir / "early" / rf.METRICS_FILE).is_file()
 
 
 def test_fork_form_refuses_a_bad_change_then_starts_the_fork(launched, runs_dir):

@@ -30,6 +30,11 @@ class CheckpointError(TrainerError):
     """A checkpoint is missing or cannot be loaded."""
 
 
+class NoCheckpoint(CheckpointError):
+    """The run ended before its first checkpoint: there is nothing to resume it from, only to start
+    its config afresh (the dashboard offers that in one click)."""
+
+
 class DeviceError(TrainerError):
     """The requested device is not available here."""
 

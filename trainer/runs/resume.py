@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from trainer import config as C
-from trainer.errors import CheckpointError, ConfigError, RunExists, RunIdError, RunStateError
+from trainer.errors import CheckpointError, ConfigError, NoCheckpoint, RunExists, RunIdError, RunStateError
 from trainer.rundir import run_format as rf
 from trainer.rundir.status import read_config, read_status, run_state
 from trainer.runs.new_run import ensure_new_run
@@ -132,7 +132,7 @@ def prepare_resume(
         )
     candidates = _resume_candidates(run_dir)
     if not candidates:
-        raise CheckpointError(
+        raise NoCheckpoint(
             f"run {run_id!r} has no checkpoint to resume from ({rf.CHECKPOINT_DIR}/{rf.CKPT_LAST} is missing: it "
             f"ended before its first checkpoint); start it afresh with "
             f"`python -m trainer run --config {run_dir / rf.CONFIG_FILE}`, or lower checkpoint_interval"
