@@ -211,7 +211,7 @@ def table_message(now: float | None = None) -> None:
             icon=":material/restart_alt:",
             on_click=_afresh,
             args=(afresh,),
-            help=f"A new run ({afresh}-new) from step 0 with {afresh}'s config.yaml; {afresh} stays as it is.",
+            help=escape(f"A new run ({afresh}-new) from step 0 with {afresh}'s config.yaml; {afresh} stays as it is."),
         )
 
 
