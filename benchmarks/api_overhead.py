@@ -3,6 +3,7 @@ tiny MLP, one CPU thread) with and without run.log of 10 scalars per step, the o
 (b) points per second through run.log against TensorBoard's SummaryWriter.add_scalar.
 
     PYTHONPATH=. python benchmarks/api_overhead.py [--steps 2000] [--rounds 21] [--points 200000]
+        [--paired-seconds 60] [--hidden 64]
 
 (a) runs `rounds` rounds in one process; each round has one block of `steps` steps without the API,
 one with it and a second one without, in rotating order (each arm first, second and third alike: a
@@ -18,8 +19,9 @@ the machine does. The online doctor runs in a child process
 process + doctor process) beside the plain loop's. Target: at most 1% of step time.
 
 (a2) Paired short blocks, for the part on the training thread (--paired-seconds, 0 skips it): for
-that many seconds, rounds of four 20-step blocks in a random order each round: the plain loop, the
-plain loop again (the floor), a stand-in logger whose log() only appends (step, time, a copy of the
+that many seconds, rounds of five 20-step blocks in a random order each round: the plain loop, the
+plain loop again (the floor), a call to a function that does nothing (what the loop pays to build
+its dict and call any logger, before the logger does anything), a stand-in logger whose log() only appends (step, time, a copy of the
 dict) to a queue a thread empties once a second (what any logger of this interface costs), and
 run.log; each arm's median over rounds of (arm - plain) / plain with a 95% bootstrap interval. On
 this VM a block's time scatters by ~12% (sd) whatever its length (20, 100 or 500 steps measured
@@ -27,7 +29,8 @@ alike), so short blocks give 25x the pairs of 500-step ones in the same time, an
 cannot resolve 1% where this can. What it leaves out: the flush thread drains once a second and
 the doctor's process reads the files whichever block runs then, so their effect falls on every arm
 alike and cancels; and a median ignores a cost that falls on few blocks (a drain). So it measures
-the calls and what they leave behind on the training thread, a lower bound of (a).
+the calls and what they leave behind on the training thread, a lower bound of (a). --hidden widens
+the MLP's hidden layers (64 is the example's): the same measure on a longer step.
 
 (b) times log calls until the rows are on disk (finish) for run.log, and add_scalar until close()
 for TensorBoard. Target: at least 10x. A shared machine is noisy: compare medians, and rerun.
@@ -53,14 +56,14 @@ from trainer.rundir import run_format as rf
 SCALARS = 10
 # the rest of the 10 scalars a step (a user's loop writes its keys literally: no formatting per step)
 EXTRA = {f"extra/{k}": float(k) for k in range(3, SCALARS)}
-PLAIN, AGAIN, STAND_IN, API = "plain", "plain again", "stand-in", "run.log"
+PLAIN, AGAIN, NO_OP, STAND_IN, API = "plain", "plain again", "no-op call", "stand-in", "run.log"
 
 
-def make_loop():
+def make_loop(hidden: int = 64):
     torch.manual_seed(0)
     x_all = torch.linspace(-2, 2, 4096).unsqueeze(1)
     y_all = torch.sin(3 * x_all)
-    model = nn.Sequential(nn.Linear(1, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+    model = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step():
@@ -121,6 +124,10 @@ class StandIn:
             time.sleep(1.0)
             while self.queue:
                 self.queue.popleft()
+
+
+def no_op(metrics: dict, step: int) -> None:
+    """A logger that does nothing: the loop still builds its dict and makes the call."""
 
 
 def paired_block(step, steps: int, first: int, log=None) -> tuple[float, float, float]:
@@ -241,13 +248,13 @@ def overhead(steps: int, rounds: int, runs_dir: str) -> None:
     print(f"    (per round overheads, %: {' '.join(f'{v:+.1f}' for v in overheads(plain, api))})")
 
 
-def paired(seconds: float, steps: int, runs_dir: str) -> None:
-    step = make_loop()
+def paired(seconds: float, steps: int, runs_dir: str, hidden: int = 64) -> None:
+    step = make_loop(hidden)
     stand_in = StandIn()
     main_thread = threading.get_native_id()
     with trainer.init(run_id="paired", runs_dir=runs_dir, config={"lr": 1e-3}) as run:
         doctor_started(run)  # its start-up (Python, imports) is not a cost per step
-        arms = {PLAIN: None, AGAIN: None, STAND_IN: stand_in.log, API: run.log}
+        arms = {PLAIN: None, AGAIN: None, NO_OP: no_op, STAND_IN: stand_in.log, API: run.log}
         first = 0
         for _ in range(50):  # warm-up: every arm, the first flushes and the doctor's first reads
             for log in arms.values():
@@ -267,14 +274,14 @@ def paired(seconds: float, steps: int, runs_dir: str) -> None:
         background, doctor = background_cpu(main_thread) - background, doctor_cpu(run) - doctor
     plain = statistics.median(r[0] for r in results[PLAIN]) / steps
     print(
-        f"(a2) paired blocks, {len(results[PLAIN])} rounds of four {steps}-step blocks in random order "
-        f"(plain, plain again, stand-in logger, run.log), {SCALARS} scalars/step, doctor on; plain "
-        f"loop {plain * 1e3:.3f} ms/step (median block):"
+        f"(a2) paired blocks, {len(results[PLAIN])} rounds of five {steps}-step blocks in random order "
+        f"(plain, plain again, no-op call, stand-in logger, run.log), {SCALARS} scalars/step, doctor on; "
+        f"MLP hidden width {hidden}, plain loop {plain * 1e3:.3f} ms/step (median block):"
     )
-    for name in (AGAIN, STAND_IN, API):
+    for name in (AGAIN, NO_OP, STAND_IN, API):
         wall, thread = relative(results[name], results[PLAIN], 0), relative(results[name], results[PLAIN], 1)
         print(f"    {name}: wall {median_interval(wall)}; training thread's CPU {median_interval(thread)}")
-    for name in (STAND_IN, API):
+    for name in (NO_OP, STAND_IN, API):
         inside = statistics.median(r[2] for r in results[name]) / steps
         print(
             f"    inside {name}'s log() calls: {inside * 1e6:.2f} us a step = {100 * inside / plain:.2f}% of the plain step"
@@ -320,17 +327,20 @@ def throughput(points: int, runs_dir: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="steps per block")
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--points", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=21, help="(a)'s rounds; 0 skips it")
+    parser.add_argument("--points", type=int, default=200_000, help="(b)'s points; 0 skips it")
     parser.add_argument("--paired-seconds", type=float, default=60.0, help="how long (a2) runs; 0 skips it")
     parser.add_argument("--paired-block", type=int, default=20, help="steps per block in (a2)")
+    parser.add_argument("--hidden", type=int, default=64, help="(a2)'s MLP hidden width (64: the example's)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the example: a tiny model is fastest on one thread
     with tempfile.TemporaryDirectory() as runs_dir:
-        overhead(args.steps, args.rounds, runs_dir)
+        if args.rounds > 0:
+            overhead(args.steps, args.rounds, runs_dir)
         if args.paired_seconds > 0:
-            paired(args.paired_seconds, args.paired_block, runs_dir)
-        throughput(args.points, runs_dir)
+            paired(args.paired_seconds, args.paired_block, runs_dir, args.hidden)
+        if args.points > 0:
+            throughput(args.points, runs_dir)
 
 
 if __name__ == "__main__":

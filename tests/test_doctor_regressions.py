@@ -311,3 +311,25 @@ def test_a_noisy_loss_whose_first_row_was_a_low_draw_has_not_diverged():
         loss = 0.37 if step == 1 else 0.8 * math.exp(rng.gauss(0.0, 0.3))
         doctor.observe("metrics", {"step": step, "train/loss": loss, "lr": 1e-4})
     assert [a for a in doctor.alerts if a["code"] == "loss_rising"] == []
+
+
+def _converged_then(level_after: float, rows: int = 600) -> list[dict]:
+    """A loss from 0.3 down to 2e-6 by row 350 (noise 30% a row), then at level_after from row 400,
+    as an MLP fitted to a noiseless sin(3x) bounces once it has converged."""
+    import random
+
+    rng = random.Random(0)
+    doctor = OnlineDoctor({"max_steps": 10 * rows, "schedule": "constant", "warmup_steps": 0, "lr": 1e-3})
+    for i in range(rows):
+        level = max(0.3 * math.exp(-i / 25), 2e-6) if i < 400 else level_after
+        doctor.observe("metrics", {"step": 10 * i, "train/loss": level * math.exp(rng.gauss(0, 0.3)), "lr": 1e-3})
+    return [a for a in doctor.alerts if a["code"] == "loss_rising"]
+
+
+def test_a_converged_loss_bouncing_near_zero_gives_back_too_little_to_be_rising():
+    # 2e-6 -> 2.5e-5 (12x) after a start at 0.3: 0.008% of what training gained
+    assert _converged_then(2.5e-5) == []
+    # the same loss going back up to 0.03, a tenth of its start: rising
+    alerts = _converged_then(0.03)
+    assert alerts and alerts[0]["step"] < 4700  # the jump came at step 4000
+    assert all(a["severity"] == "warning" and "a sustained increase" in a["message"] for a in alerts)
