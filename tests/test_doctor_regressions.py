@@ -330,6 +330,6 @@ def test_a_converged_loss_bouncing_near_zero_gives_back_too_little_to_be_rising(
     # 2e-6 -> 2.5e-5 (12x) after a start at 0.3: 0.008% of what training gained
     assert _converged_then(2.5e-5) == []
     # the same loss going back up to 0.03, a tenth of its start: rising
-    alerts = _converged_then(0.03)
-    assert alerts and alerts[0]["step"] < 4700  # the jump came at step 4000
-    assert all(a["severity"] == "warning" and "a sustained increase" in a["message"] for a in alerts)
+    [alert] = _converged_then(0.03)  # once: the level stays up, so the episode stays open
+    assert alert["step"] < 4700 and alert["severity"] == "warning"  # the jump came at step 4000
+    assert "a sustained increase" in alert["message"]

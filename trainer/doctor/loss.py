@@ -243,7 +243,12 @@ class LossRising(Detector):
         # median for 20 rows in all, and on one of them 17 points happened to line up (1.7x over
         # 249 steps, 0.17 log scatter) on a loss whose 100-step medians stayed within 0.0029-0.0033.
         trending = rising and (ctx.has_curriculum or self._trending(step))
-        if rising and not trending and not diverged:
+        # An open episode's level that has not come back within min_relative_rise of the best is still
+        # up, whatever the noise test says: the noise is measured at the new level, and a loss that
+        # stepped up from 1.7e-06 to 0.03 with 30% noise a row read as within 3 x noise of its best 6
+        # rows after the warning, closed the episode, and was warned of again 47 rows later.
+        still_up = self.open and level - self.best > self.min_relative_rise * abs(self.best)
+        if (rising or still_up) and not trending and not diverged:
             # Not healthy either: the level is still up, only its trend is not shown on this row. As
             # a healthy row it moved the open episode towards its end, and the same rise from the same
             # best was reported again 225 steps later (examples/plain_loop.py --lr 0.5).
